@@ -1,0 +1,97 @@
+//! ICMPv4 messages the core originates: echo replies from the virtual addresses and errors.
+
+use crate::wire::checksum;
+use crate::wire::icmpv4::{self, is_error_type};
+use crate::wire::{IpProtocol, Ipv4Repr};
+use core::net::Ipv4Addr;
+
+/// Largest datagram an ICMP error may make: every host must accept 576 bytes, so an error
+/// never needs fragmenting (RFC 1812 §4.3.2.3).
+pub const MAX_ERROR_DATAGRAM: usize = 576;
+/// Most bytes of the offending datagram an error quotes: 576 - 20 (IP) - 8 (ICMP).
+pub const MAX_QUOTE: usize = MAX_ERROR_DATAGRAM - 20 - icmpv4::HEADER_LEN;
+
+/// The 8-byte ICMP header for a message whose body is `body`, checksum included.
+pub fn header(msg_type: u8, code: u8, rest: [u8; 4], body: &[u8]) -> [u8; 8] {
+    let mut h = [msg_type, code, 0, 0, rest[0], rest[1], rest[2], rest[3]];
+    let c = checksum::finish(checksum::sum(&h) + checksum::sum(body));
+    h[2..4].copy_from_slice(&c.to_be_bytes());
+    h
+}
+
+/// Whether RFC 1812 §4.3.2.7 allows an ICMP error about this datagram: not about an ICMP error,
+/// not about a non-first fragment, not about a datagram sent to a broadcast or multicast address
+/// (at the IP or link layer), not about one whose source does not name a single host.
+pub fn error_allowed(orig: &Ipv4Repr, payload: &[u8], link_broadcast: bool, ip_broadcast: bool) -> bool {
+    if orig.frag_offset != 0 || link_broadcast || ip_broadcast || orig.dst_addr.is_multicast() {
+        return false;
+    }
+    if !crate::ip::is_unicast_source(orig.src_addr) {
+        return false;
+    }
+    if orig.protocol == IpProtocol::Icmp {
+        // An unreadable ICMP message is treated as an error: say nothing about it.
+        return payload.first().is_some_and(|&t| !is_error_type(t));
+    }
+    true
+}
+
+/// TOS of an error about a datagram with `orig_tos`: its precedence-free bits plus internetwork
+/// control precedence (as BSD and the original slirp do).
+pub fn error_tos(orig_tos: u8) -> u8 {
+    (orig_tos & 0x1e) | 0xc0
+}
+
+/// The address an ICMP error is sent from.
+pub fn error_source(gateway: Ipv4Addr) -> Ipv4Addr {
+    gateway
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Icmpv4Packet, Icmpv4Repr};
+
+    fn orig(proto: IpProtocol) -> Ipv4Repr {
+        Ipv4Repr {
+            src_addr: Ipv4Addr::new(10, 0, 2, 15),
+            dst_addr: Ipv4Addr::new(10, 0, 2, 2),
+            protocol: proto,
+            payload_len: 8,
+            ttl: 0,
+            tos: 0,
+            ident: 1,
+            dont_frag: false,
+            more_frags: false,
+            frag_offset: 0,
+        }
+    }
+
+    #[test]
+    fn header_checksum_covers_body() {
+        let body = [1u8, 2, 3];
+        let h = header(0, 0, [0, 7, 0, 9], &body);
+        let mut msg = h.to_vec();
+        msg.extend_from_slice(&body);
+        let p = Icmpv4Packet::new_checked(&msg[..]).unwrap();
+        assert!(p.verify_checksum());
+        assert!(matches!(Icmpv4Repr::parse(&p, true), Ok(Icmpv4Repr::EchoReply { ident: 7, seq_no: 9, .. })));
+    }
+
+    #[test]
+    fn rfc1812_rules_checklist_38() {
+        assert!(error_allowed(&orig(IpProtocol::Udp), &[], false, false));
+        assert!(!error_allowed(&orig(IpProtocol::Udp), &[], true, false));
+        assert!(!error_allowed(&orig(IpProtocol::Udp), &[], false, true));
+        let mut frag = orig(IpProtocol::Udp);
+        frag.frag_offset = 8;
+        assert!(!error_allowed(&frag, &[], false, false));
+        assert!(!error_allowed(&orig(IpProtocol::Icmp), &[3, 0], false, false));
+        assert!(!error_allowed(&orig(IpProtocol::Icmp), &[], false, false));
+        assert!(error_allowed(&orig(IpProtocol::Icmp), &[8, 0], false, false));
+        let mut zero = orig(IpProtocol::Udp);
+        zero.src_addr = Ipv4Addr::UNSPECIFIED;
+        assert!(!error_allowed(&zero, &[], false, false));
+        assert_eq!(error_tos(0xff), 0xde);
+    }
+}
