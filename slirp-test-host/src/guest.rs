@@ -1,0 +1,388 @@
+//! The guest: an independent TCP/IP stack (smoltcp) that drives the core the way a VM would.
+
+use std::collections::VecDeque;
+
+use slirp_core::Instant;
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
+use smoltcp::socket::{dhcpv4, icmp, AnySocket};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, Ipv4Address,
+    Ipv4Cidr,
+};
+
+use crate::clock::{from_smol, to_smol};
+
+/// The guest's MAC address.
+pub const GUEST_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
+
+/// Largest Ethernet frame the guest sends or accepts (1500-byte MTU plus the 14-byte header).
+pub const GUEST_FRAME_MAX: usize = 1514;
+
+/// Bytes of ICMP payload (headers included) the ping socket can hold in each direction.
+const PING_BUFFER_BYTES: usize = 32 * 1024;
+/// Echo messages the ping socket can hold in each direction.
+const PING_BUFFER_PACKETS: usize = 16;
+
+/// The guest's network card: two frame queues the simulation fills and empties.
+#[derive(Debug, Default)]
+struct QueueDevice {
+    rx: VecDeque<Vec<u8>>,
+    tx: VecDeque<Vec<u8>>,
+}
+
+impl Device for QueueDevice {
+    type RxToken<'a> = RxToken;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(
+        &mut self,
+        _timestamp: smoltcp::time::Instant,
+    ) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let frame = self.rx.pop_front()?;
+        Some((RxToken { frame }, TxToken { tx: &mut self.tx }))
+    }
+
+    fn transmit(&mut self, _timestamp: smoltcp::time::Instant) -> Option<Self::TxToken<'_>> {
+        Some(TxToken { tx: &mut self.tx })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = GUEST_FRAME_MAX;
+        // Compute and verify every checksum: corrupted frames from the core must be caught here.
+        caps.checksum = ChecksumCapabilities::default();
+        caps
+    }
+}
+
+struct RxToken {
+    frame: Vec<u8>,
+}
+
+impl phy::RxToken for RxToken {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.frame)
+    }
+}
+
+struct TxToken<'a> {
+    tx: &'a mut VecDeque<Vec<u8>>,
+}
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = vec![0; len];
+        let result = f(&mut frame);
+        self.tx.push_back(frame);
+        result
+    }
+}
+
+/// The network configuration the guest took from a DHCP ACK.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DhcpLease {
+    /// The guest's address and prefix.
+    pub address: Ipv4Cidr,
+    /// The default gateway, if the server named one.
+    pub router: Option<Ipv4Address>,
+    /// DNS servers, in the server's order.
+    pub dns_servers: Vec<Ipv4Address>,
+    /// The server that granted the lease.
+    pub server: Ipv4Address,
+}
+
+/// An ICMP echo reply the guest received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EchoReply {
+    /// Who answered.
+    pub from: Ipv4Address,
+    /// Identifier of the echo (the guest's ping socket's).
+    pub ident: u16,
+    /// Sequence number of the echo.
+    pub seq_no: u16,
+    /// The echoed payload.
+    pub payload: Vec<u8>,
+}
+
+/// Why an echo request could not be queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PingError {
+    /// The ping socket's send buffer is full (poll the simulation and retry).
+    BufferFull,
+    /// The payload does not fit the ping socket's buffer at all.
+    TooLarge,
+}
+
+impl core::fmt::Display for PingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PingError::BufferFull => f.write_str("ping send buffer full"),
+            PingError::TooLarge => f.write_str("ping payload larger than the socket buffer"),
+        }
+    }
+}
+
+impl std::error::Error for PingError {}
+
+/// A smoltcp guest (MAC [`GUEST_MAC`]) whose frames are carried by the simulation.
+///
+/// The simulation pushes frames into its receive queue ([`SmolGuest::push_rx`]), calls
+/// [`SmolGuest::poll`], and takes what it sent ([`SmolGuest::pop_tx`]). The guest starts with no
+/// address; [`SmolGuest::start_dhcp`] makes it ask for one and apply the lease by itself. Other
+/// sockets (UDP, TCP) can be added with [`SmolGuest::add_socket`] and reached with
+/// [`SmolGuest::socket_mut`].
+pub struct SmolGuest {
+    iface: Interface,
+    device: QueueDevice,
+    sockets: SocketSet<'static>,
+    dhcp: Option<SocketHandle>,
+    lease: Option<DhcpLease>,
+    leases_applied: u32,
+    ping: Option<(SocketHandle, u16)>,
+}
+
+impl core::fmt::Debug for SmolGuest {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SmolGuest")
+            .field("addresses", &self.iface.ip_addrs())
+            .field("lease", &self.lease)
+            .field("rx_pending", &self.device.rx.len())
+            .field("tx_pending", &self.device.tx.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmolGuest {
+    /// A guest with no address yet. `seed` feeds smoltcp's own randomness (DHCP transaction ids,
+    /// TCP initial sequence numbers, ports), so the same seed gives the same frames.
+    pub fn new(seed: u64, now: Instant) -> SmolGuest {
+        let mut device = QueueDevice::default();
+        let mut config = IfaceConfig::new(HardwareAddress::Ethernet(GUEST_MAC));
+        config.random_seed = seed;
+        let iface = Interface::new(config, &mut device, to_smol(now));
+        SmolGuest {
+            iface,
+            device,
+            sockets: SocketSet::new(Vec::new()),
+            dhcp: None,
+            lease: None,
+            leases_applied: 0,
+            ping: None,
+        }
+    }
+
+    /// The guest's MAC address.
+    pub fn mac(&self) -> EthernetAddress {
+        GUEST_MAC
+    }
+
+    /// The smoltcp interface (addresses, routes).
+    pub fn iface(&self) -> &Interface {
+        &self.iface
+    }
+
+    /// The smoltcp interface, to configure it by hand (static address, routes).
+    pub fn iface_mut(&mut self) -> &mut Interface {
+        &mut self.iface
+    }
+
+    /// Gives the guest a static address and optional default gateway, as `ip addr add` would.
+    pub fn set_static_address(&mut self, address: Ipv4Cidr, router: Option<Ipv4Address>) {
+        self.iface.update_ip_addrs(|addrs| {
+            addrs.clear();
+            // The interface holds at least one address: pushing into an empty list succeeds.
+            let _ = addrs.push(IpCidr::Ipv4(address));
+        });
+        self.iface.routes_mut().remove_default_ipv4_route();
+        if let Some(router) = router {
+            let _ = self.iface.routes_mut().add_default_ipv4_route(router);
+        }
+    }
+
+    /// The guest's IPv4 address, once it has one.
+    pub fn ipv4_addr(&self) -> Option<Ipv4Address> {
+        self.iface.ipv4_addr()
+    }
+
+    /// Starts a DHCP client; its lease is applied to the interface as soon as it arrives.
+    /// Calling it again restarts the client.
+    pub fn start_dhcp(&mut self) -> SocketHandle {
+        if let Some(handle) = self.dhcp {
+            self.sockets.get_mut::<dhcpv4::Socket>(handle).reset();
+            return handle;
+        }
+        let handle = self.sockets.add(dhcpv4::Socket::new());
+        self.dhcp = Some(handle);
+        handle
+    }
+
+    /// The lease in force, if DHCP configured the guest.
+    pub fn lease(&self) -> Option<&DhcpLease> {
+        self.lease.as_ref()
+    }
+
+    /// How many times a lease (new or changed) was applied.
+    pub fn leases_applied(&self) -> u32 {
+        self.leases_applied
+    }
+
+    /// Adds any smoltcp socket (UDP, TCP, ...) and returns its handle.
+    pub fn add_socket<T: AnySocket<'static>>(&mut self, socket: T) -> SocketHandle {
+        self.sockets.add(socket)
+    }
+
+    /// A socket added with [`SmolGuest::add_socket`].
+    ///
+    /// # Panics
+    /// If `handle` is not a socket of type `T` in this guest (a bug in the test).
+    pub fn socket_mut<T: AnySocket<'static>>(&mut self, handle: SocketHandle) -> &mut T {
+        self.sockets.get_mut::<T>(handle)
+    }
+
+    /// The ping socket's identifier, creating the socket with `ident` on first use.
+    fn ping_socket(&mut self, ident: u16) -> SocketHandle {
+        match self.ping {
+            Some((handle, old)) if old == ident => handle,
+            previous => {
+                if let Some((handle, _)) = previous {
+                    self.sockets.remove(handle);
+                }
+                let buffer = || {
+                    icmp::PacketBuffer::new(
+                        vec![icmp::PacketMetadata::EMPTY; PING_BUFFER_PACKETS],
+                        vec![0; PING_BUFFER_BYTES],
+                    )
+                };
+                let mut socket = icmp::Socket::new(buffer(), buffer());
+                // A fresh socket is unbound, so binding a nonzero ident cannot fail.
+                let _ = socket.bind(icmp::Endpoint::Ident(ident));
+                let handle = self.sockets.add(socket);
+                self.ping = Some((handle, ident));
+                handle
+            }
+        }
+    }
+
+    /// Queues an ICMP echo request to `dst` with identifier `ident` (the ping socket is bound to
+    /// the last identifier used), sequence `seq_no` and `payload`. It leaves on the next poll.
+    pub fn send_ping(
+        &mut self,
+        dst: Ipv4Address,
+        ident: u16,
+        seq_no: u16,
+        payload: &[u8],
+    ) -> Result<(), PingError> {
+        let handle = self.ping_socket(ident);
+        let socket = self.sockets.get_mut::<icmp::Socket>(handle);
+        let repr = Icmpv4Repr::EchoRequest {
+            ident,
+            seq_no,
+            data: payload,
+        };
+        if repr.buffer_len() > socket.payload_send_capacity() {
+            return Err(PingError::TooLarge);
+        }
+        let buf = socket
+            .send(repr.buffer_len(), IpAddress::Ipv4(dst))
+            .map_err(|_| PingError::BufferFull)?;
+        let mut packet = Icmpv4Packet::new_unchecked(buf);
+        repr.emit(&mut packet, &ChecksumCapabilities::default());
+        Ok(())
+    }
+
+    /// Takes the next echo reply the ping socket received (other ICMP messages are skipped).
+    pub fn recv_ping(&mut self) -> Option<EchoReply> {
+        let (handle, _) = self.ping?;
+        let socket = self.sockets.get_mut::<icmp::Socket>(handle);
+        while socket.can_recv() {
+            let Ok((bytes, IpAddress::Ipv4(from))) = socket.recv() else {
+                continue;
+            };
+            let Ok(packet) = Icmpv4Packet::new_checked(bytes) else {
+                continue;
+            };
+            if let Ok(Icmpv4Repr::EchoReply {
+                ident,
+                seq_no,
+                data,
+            }) = Icmpv4Repr::parse(&packet, &ChecksumCapabilities::default())
+            {
+                return Some(EchoReply {
+                    from,
+                    ident,
+                    seq_no,
+                    payload: data.to_vec(),
+                });
+            }
+        }
+        None
+    }
+
+    /// Hands the guest a frame that arrived from the link.
+    pub fn push_rx(&mut self, frame: Vec<u8>) {
+        self.device.rx.push_back(frame);
+    }
+
+    /// Frames received but not yet processed by smoltcp (they occupy the guest's RX ring).
+    pub fn rx_pending(&self) -> usize {
+        self.device.rx.len()
+    }
+
+    /// Takes the next frame the guest transmitted.
+    pub fn pop_tx(&mut self) -> Option<Vec<u8>> {
+        self.device.tx.pop_front()
+    }
+
+    /// Runs smoltcp at `now`: processes every received frame, sends what its sockets have, and
+    /// applies DHCP events. Returns whether any socket's state may have changed.
+    pub fn poll(&mut self, now: Instant) -> bool {
+        let changed = self
+            .iface
+            .poll(to_smol(now), &mut self.device, &mut self.sockets);
+        let dhcp_changed = self.apply_dhcp();
+        if dhcp_changed {
+            // A new address may let queued packets leave right away.
+            self.iface
+                .poll(to_smol(now), &mut self.device, &mut self.sockets);
+        }
+        changed == smoltcp::iface::PollResult::SocketStateChanged || dhcp_changed
+    }
+
+    /// When smoltcp wants to be polled next (`None`: only when a frame arrives).
+    pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
+        self.iface
+            .poll_at(to_smol(now), &self.sockets)
+            .map(from_smol)
+    }
+
+    fn apply_dhcp(&mut self) -> bool {
+        let Some(handle) = self.dhcp else {
+            return false;
+        };
+        let event = match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+            None => return false,
+            Some(dhcpv4::Event::Configured(config)) => Some(DhcpLease {
+                address: config.address,
+                router: config.router,
+                dns_servers: config.dns_servers.iter().copied().collect(),
+                server: config.server.address,
+            }),
+            Some(dhcpv4::Event::Deconfigured) => None,
+        };
+        match event {
+            Some(lease) => {
+                self.set_static_address(lease.address, lease.router);
+                self.lease = Some(lease);
+                self.leases_applied += 1;
+            }
+            None => {
+                self.iface.update_ip_addrs(|addrs| addrs.clear());
+                self.iface.routes_mut().remove_default_ipv4_route();
+                self.lease = None;
+            }
+        }
+        true
+    }
+}
