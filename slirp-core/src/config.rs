@@ -105,9 +105,7 @@ impl fmt::Display for ConfigError {
             ConfigError::NetworkHostBits => "network address has host bits set",
             ConfigError::GatewayOutsideNetwork => "gateway address is not a host in the network",
             ConfigError::DnsOutsideNetwork => "DNS address is not a host in the network",
-            ConfigError::DhcpPoolOutsideNetwork => {
-                "DHCP pool (16 addresses) does not fit in the network"
-            }
+            ConfigError::DhcpPoolOutsideNetwork => "DHCP pool (16 addresses) does not fit in the network",
             ConfigError::AddressConflict => "gateway, DNS and DHCP pool addresses overlap",
             ConfigError::Mtu => "MTU must be between 576 and 65520",
             ConfigError::Timeout => "timeouts must be non-zero",
@@ -179,19 +177,13 @@ impl Config {
         if !self.is_host(self.dhcp_start) || !self.is_host(last) {
             return Err(ConfigError::DhcpPoolOutsideNetwork);
         }
-        if self.gateway == self.dns
-            || self.dhcp_index(self.gateway).is_some()
-            || self.dhcp_index(self.dns).is_some()
-        {
+        if self.gateway == self.dns || self.dhcp_index(self.gateway).is_some() || self.dhcp_index(self.dns).is_some() {
             return Err(ConfigError::AddressConflict);
         }
         if !(MIN_MTU..=MAX_MTU).contains(&self.mtu) {
             return Err(ConfigError::Mtu);
         }
-        if self.lease_time.is_zero()
-            || self.arp_hold_timeout.is_zero()
-            || self.reassembly_timeout.is_zero()
-        {
+        if self.lease_time.is_zero() || self.arp_hold_timeout.is_zero() || self.reassembly_timeout.is_zero() {
             return Err(ConfigError::Timeout);
         }
         Ok(())

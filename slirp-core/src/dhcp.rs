@@ -45,10 +45,7 @@ const NAK_MESSAGE: &[u8] = b"requested address not available";
 impl DhcpServer {
     /// Current leases: (address, MAC).
     pub fn leases<'c>(&'c self, config: &'c Config) -> impl Iterator<Item = (Ipv4Addr, EthernetAddress)> + 'c {
-        self.leases
-            .iter()
-            .enumerate()
-            .filter_map(move |(i, l)| Some((config.dhcp_addr(i)?, l.as_ref()?.mac)))
+        self.leases.iter().enumerate().filter_map(move |(i, l)| Some((config.dhcp_addr(i)?, l.as_ref()?.mac)))
     }
 
     fn slot_of(&self, mac: EthernetAddress) -> Option<usize> {
@@ -65,7 +62,13 @@ impl DhcpServer {
 
     /// The slot to offer `mac`: the requested one if grantable, else its own, else a free one,
     /// else an expired one.
-    fn choose(&self, now: Instant, config: &Config, mac: EthernetAddress, requested: Option<Ipv4Addr>) -> Option<usize> {
+    fn choose(
+        &self,
+        now: Instant,
+        config: &Config,
+        mac: EthernetAddress,
+        requested: Option<Ipv4Addr>,
+    ) -> Option<usize> {
         if let Some(i) = requested.and_then(|a| config.dhcp_index(a)) {
             if self.grantable(now, i, mac) {
                 return Some(i);

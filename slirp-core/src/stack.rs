@@ -24,9 +24,9 @@ use crate::wire::icmpv4::{self, unreach};
 use crate::wire::ipv4::HEADER_LEN as IP_LEN;
 use crate::wire::{self, checksum, dhcp as dhcp_wire, tcp as tcp_wire, udp as udp_wire};
 use crate::wire::{
-    ArpOperation, ArpPacket, ArpRepr, DhcpPacket, DhcpRepr, EtherType, EthernetAddress, EthernetFrame,
-    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber, TcpControl, TcpPacket,
-    TcpRepr, UdpPacket, UdpRepr,
+    ArpOperation, ArpPacket, ArpRepr, DhcpPacket, DhcpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
+    Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber, TcpControl, TcpPacket, TcpRepr, UdpPacket,
+    UdpRepr,
 };
 use core::net::Ipv4Addr;
 use core::ops::Deref;
@@ -288,11 +288,7 @@ impl<'a> Inner<'a> {
         let c = &self.config;
         // Learn guests only: an address of the subnet that is not ours, at a unicast MAC.
         // Requests, replies and gratuitous ARP all teach us.
-        if c.is_host(sender)
-            && sender != c.gateway
-            && sender != c.dns
-            && repr.source_hardware_addr.is_unicast()
-        {
+        if c.is_host(sender) && sender != c.gateway && sender != c.dns && repr.source_hardware_addr.is_unicast() {
             self.neighbors.learn(now, sender, repr.source_hardware_addr);
             self.release_held(now);
         }
@@ -336,7 +332,11 @@ impl<'a> Inner<'a> {
     }
 
     fn send_arp_request(&mut self, target: Ipv4Addr) {
-        let eth = EthernetRepr { src_addr: self.gateway_mac, dst_addr: EthernetAddress::BROADCAST, ethertype: EtherType::Arp };
+        let eth = EthernetRepr {
+            src_addr: self.gateway_mac,
+            dst_addr: EthernetAddress::BROADCAST,
+            ethertype: EtherType::Arp,
+        };
         let arp = ArpRepr {
             operation: ArpOperation::Request,
             source_hardware_addr: self.gateway_mac,
@@ -403,7 +403,9 @@ impl<'a> Inner<'a> {
         repr.ident = self.next_ident();
         let dst_mac = match link {
             LinkDest::Mac(m) => Some(m),
-            LinkDest::Resolve if self.classify(repr.dst_addr) == Destination::Broadcast => Some(EthernetAddress::BROADCAST),
+            LinkDest::Resolve if self.classify(repr.dst_addr) == Destination::Broadcast => {
+                Some(EthernetAddress::BROADCAST)
+            }
             LinkDest::Resolve => self.neighbors.lookup(repr.dst_addr),
         };
         let mtu = usize::from(self.config.mtu);
@@ -530,7 +532,15 @@ impl<'a> Inner<'a> {
         self.icmp_error(now, link, repr, header, payload, icmpv4::DST_UNREACHABLE, code);
     }
 
-    fn icmp_input(&mut self, now: Instant, link: Arrival, repr: &Ipv4Repr, header: &[u8], payload: &[u8], dest: Destination) {
+    fn icmp_input(
+        &mut self,
+        now: Instant,
+        link: Arrival,
+        repr: &Ipv4Repr,
+        header: &[u8],
+        payload: &[u8],
+        dest: Destination,
+    ) {
         let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
             return self.stats.drop(DropReason::IcmpMalformed);
         };
@@ -560,7 +570,15 @@ impl<'a> Inner<'a> {
         }
     }
 
-    fn udp_input(&mut self, now: Instant, link: Arrival, repr: &Ipv4Repr, header: &[u8], payload: &[u8], dest: Destination) {
+    fn udp_input(
+        &mut self,
+        now: Instant,
+        link: Arrival,
+        repr: &Ipv4Repr,
+        header: &[u8],
+        payload: &[u8],
+        dest: Destination,
+    ) {
         let Ok(packet) = UdpPacket::new_checked(payload) else {
             return self.stats.drop(DropReason::UdpMalformed);
         };
@@ -625,7 +643,15 @@ impl<'a> Inner<'a> {
         self.send_datagram(now, repr, LinkDest::Mac(dst_mac), &head, &body);
     }
 
-    fn tcp_input(&mut self, now: Instant, link: Arrival, repr: &Ipv4Repr, header: &[u8], payload: &[u8], dest: Destination) {
+    fn tcp_input(
+        &mut self,
+        now: Instant,
+        link: Arrival,
+        repr: &Ipv4Repr,
+        header: &[u8],
+        payload: &[u8],
+        dest: Destination,
+    ) {
         let _ = header;
         let Ok(packet) = TcpPacket::new_checked(payload) else {
             return self.stats.drop(DropReason::TcpMalformed);
@@ -684,7 +710,8 @@ fn udp_header(udp: &UdpRepr, head: &mut [u8; udp_wire::HEADER_LEN], src: Ipv4Add
     head[2..4].copy_from_slice(&udp.dst_port.to_be_bytes());
     head[4..6].copy_from_slice(&len.to_be_bytes());
     head[6..8].copy_from_slice(&[0, 0]);
-    let acc = checksum::pseudo_header(src, dst, IpProtocol::Udp, u32::from(len)) + checksum::sum(head) + checksum::sum(body);
+    let acc =
+        checksum::pseudo_header(src, dst, IpProtocol::Udp, u32::from(len)) + checksum::sum(head) + checksum::sum(body);
     let c = match checksum::finish(acc) {
         0 => 0xffff,
         c => c,

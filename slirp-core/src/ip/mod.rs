@@ -12,7 +12,11 @@ use core::net::Ipv4Addr;
 
 /// Whether `addr` may appear as the source of a datagram we answer (RFC 1812 §5.3.7 martians).
 pub fn is_unicast_source(addr: Ipv4Addr) -> bool {
-    !(addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() || addr.is_loopback() || addr.octets()[0] >= 240)
+    !(addr.is_unspecified()
+        || addr.is_broadcast()
+        || addr.is_multicast()
+        || addr.is_loopback()
+        || addr.octets()[0] >= 240)
 }
 
 /// Copies bytes `[off, off + dst.len())` of the concatenation `head ‖ body` into `dst`.
@@ -148,7 +152,13 @@ mod tests {
     #[test]
     fn martian_sources() {
         assert!(is_unicast_source(Ipv4Addr::new(10, 0, 2, 15)));
-        for a in [Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, Ipv4Addr::new(224, 0, 0, 1), Ipv4Addr::LOCALHOST, Ipv4Addr::new(240, 0, 0, 1)] {
+        for a in [
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::BROADCAST,
+            Ipv4Addr::new(224, 0, 0, 1),
+            Ipv4Addr::LOCALHOST,
+            Ipv4Addr::new(240, 0, 0, 1),
+        ] {
             assert!(!is_unicast_source(a), "{a}");
         }
     }

@@ -326,7 +326,10 @@ mod tests {
         assert_eq!(r.add(Instant::from_secs(30), T, &frag(3, 0, true, 8), &[0; 8]), Ok(Added::Pending));
         // Conflicting last fragments.
         assert_eq!(r.add(Instant::from_secs(30), T, &frag(3, 16, false, 8), &[0; 8]), Ok(Added::Pending));
-        assert_eq!(r.add(Instant::from_secs(30), T, &frag(3, 32, false, 8), &[0; 8]), Err(DropReason::FragmentMalformed));
+        assert_eq!(
+            r.add(Instant::from_secs(30), T, &frag(3, 32, false, 8), &[0; 8]),
+            Err(DropReason::FragmentMalformed)
+        );
     }
 
     #[test]

@@ -58,9 +58,8 @@ impl<'a> Storage<'a> {
     ) -> Storage<'static> {
         use alloc::vec;
         use alloc::vec::Vec;
-        let slots: Vec<ReassemblySlot<'static>> = (0..reassembly_slots)
-            .map(|_| ReassemblySlot::new(vec![0u8; reassembly_slot_bytes]))
-            .collect();
+        let slots: Vec<ReassemblySlot<'static>> =
+            (0..reassembly_slots).map(|_| ReassemblySlot::new(vec![0u8; reassembly_slot_bytes])).collect();
         Storage {
             tx: ManagedSlice::Owned(vec![0u8; tx_bytes]),
             hold: ManagedSlice::Owned(vec![0u8; hold_bytes]),

@@ -42,10 +42,7 @@ pub fn data(data: &[u8]) -> u16 {
 
 /// Partial sum of the IPv4 pseudo-header used by UDP and TCP.
 pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, len: u32) -> u64 {
-    u64::from(u32::from(src))
-        + u64::from(u32::from(dst))
-        + u64::from(u8::from(protocol))
-        + u64::from(len)
+    u64::from(u32::from(src)) + u64::from(u32::from(dst)) + u64::from(u8::from(protocol)) + u64::from(len)
 }
 
 /// Whether `data` (which includes its checksum field) sums to all ones, i.e. verifies.

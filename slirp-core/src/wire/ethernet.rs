@@ -235,10 +235,7 @@ mod tests {
         assert!(EthernetAddress::BROADCAST.is_multicast());
         assert!(!EthernetAddress::ZERO.is_unicast());
         assert!(EthernetAddress([2, 0, 0, 0, 0, 1]).is_unicast());
-        assert_eq!(
-            EthernetAddress::slirp_virtual(Ipv4Addr::new(10, 0, 2, 3)).to_string(),
-            "52:55:0a:00:02:03"
-        );
+        assert_eq!(EthernetAddress::slirp_virtual(Ipv4Addr::new(10, 0, 2, 3)).to_string(), "52:55:0a:00:02:03");
         assert_eq!(u16::from(EtherType::from(0x1234)), 0x1234);
     }
 }

@@ -190,7 +190,9 @@ impl<'a> Icmpv4Repr<'a> {
         let (t, c, rest, body): (u8, u8, [u8; 4], &[u8]) = match *self {
             Icmpv4Repr::EchoRequest { ident, seq_no, data } => (ECHO_REQUEST, 0, join(ident, seq_no), data),
             Icmpv4Repr::EchoReply { ident, seq_no, data } => (ECHO_REPLY, 0, join(ident, seq_no), data),
-            Icmpv4Repr::DstUnreachable { code, next_hop_mtu, quote } => (DST_UNREACHABLE, code, join(0, next_hop_mtu), quote),
+            Icmpv4Repr::DstUnreachable { code, next_hop_mtu, quote } => {
+                (DST_UNREACHABLE, code, join(0, next_hop_mtu), quote)
+            }
             Icmpv4Repr::TimeExceeded { code, quote } => (TIME_EXCEEDED, code, [0; 4], quote),
             Icmpv4Repr::Other { msg_type, code } => (msg_type, code, [0; 4], &[]),
         };
