@@ -1,0 +1,426 @@
+//! The `slirp` command: user-mode networking for a network namespace or a QEMU guest.
+//!
+//! ```text
+//! slirp attach [OPTIONS] --netns PATH|PID     connect an existing namespace through a TAP
+//! slirp run [OPTIONS] -- COMMAND...           run COMMAND in a fresh namespace on our network
+//! slirp qemu [OPTIONS] --socket PATH          serve QEMU's -netdev stream socket
+//! ```
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+use slirp_core::{Config, Slirp};
+use slirp_std::netlink::{configure_here, InterfaceSetup};
+use slirp_std::netns::{enter_new_netns, open_tap_here, recv_fd, send_fd};
+use slirp_std::options::{host_nameserver, parse_dns_upstream};
+use slirp_std::{
+    default_storage, sys, Cidr, EventLoop, Exit, GuestLink, HostFwd, NetnsTarget, PcapWriter,
+    StdHost,
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "slirp",
+    version,
+    about = "User-mode TCP/IP networking for network namespaces and virtual machines"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Connect an existing network namespace: create a TAP inside it and serve it.
+    Attach(AttachArgs),
+    /// Run COMMAND in a fresh network namespace (and user namespace when not root) that is
+    /// attached and configured; exit with its status.
+    Run(RunArgs),
+    /// Serve a QEMU guest on a unix socket (`-netdev stream,addr.type=unix,addr.path=PATH`).
+    Qemu(QemuArgs),
+    /// Internal: the namespace side of `slirp run`.
+    #[command(name = "__run-child", hide = true)]
+    RunChild(RunChildArgs),
+}
+
+/// Options every mode shares: the virtual network and how we run.
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Virtual network: gateway is .2, DNS .3, DHCP from .15, --configure gives the guest .100.
+    #[arg(long, value_name = "CIDR", default_value = "10.0.2.0/24", value_parser = Cidr::parse)]
+    cidr: Cidr,
+    /// MTU of the guest link (576-65520).
+    #[arg(long, short = 'm', default_value_t = 1500)]
+    mtu: u16,
+    /// Isolate the guest: only the virtual services and forwards are reachable.
+    #[arg(long)]
+    restricted: bool,
+    /// Do not let the guest reach the host's loopback through the gateway address.
+    #[arg(long)]
+    disable_host_loopback: bool,
+    /// Do not answer DHCP.
+    #[arg(long)]
+    disable_dhcp: bool,
+    /// Upstream resolver for the DNS alias, ADDR[:PORT] (default: first nameserver of
+    /// /etc/resolv.conf).
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_dns_upstream)]
+    dns_upstream: Option<SocketAddr>,
+    /// Forward a host port to the guest, QEMU syntax [tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT
+    /// (repeatable). Checked now; takes effect once UDP/TCP NAT land.
+    #[arg(long, value_name = "RULE")]
+    hostfwd: Vec<String>,
+    /// Write a capture of the guest link to FILE (pcap).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// Log level: error, warn, info, debug or trace [default: info; warn for `run`].
+    #[arg(long, value_parser = ["error", "warn", "info", "debug", "trace"])]
+    log_level: Option<String>,
+    /// Write "1" to descriptor FD and close it once ready.
+    #[arg(long, value_name = "FD")]
+    ready_fd: Option<i32>,
+    /// Exit when descriptor FD is closed (or becomes readable).
+    #[arg(long, value_name = "FD")]
+    exit_fd: Option<i32>,
+}
+
+#[derive(Args, Debug)]
+struct AttachArgs {
+    /// The namespace: a path (/run/netns/NAME, /proc/PID/ns/net) or a process id.
+    #[arg(long, value_name = "PATH|PID", value_parser = NetnsTarget::parse, required_unless_present = "target")]
+    netns: Option<NetnsTarget>,
+    /// The namespace as a positional argument (slirp4netns style).
+    #[arg(value_name = "PATH|PID", value_parser = NetnsTarget::parse, conflicts_with = "netns")]
+    target: Option<NetnsTarget>,
+    /// Bring the interface up with the guest address (.100), default route via the gateway
+    /// and the MTU.
+    #[arg(long, short = 'c')]
+    configure: bool,
+    /// Name of the TAP interface to create.
+    #[arg(long, default_value = "tap0")]
+    ifname: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Name of the TAP interface to create.
+    #[arg(long, default_value = "tap0")]
+    ifname: String,
+    #[command(flatten)]
+    common: Common,
+    /// The command to run, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+#[derive(Args, Debug)]
+struct QemuArgs {
+    /// Path of the unix socket to listen on.
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+struct RunChildArgs {
+    #[arg(long)]
+    ctl_fd: i32,
+    #[arg(long)]
+    ifname: String,
+    #[arg(long, value_parser = Cidr::parse)]
+    cidr: Cidr,
+    #[arg(long)]
+    mtu: u16,
+    #[arg(long)]
+    userns: bool,
+    #[arg(last = true, required = true)]
+    command: Vec<OsString>,
+}
+
+/// A one-line error for the user.
+struct Fail(String);
+
+impl<E: std::fmt::Display> From<E> for Fail {
+    fn from(e: E) -> Fail {
+        Fail(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("slirp: {first} (see slirp --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Cmd::Attach(a) => attach(a),
+        Cmd::Run(r) => run(r),
+        Cmd::Qemu(q) => qemu(q),
+        Cmd::RunChild(c) => run_child(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Fail(msg)) => {
+            eprintln!("slirp: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>, default: log::LevelFilter) {
+    let level = level.and_then(|l| l.parse().ok()).unwrap_or(default);
+    env_logger::Builder::new()
+        .filter_level(level)
+        .format_target(false)
+        .init();
+}
+
+/// The core configuration from the common options, checked.
+fn core_config(c: &Common) -> Result<Config, Fail> {
+    let base = Config {
+        mtu: c.mtu,
+        restricted: c.restricted,
+        disable_host_loopback: c.disable_host_loopback,
+        disable_dhcp: c.disable_dhcp,
+        ..Config::default()
+    };
+    let config = c.cidr.apply(base);
+    config
+        .validate()
+        .map_err(|e| Fail(format!("invalid network settings: {e}")))?;
+    Ok(config)
+}
+
+/// Validates `--hostfwd` rules and says plainly that they are not active yet.
+fn check_hostfwds(c: &Common) -> Result<Vec<HostFwd>, Fail> {
+    let rules = c
+        .hostfwd
+        .iter()
+        .map(|r| HostFwd::parse(r, &c.cidr))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Fail)?;
+    for r in &rules {
+        log::warn!(
+            "--hostfwd {r}: accepted, but NOT active: port forwarding takes effect once UDP/TCP NAT land"
+        );
+    }
+    Ok(rules)
+}
+
+fn dns_upstream(c: &Common) -> Option<SocketAddr> {
+    let up = c
+        .dns_upstream
+        .or_else(|| host_nameserver(Path::new("/etc/resolv.conf")));
+    match up {
+        Some(a) => log::info!("DNS upstream {a} (used once DNS forwarding lands)"),
+        None => log::info!("no DNS upstream: /etc/resolv.conf has no nameserver"),
+    }
+    up
+}
+
+fn inherited(fd: Option<i32>, flag: &str) -> Result<Option<OwnedFd>, Fail> {
+    fd.map(|n| sys::take_inherited_fd(n).map_err(|e| Fail(format!("{flag} {n}: {e}"))))
+        .transpose()
+}
+
+/// Builds the loop over `link` with the common options applied.
+fn build_loop(c: &Common, link: GuestLink) -> Result<EventLoop<'static>, Fail> {
+    let config = core_config(c)?;
+    check_hostfwds(c)?;
+    let host = StdHost::new(dns_upstream(c));
+    let slirp = Slirp::new(config, default_storage()).map_err(|e| Fail(e.to_string()))?;
+    let mut ev = EventLoop::new(slirp, host, link)?;
+    if let Some(path) = &c.pcap {
+        let snaplen = u32::from(c.mtu) + 18;
+        ev.capture(PcapWriter::create(path, snaplen.max(65535))?);
+    }
+    if let Some(fd) = inherited(c.exit_fd, "--exit-fd")? {
+        ev.watch_exit_fd(fd)?;
+    }
+    if let Some(fd) = inherited(c.ready_fd, "--ready-fd")? {
+        ev.notify_ready(fd);
+    }
+    ev.handle_signals()?;
+    Ok(ev)
+}
+
+/// Runs the loop and reports how it ended.
+fn serve(mut ev: EventLoop<'_>) -> Result<Exit, Fail> {
+    let exit = ev.run();
+    ev.log_stats(log::Level::Info);
+    let exit = exit.map_err(|e| Fail(format!("guest link: {e}")))?;
+    match &exit {
+        Exit::Signal(s) => log::info!("signal {s}: shutting down"),
+        Exit::ExitFd => log::info!("exit fd closed: shutting down"),
+        Exit::Stopped | Exit::Child(_) => {}
+    }
+    let child = ev.finish()?;
+    if let (Some(mut child), Exit::Signal(sig)) = (child, &exit) {
+        // We are going away: so does the command we started, with the signal we got.
+        let pid = rustix::process::Pid::from_child(&child);
+        let sig =
+            rustix::process::Signal::from_named_raw(*sig).unwrap_or(rustix::process::Signal::TERM);
+        let _ = rustix::process::kill_process(pid, sig);
+        let status = child.wait()?;
+        return Ok(Exit::Child(status));
+    }
+    Ok(exit)
+}
+
+fn attach(a: AttachArgs) -> Result<ExitCode, Fail> {
+    init_logging(a.common.log_level.as_deref(), log::LevelFilter::Info);
+    let target = a
+        .netns
+        .or(a.target)
+        .ok_or_else(|| Fail("missing --netns".into()))?;
+    let config = core_config(&a.common)?;
+    let ns = target.open()?;
+    let setup = InterfaceSetup {
+        address: a.common.cidr.guest_address(),
+        prefix_len: a.common.cidr.prefix_len,
+        gateway: config.gateway,
+        mtu: a.common.mtu,
+    };
+    let configure = a.configure;
+    let (tap, name) = ns.run_inside(|| {
+        let (tap, name) = open_tap_here(&a.ifname)?;
+        if configure {
+            configure_here(&name, &setup, false)?;
+        }
+        Ok((tap, name))
+    })?;
+    log::info!(
+        "attached {name} in {}{}",
+        ns.name(),
+        if configure {
+            format!(
+                " (configured {}/{} via {})",
+                setup.address, setup.prefix_len, setup.gateway
+            )
+        } else {
+            String::new()
+        }
+    );
+    let ev = build_loop(&a.common, GuestLink::datagram(tap)?)?;
+    serve(ev)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn qemu(q: QemuArgs) -> Result<ExitCode, Fail> {
+    init_logging(q.common.log_level.as_deref(), log::LevelFilter::Info);
+    let link = GuestLink::qemu_server(&q.socket)?;
+    log::info!("waiting for a QEMU guest on {}", q.socket.display());
+    let ev = build_loop(&q.common, link)?;
+    serve(ev)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The exit code a shell would report for `status`.
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => ExitCode::from(c as u8),
+        (None, Some(sig)) => ExitCode::from((128 + sig) as u8),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+fn run(r: RunArgs) -> Result<ExitCode, Fail> {
+    init_logging(r.common.log_level.as_deref(), log::LevelFilter::Warn);
+    // Check everything before creating anything.
+    core_config(&r.common)?;
+    let userns = !rustix::process::geteuid().is_root();
+    let (ctl, child_end) = std::os::unix::net::UnixStream::pair()?;
+    // A copy without close-on-exec, so the child inherits it; ours is closed right after spawn.
+    let inheritable = rustix::io::dup(&child_end)?;
+    drop(child_end);
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("__run-child")
+        .arg("--ctl-fd")
+        .arg(inheritable.as_raw_fd().to_string())
+        .arg("--ifname")
+        .arg(&r.ifname)
+        .arg("--cidr")
+        .arg(r.common.cidr.to_string())
+        .arg("--mtu")
+        .arg(r.common.mtu.to_string());
+    if userns {
+        cmd.arg("--userns");
+    }
+    cmd.arg("--").args(&r.command);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Fail(format!("starting the namespace helper: {e}")))?;
+    drop(inheritable);
+    let tap = match recv_fd(&ctl)? {
+        Some((1, Some(tap))) => tap,
+        _ => {
+            // The child said why on stderr; pass its status on.
+            let status = child.wait()?;
+            return Ok(exit_code(status));
+        }
+    };
+    let mut ev = build_loop(&r.common, GuestLink::datagram(tap)?)?;
+    ev.watch_child(child)?;
+    // Let the command start.
+    use std::io::Write;
+    (&ctl).write_all(&[1])?;
+    match serve(ev)? {
+        Exit::Child(status) => Ok(exit_code(status)),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The namespace side of `slirp run`: enter fresh namespaces, create and configure the TAP,
+/// hand it to the parent, wait for its go, become COMMAND.
+fn run_child(c: RunChildArgs) -> Result<ExitCode, Fail> {
+    // Single-threaded still: nothing above started a thread, which a user namespace needs.
+    let ctl = std::os::unix::net::UnixStream::from(sys::take_inherited_fd(c.ctl_fd)?);
+    enter_new_netns(c.userns)?;
+    let setup = InterfaceSetup {
+        address: c.cidr.guest_address(),
+        prefix_len: c.cidr.prefix_len,
+        gateway: c.cidr.host(2),
+        mtu: c.mtu,
+    };
+    let (tap, name) = open_tap_here(&c.ifname)?;
+    configure_here(&name, &setup, true)?;
+    send_fd(&ctl, &tap, 1)?;
+    drop(tap);
+    let mut go = [0u8; 1];
+    use std::io::Read;
+    if (&ctl).read(&mut go)? != 1 {
+        return Err(Fail("slirp went away before the command started".into()));
+    }
+    drop(ctl);
+    let err = Command::new(&c.command[0]).args(&c.command[1..]).exec();
+    eprintln!("slirp: {}: {err}", c.command[0].to_string_lossy());
+    Ok(ExitCode::from(
+        if err.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        },
+    ))
+}

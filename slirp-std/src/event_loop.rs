@@ -1,0 +1,362 @@
+//! The event loop of one slirp instance: a guest link, the core, the clock, and the few
+//! descriptors that say when to stop.
+//!
+//! One thread, one `epoll` (through mio). Each turn sleeps until a descriptor is ready or the
+//! core's next deadline ([`Slirp::poll_at`]) comes; it never wakes up for nothing, so an idle
+//! instance costs no CPU. Per wakeup it reads a bounded batch of guest frames (so a flooding
+//! guest cannot starve timers or the way back), runs due timers, and drains guest-bound frames
+//! until the core has none or the link pushes back.
+
+use std::io::{self, ErrorKind, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{Child, ExitStatus};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::net::UnixStream;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slirp_core::{Clock, Slirp};
+
+use crate::clock::StdClock;
+use crate::host::StdHost;
+use crate::link::{GuestLink, RecvOutcome, SendOutcome, MAX_FRAME, TOKEN_DATA, TOKEN_LISTENER};
+use crate::pcap::PcapWriter;
+
+const TOKEN_SIGINT: Token = Token(2);
+const TOKEN_SIGTERM: Token = Token(3);
+const TOKEN_EXIT_FD: Token = Token(4);
+const TOKEN_CHILD: Token = Token(5);
+const TOKEN_WAKER: Token = Token(6);
+
+/// Guest frames read per wakeup before timers and the way back get their turn.
+const RX_BATCH: usize = 256;
+/// How often drop counters are logged at debug level (only when debug logging is on, and only
+/// when they changed).
+const STATS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why [`EventLoop::run`] returned.
+#[derive(Debug)]
+pub enum Exit {
+    /// SIGINT or SIGTERM arrived (with [`EventLoop::handle_signals`]).
+    Signal(i32),
+    /// The `--exit-fd` descriptor was closed or became readable.
+    ExitFd,
+    /// The watched child process ended.
+    Child(ExitStatus),
+    /// [`StopHandle::stop`] was called.
+    Stopped,
+}
+
+/// Stops a running [`EventLoop`] from another thread.
+#[derive(Clone, Debug)]
+pub struct StopHandle {
+    waker: Arc<Waker>,
+}
+
+impl StopHandle {
+    /// Asks the loop to return [`Exit::Stopped`] at its next turn.
+    pub fn stop(&self) -> io::Result<()> {
+        self.waker.wake()
+    }
+}
+
+/// One slirp instance on a std host. See the module documentation.
+pub struct EventLoop<'a> {
+    slirp: Slirp<'a>,
+    host: StdHost,
+    link: GuestLink,
+    clock: StdClock,
+    poll: Poll,
+    waker: Arc<Waker>,
+    pcap: Option<PcapWriter<io::BufWriter<std::fs::File>>>,
+    signals: Vec<(UnixStream, signal_hook::SigId)>,
+    exit_fd: Option<OwnedFd>,
+    ready_fd: Option<OwnedFd>,
+    child: Option<(Child, OwnedFd)>,
+    rx_buf: Vec<u8>,
+    /// The link may still hold frames we did not read (batch limit hit).
+    rx_pending: bool,
+    /// The link refused a frame; wait for writability before offering more.
+    tx_blocked: bool,
+}
+
+impl<'a> EventLoop<'a> {
+    /// An event loop driving `slirp` over `link`, with `host` as its host side.
+    pub fn new(slirp: Slirp<'a>, host: StdHost, mut link: GuestLink) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        link.register(poll.registry())?;
+        let waker = Arc::new(Waker::new(poll.registry(), TOKEN_WAKER)?);
+        Ok(EventLoop {
+            slirp,
+            host,
+            link,
+            clock: StdClock::new(),
+            poll,
+            waker,
+            pcap: None,
+            signals: Vec::new(),
+            exit_fd: None,
+            ready_fd: None,
+            child: None,
+            rx_buf: vec![0; MAX_FRAME],
+            rx_pending: true,
+            tx_blocked: false,
+        })
+    }
+
+    /// Records every frame of the guest link, both directions, to `pcap`.
+    pub fn capture(&mut self, pcap: PcapWriter<io::BufWriter<std::fs::File>>) {
+        self.pcap = Some(pcap);
+    }
+
+    /// Returns [`Exit::Signal`] on SIGINT or SIGTERM instead of dying. Meant for a process that
+    /// exits after the loop: the signal handlers stay installed (doing nothing) afterwards.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        for (sig, token) in [
+            (signal_hook::consts::SIGINT, TOKEN_SIGINT),
+            (signal_hook::consts::SIGTERM, TOKEN_SIGTERM),
+        ] {
+            let (rx, tx) = std::os::unix::net::UnixStream::pair()?;
+            rx.set_nonblocking(true)?;
+            tx.set_nonblocking(true)?;
+            let id = signal_hook::low_level::pipe::register(sig, tx)?;
+            let mut rx = UnixStream::from_std(rx);
+            self.poll
+                .registry()
+                .register(&mut rx, token, Interest::READABLE)?;
+            self.signals.push((rx, id));
+        }
+        Ok(())
+    }
+
+    /// Returns [`Exit::ExitFd`] when `fd` is closed by its other end or becomes readable
+    /// (slirp4netns' `--exit-fd`).
+    pub fn watch_exit_fd(&mut self, fd: OwnedFd) -> io::Result<()> {
+        self.poll.registry().register(
+            &mut SourceFd(&fd.as_raw_fd()),
+            TOKEN_EXIT_FD,
+            Interest::READABLE,
+        )?;
+        self.exit_fd = Some(fd);
+        Ok(())
+    }
+
+    /// Writes `1` to `fd` and closes it once the loop runs (slirp4netns' `--ready-fd`).
+    pub fn notify_ready(&mut self, fd: OwnedFd) {
+        self.ready_fd = Some(fd);
+    }
+
+    /// Returns [`Exit::Child`] when `child` ends (the loop reaps it).
+    pub fn watch_child(&mut self, child: Child) -> io::Result<()> {
+        let pid = rustix::process::Pid::from_child(&child);
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+        self.poll.registry().register(
+            &mut SourceFd(&pidfd.as_raw_fd()),
+            TOKEN_CHILD,
+            Interest::READABLE,
+        )?;
+        self.child = Some((child, pidfd));
+        Ok(())
+    }
+
+    /// A handle that stops the loop from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// The engine (for its statistics and tables).
+    pub fn slirp(&self) -> &Slirp<'a> {
+        &self.slirp
+    }
+
+    /// Runs until a stop condition (see [`Exit`]) or a fatal error of the guest link.
+    pub fn run(&mut self) -> io::Result<Exit> {
+        if let Some(fd) = self.ready_fd.take() {
+            let mut f = std::fs::File::from(fd);
+            f.write_all(b"1")
+                .map_err(|e| io::Error::new(e.kind(), format!("--ready-fd: {e}")))?;
+        }
+        let mut events = Events::with_capacity(64);
+        let debug = log::log_enabled!(log::Level::Debug);
+        let mut next_stats = self.clock.now() + STATS_INTERVAL;
+        let mut logged_drops = self.slirp.stats().dropped_total();
+        loop {
+            let timeout = self.timeout(debug.then_some(next_stats));
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    TOKEN_DATA => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.rx_pending = true;
+                        }
+                        if ev.is_writable() {
+                            self.tx_blocked = false;
+                        }
+                    }
+                    TOKEN_LISTENER => {
+                        // A fresh guest is offered whatever is queued.
+                        let fresh = self.link.accept(self.poll.registry())?;
+                        self.tx_blocked &= !fresh;
+                        self.rx_pending |= fresh;
+                    }
+                    TOKEN_SIGINT => return Ok(Exit::Signal(signal_hook::consts::SIGINT)),
+                    TOKEN_SIGTERM => return Ok(Exit::Signal(signal_hook::consts::SIGTERM)),
+                    TOKEN_EXIT_FD => {
+                        let mut buf = [0u8; 64];
+                        if let Some(fd) = &self.exit_fd {
+                            // Whatever it says (EOF, data, error), the owner wants us gone.
+                            let _ = rustix::io::read(fd, &mut buf);
+                        }
+                        return Ok(Exit::ExitFd);
+                    }
+                    TOKEN_CHILD => {
+                        if let Some((child, _)) = &mut self.child {
+                            if let Some(status) = child.try_wait()? {
+                                return Ok(Exit::Child(status));
+                            }
+                        }
+                    }
+                    TOKEN_WAKER => return Ok(Exit::Stopped),
+                    _ => {}
+                }
+            }
+            self.turn()?;
+            if debug && self.clock.now() >= next_stats {
+                next_stats = self.clock.now() + STATS_INTERVAL;
+                let total = self.slirp.stats().dropped_total();
+                if total != logged_drops {
+                    logged_drops = total;
+                    self.log_stats(log::Level::Debug);
+                }
+            }
+        }
+    }
+
+    /// How long the next poll may sleep.
+    fn timeout(&self, next_stats: Option<slirp_core::Instant>) -> Option<Duration> {
+        if self.rx_pending && self.link.is_connected() {
+            return Some(Duration::ZERO);
+        }
+        let deadline = match (self.slirp.poll_at(), next_stats) {
+            (Some(a), Some(b)) => Some(if a < b { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        deadline.map(|d| {
+            // Round up to the next millisecond: epoll sleeps in whole milliseconds, and waking
+            // a fraction early would only spin once more.
+            let d = self.clock.until(d);
+            let ms = d.as_micros().div_ceil(1000);
+            Duration::from_millis(ms as u64)
+        })
+    }
+
+    /// One round of work after a wakeup.
+    fn turn(&mut self) -> io::Result<()> {
+        if self.rx_pending {
+            let mut n = 0;
+            self.rx_pending = false;
+            while n < RX_BATCH {
+                match self.link.recv(self.poll.registry(), &mut self.rx_buf)? {
+                    RecvOutcome::Frame(len) => {
+                        let frame = &self.rx_buf[..len];
+                        if let Some(p) = &mut self.pcap {
+                            p.write_frame(frame)?;
+                        }
+                        let now = self.clock.now();
+                        self.slirp.handle_guest_frame(now, frame, &mut self.host);
+                        n += 1;
+                        // Answers go out as we go, so the core's queue never fills from one
+                        // burst of requests.
+                        if n % 32 == 0 {
+                            self.transmit()?;
+                        }
+                    }
+                    RecvOutcome::Empty => break,
+                }
+            }
+            if n == RX_BATCH {
+                self.rx_pending = true;
+            }
+        }
+        let now = self.clock.now();
+        if self.slirp.poll_at().is_some_and(|t| t <= now) {
+            self.slirp.handle_timeout(now, &mut self.host);
+        }
+        self.transmit()?;
+        if let Some(p) = &mut self.pcap {
+            p.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Offers guest-bound frames to the link until the core has none or the link is full.
+    fn transmit(&mut self) -> io::Result<()> {
+        let registry = self.poll.registry();
+        if self.tx_blocked {
+            // Stream links may have room again after a partial write.
+            if self.link.flush(registry)? {
+                self.tx_blocked = false;
+            } else {
+                return Ok(());
+            }
+        }
+        let now = self.clock.now();
+        while let Some(frame) = self.slirp.poll_transmit(now, &mut self.host) {
+            match self.link.send(registry, &frame)? {
+                SendOutcome::Taken => {
+                    if let Some(p) = &mut self.pcap {
+                        p.write_frame(&frame)?;
+                    }
+                    frame.consume();
+                }
+                SendOutcome::WouldBlock => {
+                    self.tx_blocked = true;
+                    break;
+                }
+            }
+        }
+        if !self.link.flush(registry)? {
+            self.tx_blocked = true;
+        }
+        Ok(())
+    }
+
+    /// Logs traffic and drop counters at `level`.
+    pub fn log_stats(&self, level: log::Level) {
+        let s = self.slirp.stats();
+        let mut drops = String::new();
+        for (reason, n) in s.drops() {
+            drops.push_str(&format!(" {}={n}", reason.name()));
+        }
+        if drops.is_empty() {
+            drops.push_str(" none");
+        }
+        log::log!(
+            level,
+            "stats: rx {} frames {} bytes, tx {} frames {} bytes; drops:{drops}",
+            s.rx_frames,
+            s.rx_bytes,
+            s.tx_frames,
+            s.tx_bytes
+        );
+    }
+
+    /// Flushes the capture and releases what the loop owns; returns the child process, if one
+    /// was watched and has not been reaped.
+    pub fn finish(mut self) -> io::Result<Option<Child>> {
+        for (_, id) in self.signals.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+        if let Some(mut p) = self.pcap.take() {
+            p.flush()?;
+        }
+        Ok(self.child.take().map(|(c, _)| c))
+    }
+}

@@ -1,0 +1,253 @@
+//! Just enough rtnetlink to configure the guest's interface (`--configure`): look up an
+//! interface, set its MTU and bring it up, add an IPv4 address and a default route.
+//!
+//! A netlink socket talks to the namespace it was created in, so call these on a thread inside
+//! the target namespace (see [`crate::netns::Netns::run_inside`]). Requests are built by hand:
+//! four fixed message layouts do not justify a netlink library.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
+
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const RTM_NEWADDR: u16 = 20;
+const RTM_NEWROUTE: u16 = 24;
+
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+
+const IFLA_MTU: u16 = 4;
+const IFLA_IFNAME: u16 = 3;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const IFA_BROADCAST: u16 = 4;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+
+const AF_INET: u8 = 2;
+const IFF_UP: u32 = 1;
+const RT_TABLE_MAIN: u8 = 254;
+const RTPROT_BOOT: u8 = 3;
+const RT_SCOPE_UNIVERSE: u8 = 0;
+const RTN_UNICAST: u8 = 1;
+
+/// A route netlink socket in the calling thread's network namespace.
+pub struct Rtnl {
+    fd: OwnedFd,
+    seq: u32,
+}
+
+/// One request under construction: header, fixed part, attributes.
+struct Msg(Vec<u8>);
+
+impl Msg {
+    fn new(kind: u16, flags: u16, fixed: &[u8]) -> Msg {
+        let mut b = Vec::with_capacity(64);
+        b.extend_from_slice(&0u32.to_ne_bytes()); // length, patched in `finish`
+        b.extend_from_slice(&kind.to_ne_bytes());
+        b.extend_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
+        b.extend_from_slice(&0u32.to_ne_bytes()); // sequence number, set in `request`
+        b.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
+        b.extend_from_slice(fixed);
+        Msg(b)
+    }
+
+    fn attr(mut self, kind: u16, data: &[u8]) -> Msg {
+        let len = 4 + data.len();
+        self.0.extend_from_slice(&(len as u16).to_ne_bytes());
+        self.0.extend_from_slice(&kind.to_ne_bytes());
+        self.0.extend_from_slice(data);
+        while self.0.len() % 4 != 0 {
+            self.0.push(0);
+        }
+        self
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        let len = self.0.len() as u32;
+        self.0[..4].copy_from_slice(&len.to_ne_bytes());
+        self.0
+    }
+}
+
+fn ifinfomsg(index: i32, flags: u32, change: u32) -> [u8; 16] {
+    let mut m = [0u8; 16];
+    m[4..8].copy_from_slice(&index.to_ne_bytes());
+    m[8..12].copy_from_slice(&flags.to_ne_bytes());
+    m[12..16].copy_from_slice(&change.to_ne_bytes());
+    m
+}
+
+impl Rtnl {
+    /// Opens a route netlink socket in the calling thread's namespace.
+    pub fn open() -> io::Result<Rtnl> {
+        let fd = rustix::net::socket_with(
+            AddressFamily::NETLINK,
+            SocketType::RAW,
+            SocketFlags::CLOEXEC,
+            None, // NETLINK_ROUTE is protocol 0
+        )?;
+        Ok(Rtnl { fd, seq: 1 })
+    }
+
+    /// Sends one request and waits for its answer; returns the first non-error reply message
+    /// (header included) if the request produced one.
+    fn request(&mut self, msg: Msg) -> io::Result<Option<Vec<u8>>> {
+        let seq = self.seq;
+        self.seq += 1;
+        let mut bytes = msg.finish();
+        bytes[8..12].copy_from_slice(&seq.to_ne_bytes());
+        rustix::net::send(&self.fd, &bytes, SendFlags::empty())?;
+        let mut buf = vec![0u8; 16384];
+        let mut reply = None;
+        loop {
+            let (n, _) = rustix::net::recv(&self.fd, &mut buf[..], RecvFlags::empty())?;
+            let mut off = 0;
+            while off + 16 <= n {
+                let len =
+                    u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
+                let kind = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+                let mseq = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().expect("4 bytes"));
+                if len < 16 || off + len > n {
+                    return Err(io::Error::other("malformed netlink reply"));
+                }
+                if mseq == seq {
+                    match kind {
+                        NLMSG_ERROR if len >= 20 => {
+                            let err = i32::from_ne_bytes(
+                                buf[off + 16..off + 20].try_into().expect("4 bytes"),
+                            );
+                            if err == 0 {
+                                return Ok(reply);
+                            }
+                            return Err(io::Error::from_raw_os_error(-err));
+                        }
+                        NLMSG_DONE => return Ok(reply),
+                        _ => {
+                            if reply.is_none() {
+                                reply = Some(buf[off..off + len].to_vec());
+                            }
+                        }
+                    }
+                }
+                off += (len + 3) & !3;
+            }
+        }
+    }
+
+    /// The index of interface `name`.
+    pub fn link_index(&mut self, name: &str) -> io::Result<i32> {
+        let mut ifname = name.as_bytes().to_vec();
+        ifname.push(0);
+        let msg = Msg::new(RTM_GETLINK, NLM_F_ACK, &ifinfomsg(0, 0, 0)).attr(IFLA_IFNAME, &ifname);
+        let reply = self
+            .request(msg)
+            .map_err(|e| io::Error::new(e.kind(), format!("interface {name:?}: {e}")))?
+            .ok_or_else(|| io::Error::other(format!("interface {name:?}: no answer")))?;
+        if reply.len() < 16 + 16 || u16::from_ne_bytes([reply[4], reply[5]]) != RTM_NEWLINK {
+            return Err(io::Error::other(format!("interface {name:?}: bad answer")));
+        }
+        Ok(i32::from_ne_bytes(
+            reply[20..24].try_into().expect("4 bytes"),
+        ))
+    }
+
+    /// Brings interface `index` up, setting its MTU first when given.
+    pub fn set_up(&mut self, index: i32, mtu: Option<u32>) -> io::Result<()> {
+        let mut msg = Msg::new(RTM_NEWLINK, NLM_F_ACK, &ifinfomsg(index, IFF_UP, IFF_UP));
+        if let Some(mtu) = mtu {
+            msg = msg.attr(IFLA_MTU, &mtu.to_ne_bytes());
+        }
+        self.request(msg).map(|_| ())
+    }
+
+    /// Adds `addr/prefix_len` to interface `index` (an address already present is fine).
+    pub fn add_address(&mut self, index: i32, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
+        let mut fixed = [0u8; 8];
+        fixed[0] = AF_INET;
+        fixed[1] = prefix_len;
+        fixed[4..8].copy_from_slice(&(index as u32).to_ne_bytes());
+        let mask = if prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(prefix_len))
+        };
+        let broadcast = Ipv4Addr::from(u32::from(addr) | !mask);
+        let msg = Msg::new(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &fixed)
+            .attr(IFA_LOCAL, &addr.octets())
+            .attr(IFA_ADDRESS, &addr.octets())
+            .attr(IFA_BROADCAST, &broadcast.octets());
+        match self.request(msg) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Adds a default route via `gateway` out of interface `index`.
+    pub fn add_default_route(&mut self, index: i32, gateway: Ipv4Addr) -> io::Result<()> {
+        let fixed = [
+            AF_INET,
+            0, // dst_len: default route
+            0,
+            0,
+            RT_TABLE_MAIN,
+            RTPROT_BOOT,
+            RT_SCOPE_UNIVERSE,
+            RTN_UNICAST,
+            0,
+            0,
+            0,
+            0,
+        ];
+        let msg = Msg::new(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &fixed)
+            .attr(RTA_GATEWAY, &gateway.octets())
+            .attr(RTA_OIF, &(index as u32).to_ne_bytes());
+        self.request(msg).map(|_| ()).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EEXIST) {
+                io::Error::new(e.kind(), "the namespace already has a default route")
+            } else {
+                e
+            }
+        })
+    }
+}
+
+/// What `--configure` does to the guest's interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterfaceSetup {
+    /// The guest's address (10.0.2.100 on the default network, as slirp4netns).
+    pub address: Ipv4Addr,
+    /// Prefix length of the virtual network.
+    pub prefix_len: u8,
+    /// The default gateway (the virtual router).
+    pub gateway: Ipv4Addr,
+    /// The interface MTU.
+    pub mtu: u16,
+}
+
+/// Configures interface `ifname` in the calling thread's namespace: MTU, up, address, default
+/// route. With `loopback_up`, also brings `lo` up (for namespaces we created ourselves).
+pub fn configure_here(ifname: &str, setup: &InterfaceSetup, loopback_up: bool) -> io::Result<()> {
+    let ctx =
+        |what: &'static str| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
+    let mut rtnl = Rtnl::open().map_err(ctx("opening netlink"))?;
+    if loopback_up {
+        let lo = rtnl.link_index("lo")?;
+        rtnl.set_up(lo, None).map_err(ctx("bringing lo up"))?;
+    }
+    let index = rtnl.link_index(ifname)?;
+    rtnl.set_up(index, Some(u32::from(setup.mtu)))
+        .map_err(ctx("setting MTU and bringing the interface up"))?;
+    rtnl.add_address(index, setup.address, setup.prefix_len)
+        .map_err(ctx("adding the address"))?;
+    rtnl.add_default_route(index, setup.gateway)
+        .map_err(ctx("adding the default route"))?;
+    Ok(())
+}

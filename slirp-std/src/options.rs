@@ -1,0 +1,321 @@
+//! Parsing and validating what the user asks for: the virtual network (`--cidr`), port forwards
+//! (`--hostfwd`) and the upstream resolver (`--dns-upstream`).
+//!
+//! Kept apart from the command-line definitions so embedders and tests can use the same rules.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+
+use slirp_core::Config;
+
+/// The virtual network given as `ADDR/PREFIX`, with the addresses slirp derives from it
+/// (gateway .2, DNS .3, DHCP pool from .15, guest address .100 for `--configure`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    /// Network address (host bits cleared).
+    pub network: Ipv4Addr,
+    /// Prefix length.
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    /// Parses `10.0.2.0/24`. Host bits in the address are an error (say what you mean).
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (addr, len) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?}: expected ADDRESS/PREFIX, like 10.0.2.0/24"))?;
+        let network: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("{s:?}: {addr:?} is not an IPv4 address"))?;
+        let prefix_len: u8 = len
+            .parse()
+            .ok()
+            .filter(|&n| n <= 32)
+            .ok_or_else(|| format!("{s:?}: {len:?} is not a prefix length"))?;
+        if !(8..=25).contains(&prefix_len) {
+            return Err(format!(
+                "{s:?}: prefix length must be 8 to 25 (the network needs room for .100)"
+            ));
+        }
+        let mask = u32::MAX << (32 - u32::from(prefix_len));
+        if u32::from(network) & !mask != 0 {
+            return Err(format!("{s:?}: the address has host bits set"));
+        }
+        Ok(Cidr {
+            network,
+            prefix_len,
+        })
+    }
+
+    /// The `n`th address of the network.
+    pub fn host(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + n)
+    }
+
+    /// The core configuration for this network, on top of `base` (which supplies MTU, flags,
+    /// timeouts).
+    pub fn apply(&self, mut base: Config) -> Config {
+        base.network = self.network;
+        base.prefix_len = self.prefix_len;
+        base.gateway = self.host(2);
+        base.dns = self.host(3);
+        base.dhcp_start = self.host(15);
+        base
+    }
+
+    /// The address `--configure` gives the guest (.100, as slirp4netns).
+    pub fn guest_address(&self) -> Ipv4Addr {
+        self.host(100)
+    }
+
+    /// Whether `addr` lies inside the network.
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        let mask = u32::MAX << (32 - u32::from(self.prefix_len));
+        u32::from(addr) & mask == u32::from(self.network)
+    }
+}
+
+impl Default for Cidr {
+    fn default() -> Self {
+        Cidr {
+            network: Ipv4Addr::new(10, 0, 2, 0),
+            prefix_len: 24,
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix_len)
+    }
+}
+
+/// Transport of a port forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FwdProto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// One `--hostfwd` rule in QEMU syntax: `[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostFwd {
+    /// Transport (QEMU's default is TCP).
+    pub proto: FwdProto,
+    /// Host address to listen on (unspecified = all).
+    pub host_addr: Ipv4Addr,
+    /// Host port to listen on.
+    pub host_port: u16,
+    /// Guest address (None = the first DHCP address, as QEMU).
+    pub guest_addr: Option<Ipv4Addr>,
+    /// Guest port.
+    pub guest_port: u16,
+}
+
+impl HostFwd {
+    /// Parses one rule. The guest address, when given, must lie inside `net`.
+    pub fn parse(s: &str, net: &Cidr) -> Result<HostFwd, String> {
+        let bad = |why: &str| {
+            format!("--hostfwd {s:?}: {why} (expected [tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT)")
+        };
+        let (proto, rest) = match s.split_once(':') {
+            Some(("tcp", rest)) | Some(("", rest)) => (FwdProto::Tcp, rest),
+            Some(("udp", rest)) => (FwdProto::Udp, rest),
+            Some((p, _)) => return Err(bad(&format!("unknown protocol {p:?}"))),
+            None => return Err(bad("missing ':'")),
+        };
+        let (host, guest) = rest.split_once('-').ok_or_else(|| bad("missing '-'"))?;
+        let (haddr, hport) = host
+            .rsplit_once(':')
+            .ok_or_else(|| bad("host side needs [ADDR]:PORT"))?;
+        let (gaddr, gport) = guest
+            .rsplit_once(':')
+            .ok_or_else(|| bad("guest side needs [ADDR]:PORT"))?;
+        let port = |p: &str, side: &str| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| bad(&format!("{side} port {p:?} is not 1-65535")))
+        };
+        let addr = |a: &str, side: &str| {
+            a.parse::<Ipv4Addr>()
+                .map_err(|_| bad(&format!("{side} address {a:?} is not an IPv4 address")))
+        };
+        let host_addr = if haddr.is_empty() {
+            Ipv4Addr::UNSPECIFIED
+        } else {
+            addr(haddr, "host")?
+        };
+        let guest_addr = if gaddr.is_empty() {
+            None
+        } else {
+            let a = addr(gaddr, "guest")?;
+            if !net.contains(a) {
+                return Err(bad(&format!("guest address {a} is outside {net}")));
+            }
+            Some(a)
+        };
+        Ok(HostFwd {
+            proto,
+            host_addr,
+            host_port: port(hport, "host")?,
+            guest_addr,
+            guest_port: port(gport, "guest")?,
+        })
+    }
+}
+
+impl fmt::Display for HostFwd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let proto = match self.proto {
+            FwdProto::Tcp => "tcp",
+            FwdProto::Udp => "udp",
+        };
+        write!(f, "{proto}:{}:{}-", self.host_addr, self.host_port)?;
+        if let Some(g) = self.guest_addr {
+            write!(f, "{g}")?;
+        }
+        write!(f, ":{}", self.guest_port)
+    }
+}
+
+/// Parses `--dns-upstream`: `ADDR` or `ADDR:PORT` (`[V6]:PORT` for IPv6); port 53 by default.
+pub fn parse_dns_upstream(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    s.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("--dns-upstream {s:?}: expected ADDR or ADDR:PORT"))
+}
+
+/// The first `nameserver` line of a resolv.conf text, on port 53.
+pub fn first_nameserver(resolv_conf: &str) -> Option<SocketAddr> {
+    resolv_conf.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("nameserver") {
+            return None;
+        }
+        // A scoped IPv6 address (fe80::1%eth0) has no portable meaning for us; skip it.
+        words
+            .next()
+            .and_then(|w| w.parse::<IpAddr>().ok())
+            .map(|ip| SocketAddr::new(ip, 53))
+    })
+}
+
+/// The first nameserver of the resolv.conf at `path`, if it can be read and has one.
+pub fn host_nameserver(path: &Path) -> Option<SocketAddr> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| first_nameserver(&s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_derives_slirp_addresses() {
+        let c = Cidr::parse("10.0.2.0/24").unwrap();
+        let cfg = c.apply(Config::default());
+        assert_eq!(cfg, Config::default());
+        let c = Cidr::parse("192.168.7.0/24").unwrap();
+        let cfg = c.apply(Config::default());
+        assert_eq!(cfg.gateway, Ipv4Addr::new(192, 168, 7, 2));
+        assert_eq!(cfg.dns, Ipv4Addr::new(192, 168, 7, 3));
+        assert_eq!(cfg.dhcp_start, Ipv4Addr::new(192, 168, 7, 15));
+        assert_eq!(c.guest_address(), Ipv4Addr::new(192, 168, 7, 100));
+        assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
+    fn cidr_rejects_nonsense() {
+        for bad in [
+            "10.0.2.0",
+            "10.0.2.1/24",
+            "10.0.2.0/33",
+            "10.0.2.0/26",
+            "10.0.2.0/7",
+            "x/24",
+            "10.0.2.0/x",
+        ] {
+            assert!(Cidr::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn hostfwd_qemu_syntax() {
+        let net = Cidr::default();
+        let f = HostFwd::parse("tcp::8080-:80", &net).unwrap();
+        assert_eq!(
+            f,
+            HostFwd {
+                proto: FwdProto::Tcp,
+                host_addr: Ipv4Addr::UNSPECIFIED,
+                host_port: 8080,
+                guest_addr: None,
+                guest_port: 80
+            }
+        );
+        let f = HostFwd::parse("udp:127.0.0.1:5353-10.0.2.100:53", &net).unwrap();
+        assert_eq!(f.proto, FwdProto::Udp);
+        assert_eq!(f.host_addr, Ipv4Addr::LOCALHOST);
+        assert_eq!(f.guest_addr, Some(Ipv4Addr::new(10, 0, 2, 100)));
+        assert_eq!(f.to_string(), "udp:127.0.0.1:5353-10.0.2.100:53");
+        // QEMU's protocol default is TCP.
+        assert_eq!(
+            HostFwd::parse("::2222-:22", &net).unwrap().proto,
+            FwdProto::Tcp
+        );
+    }
+
+    #[test]
+    fn hostfwd_rejects_nonsense() {
+        let net = Cidr::default();
+        for bad in [
+            "sctp::1-:2",
+            "tcp::0-:22",
+            "tcp::22-:0",
+            "tcp::22",
+            "tcp:22-:22",
+            "tcp::70000-:22",
+            "tcp:1.2.3:22-:22",
+            "tcp::22-192.168.1.1:22",
+            "tcp",
+        ] {
+            let e = HostFwd::parse(bad, &net).unwrap_err();
+            assert!(e.starts_with("--hostfwd"), "{e}");
+        }
+    }
+
+    #[test]
+    fn dns_upstream_forms() {
+        assert_eq!(
+            parse_dns_upstream("198.51.100.1").unwrap(),
+            "198.51.100.1:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_dns_upstream("198.51.100.1:5353").unwrap(),
+            "198.51.100.1:5353".parse().unwrap()
+        );
+        assert_eq!(
+            parse_dns_upstream("2001:db8::1").unwrap(),
+            "[2001:db8::1]:53".parse().unwrap()
+        );
+        assert!(parse_dns_upstream("dns.example").is_err());
+    }
+
+    #[test]
+    fn resolv_conf_first_nameserver() {
+        let text = "# comment\nsearch example\nnameserver fe80::1%eth0\nnameserver 198.51.100.1\nnameserver 203.0.113.1\n";
+        assert_eq!(
+            first_nameserver(text),
+            Some("198.51.100.1:53".parse().unwrap())
+        );
+        assert_eq!(first_nameserver("search x\n"), None);
+    }
+}
