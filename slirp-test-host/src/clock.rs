@@ -72,9 +72,6 @@ mod tests {
         let at = Instant::from_micros(1_234_567);
         assert_eq!(to_smol(at).total_micros(), 1_234_567);
         assert_eq!(from_smol(to_smol(at)), at);
-        assert_eq!(
-            from_smol(smoltcp::time::Instant::from_micros(-5)),
-            Instant::ZERO
-        );
+        assert_eq!(from_smol(smoltcp::time::Instant::from_micros(-5)), Instant::ZERO);
     }
 }

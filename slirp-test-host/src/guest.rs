@@ -7,8 +7,7 @@ use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::{dhcpv4, icmp, AnySocket};
 use smoltcp::wire::{
-    EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, Ipv4Address,
-    Ipv4Cidr,
+    EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr,
 };
 
 use crate::clock::{from_smol, to_smol};
@@ -35,10 +34,7 @@ impl Device for QueueDevice {
     type RxToken<'a> = RxToken;
     type TxToken<'a> = TxToken<'a>;
 
-    fn receive(
-        &mut self,
-        _timestamp: smoltcp::time::Instant,
-    ) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+    fn receive(&mut self, _timestamp: smoltcp::time::Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         let frame = self.rx.pop_front()?;
         Some((RxToken { frame }, TxToken { tx: &mut self.tx }))
     }
@@ -267,26 +263,14 @@ impl SmolGuest {
 
     /// Queues an ICMP echo request to `dst` with identifier `ident` (the ping socket is bound to
     /// the last identifier used), sequence `seq_no` and `payload`. It leaves on the next poll.
-    pub fn send_ping(
-        &mut self,
-        dst: Ipv4Address,
-        ident: u16,
-        seq_no: u16,
-        payload: &[u8],
-    ) -> Result<(), PingError> {
+    pub fn send_ping(&mut self, dst: Ipv4Address, ident: u16, seq_no: u16, payload: &[u8]) -> Result<(), PingError> {
         let handle = self.ping_socket(ident);
         let socket = self.sockets.get_mut::<icmp::Socket>(handle);
-        let repr = Icmpv4Repr::EchoRequest {
-            ident,
-            seq_no,
-            data: payload,
-        };
+        let repr = Icmpv4Repr::EchoRequest { ident, seq_no, data: payload };
         if repr.buffer_len() > socket.payload_send_capacity() {
             return Err(PingError::TooLarge);
         }
-        let buf = socket
-            .send(repr.buffer_len(), IpAddress::Ipv4(dst))
-            .map_err(|_| PingError::BufferFull)?;
+        let buf = socket.send(repr.buffer_len(), IpAddress::Ipv4(dst)).map_err(|_| PingError::BufferFull)?;
         let mut packet = Icmpv4Packet::new_unchecked(buf);
         repr.emit(&mut packet, &ChecksumCapabilities::default());
         Ok(())
@@ -303,18 +287,10 @@ impl SmolGuest {
             let Ok(packet) = Icmpv4Packet::new_checked(bytes) else {
                 continue;
             };
-            if let Ok(Icmpv4Repr::EchoReply {
-                ident,
-                seq_no,
-                data,
-            }) = Icmpv4Repr::parse(&packet, &ChecksumCapabilities::default())
+            if let Ok(Icmpv4Repr::EchoReply { ident, seq_no, data }) =
+                Icmpv4Repr::parse(&packet, &ChecksumCapabilities::default())
             {
-                return Some(EchoReply {
-                    from,
-                    ident,
-                    seq_no,
-                    payload: data.to_vec(),
-                });
+                return Some(EchoReply { from, ident, seq_no, payload: data.to_vec() });
             }
         }
         None
@@ -338,23 +314,18 @@ impl SmolGuest {
     /// Runs smoltcp at `now`: processes every received frame, sends what its sockets have, and
     /// applies DHCP events. Returns whether any socket's state may have changed.
     pub fn poll(&mut self, now: Instant) -> bool {
-        let changed = self
-            .iface
-            .poll(to_smol(now), &mut self.device, &mut self.sockets);
+        let changed = self.iface.poll(to_smol(now), &mut self.device, &mut self.sockets);
         let dhcp_changed = self.apply_dhcp();
         if dhcp_changed {
             // A new address may let queued packets leave right away.
-            self.iface
-                .poll(to_smol(now), &mut self.device, &mut self.sockets);
+            self.iface.poll(to_smol(now), &mut self.device, &mut self.sockets);
         }
         changed == smoltcp::iface::PollResult::SocketStateChanged || dhcp_changed
     }
 
     /// When smoltcp wants to be polled next (`None`: only when a frame arrives).
     pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
-        self.iface
-            .poll_at(to_smol(now), &self.sockets)
-            .map(from_smol)
+        self.iface.poll_at(to_smol(now), &self.sockets).map(from_smol)
     }
 
     fn apply_dhcp(&mut self) -> bool {

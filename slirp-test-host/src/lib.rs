@@ -31,8 +31,7 @@ pub use guest::{DhcpLease, EchoReply, PingError, SmolGuest, GUEST_MAC};
 pub use link::{Delivery, Direction, GuestLink, LinkFaults, LinkStats, SendReport};
 pub use pcap::PcapWriter;
 pub use sim::{
-    PingReply, SimConfig, SimError, SimHost, Simulation, StorageSizes, TraceEvent, TraceKind,
-    Tracer, PING_IDENT,
+    PingReply, SimConfig, SimError, SimHost, Simulation, StorageSizes, TraceEvent, TraceKind, Tracer, PING_IDENT,
 };
 pub use trace::describe_frame;
 

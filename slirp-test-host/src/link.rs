@@ -329,11 +329,7 @@ impl GuestLink {
         let (due, _) = *entry.key();
         let frame = entry.remove();
         lane.stats.delivered += 1;
-        Some(Delivery {
-            direction,
-            due,
-            frame,
-        })
+        Some(Delivery { direction, due, frame })
     }
 }
 
@@ -351,14 +347,7 @@ mod tests {
         let t = Instant::from_millis(1);
         for i in 0..5u8 {
             let report = link.send(Direction::ToCore, t, &[i; 60]);
-            assert_eq!(
-                report,
-                SendReport {
-                    copies: 1,
-                    corrupted: false,
-                    reordered: false
-                }
-            );
+            assert_eq!(report, SendReport { copies: 1, corrupted: false, reordered: false });
         }
         link.send(Direction::ToGuest, t, &[9; 60]);
         let got = drain(&mut link, t);
@@ -372,27 +361,18 @@ mod tests {
     #[test]
     fn delay_holds_frames_until_due() {
         let mut link = GuestLink::new(1);
-        let faults = LinkFaults {
-            delay: Duration::from_millis(3),
-            ..LinkFaults::NONE
-        };
+        let faults = LinkFaults { delay: Duration::from_millis(3), ..LinkFaults::NONE };
         link.set_faults(Direction::ToGuest, faults);
         link.send(Direction::ToGuest, Instant::ZERO, &[1; 60]);
         assert_eq!(link.next_due(), Some(Instant::from_millis(3)));
         assert!(link.pop_due(Instant::from_millis(2)).is_none());
-        assert_eq!(
-            link.pop_due(Instant::from_millis(3)).unwrap().due,
-            Instant::from_millis(3)
-        );
+        assert_eq!(link.pop_due(Instant::from_millis(3)).unwrap().due, Instant::from_millis(3));
     }
 
     #[test]
     fn bandwidth_spaces_frames() {
         let mut link = GuestLink::new(1);
-        let faults = LinkFaults {
-            bandwidth: Some(1_000_000),
-            ..LinkFaults::NONE
-        };
+        let faults = LinkFaults { bandwidth: Some(1_000_000), ..LinkFaults::NONE };
         link.set_faults(Direction::ToCore, faults);
         link.send(Direction::ToCore, Instant::ZERO, &[0; 1000]);
         link.send(Direction::ToCore, Instant::ZERO, &[0; 1000]);
@@ -414,10 +394,7 @@ mod tests {
         assert!((300..700).contains(&stats.corrupted), "{stats:?}");
         assert!((700..1300).contains(&stats.reordered), "{stats:?}");
         let delivered = drain(&mut link, Instant::from_secs(1));
-        assert_eq!(
-            delivered.len() as u64,
-            stats.sent - stats.lost + stats.duplicated
-        );
+        assert_eq!(delivered.len() as u64, stats.sent - stats.lost + stats.duplicated);
         let flipped = delivered.iter().filter(|d| d.frame != [0; 100]).count();
         assert_eq!(flipped as u64, stats.corrupted);
         for d in &delivered {
@@ -431,11 +408,7 @@ mod tests {
         let run = |seed| {
             let mut link = GuestLink::with_faults(seed, LinkFaults::chaos());
             for i in 0..200u32 {
-                link.send(
-                    Direction::ToGuest,
-                    Instant::from_micros(u64::from(i)),
-                    &i.to_le_bytes(),
-                );
+                link.send(Direction::ToGuest, Instant::from_micros(u64::from(i)), &i.to_le_bytes());
             }
             drain(&mut link, Instant::from_secs(1))
         };
@@ -445,23 +418,14 @@ mod tests {
 
     #[test]
     fn reordering_lets_later_frames_overtake() {
-        let faults = LinkFaults {
-            reorder: 0.5,
-            ..LinkFaults::NONE
-        };
+        let faults = LinkFaults { reorder: 0.5, ..LinkFaults::NONE };
         let mut link = GuestLink::with_faults(11, faults);
         for i in 0..100u8 {
             link.send(Direction::ToCore, Instant::ZERO, &[i]);
         }
-        let order: Vec<u8> = drain(&mut link, Instant::from_secs(1))
-            .iter()
-            .map(|d| d.frame[0])
-            .collect();
+        let order: Vec<u8> = drain(&mut link, Instant::from_secs(1)).iter().map(|d| d.frame[0]).collect();
         assert_eq!(order.len(), 100);
-        assert!(
-            order.windows(2).any(|w| w[0] > w[1]),
-            "some frame was overtaken"
-        );
+        assert!(order.windows(2).any(|w| w[0] > w[1]), "some frame was overtaken");
         let mut sorted = order.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..100).collect::<Vec<u8>>());

@@ -68,8 +68,7 @@ mod tests {
     #[test]
     fn header_and_record_layout() {
         let mut pcap = PcapWriter::new(Vec::new()).unwrap();
-        pcap.write_frame(Instant::from_micros(3_000_042), &[0xaa; 20])
-            .unwrap();
+        pcap.write_frame(Instant::from_micros(3_000_042), &[0xaa; 20]).unwrap();
         let bytes = pcap.into_inner();
         assert_eq!(bytes.len(), 24 + 16 + 20);
         assert_eq!(&bytes[0..4], &[0xd4, 0xc3, 0xb2, 0xa1]);

@@ -47,12 +47,7 @@ pub struct StorageSizes {
 
 impl Default for StorageSizes {
     fn default() -> StorageSizes {
-        StorageSizes {
-            tx_bytes: 64 * 1024,
-            hold_bytes: 16 * 1024,
-            reassembly_slots: 2,
-            reassembly_slot_bytes: 65_535,
-        }
+        StorageSizes { tx_bytes: 64 * 1024, hold_bytes: 16 * 1024, reassembly_slots: 2, reassembly_slot_bytes: 65_535 }
     }
 }
 
@@ -93,10 +88,7 @@ impl Default for SimConfig {
 impl SimConfig {
     /// The default configuration with `seed`.
     pub fn seeded(seed: u64) -> SimConfig {
-        SimConfig {
-            seed,
-            ..SimConfig::default()
-        }
+        SimConfig { seed, ..SimConfig::default() }
     }
 
     /// Sets the same faults in both directions.
@@ -223,7 +215,7 @@ impl<H: SimHost> Simulation<H> {
         link.set_faults(Direction::ToCore, config.to_core);
         link.set_faults(Direction::ToGuest, config.to_guest);
         // A different stream than the link's, so the guest's choices do not mirror its faults.
-        let guest = SmolGuest::new(config.seed.rotate_left(32) ^ 0x6775_6573_74, clock.now());
+        let guest = SmolGuest::new(config.seed.rotate_left(32) ^ 0x0067_7565_7374, clock.now());
         let pcap = if config.capture {
             // Writing into a Vec cannot fail.
             PcapWriter::new(Vec::new()).ok()
@@ -321,12 +313,7 @@ impl<H: SimHost> Simulation<H> {
         let now = self.clock.now();
         let report = self.link.send(direction, now, frame);
         if let Some(tracer) = &mut self.tracer {
-            tracer(&TraceEvent {
-                at: now,
-                direction,
-                kind: TraceKind::Sent(report),
-                frame,
-            });
+            tracer(&TraceEvent { at: now, direction, kind: TraceKind::Sent(report), frame });
         }
         report
     }
@@ -346,9 +333,7 @@ impl<H: SimHost> Simulation<H> {
             });
         }
         match delivery.direction {
-            Direction::ToCore => self
-                .core
-                .handle_guest_frame(now, &delivery.frame, &mut self.host),
+            Direction::ToCore => self.core.handle_guest_frame(now, &delivery.frame, &mut self.host),
             Direction::ToGuest => self.guest.push_rx(delivery.frame),
         }
     }
@@ -418,15 +403,10 @@ impl<H: SimHost> Simulation<H> {
     /// until someone calls in).
     pub fn next_deadline(&mut self) -> Option<Instant> {
         let now = self.clock.now();
-        [
-            self.core.poll_at(),
-            self.guest.poll_at(now),
-            self.link.next_due(),
-            self.host.poll_at(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.core.poll_at(), self.guest.poll_at(now), self.link.next_due(), self.host.poll_at()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Settles the current instant, then moves the clock to the next deadline (at least one
@@ -434,11 +414,7 @@ impl<H: SimHost> Simulation<H> {
     pub fn step(&mut self, limit: Instant) -> Instant {
         self.settle();
         let now = self.clock.now();
-        let next = self
-            .next_deadline()
-            .unwrap_or(limit)
-            .max(now + Duration::from_micros(1))
-            .min(limit);
+        let next = self.next_deadline().unwrap_or(limit).max(now + Duration::from_micros(1)).min(limit);
         self.clock.set(next);
         self.clock.now()
     }
@@ -458,9 +434,7 @@ impl<H: SimHost> Simulation<H> {
                 return Ok(self.clock.now() - start);
             }
             if self.clock.now() >= end {
-                return Err(SimError::TimedOut {
-                    at: self.clock.now(),
-                });
+                return Err(SimError::TimedOut { at: self.clock.now() });
             }
             self.step(end);
         }
@@ -477,9 +451,7 @@ impl<H: SimHost> Simulation<H> {
             self.guest.start_dhcp();
         }
         self.run_until(|sim| sim.guest.lease().is_some(), limit)?;
-        self.guest.lease().cloned().ok_or(SimError::TimedOut {
-            at: self.clock.now(),
-        })
+        self.guest.lease().cloned().ok_or(SimError::TimedOut { at: self.clock.now() })
     }
 
     /// Sends one echo request from the guest to `dst` (identifier [`PING_IDENT`]) and runs until
@@ -492,9 +464,7 @@ impl<H: SimHost> Simulation<H> {
         payload: &[u8],
         limit: Duration,
     ) -> Result<PingReply, SimError> {
-        self.guest
-            .send_ping(dst, PING_IDENT, seq_no, payload)
-            .map_err(SimError::Ping)?;
+        self.guest.send_ping(dst, PING_IDENT, seq_no, payload).map_err(SimError::Ping)?;
         let sent_at = self.clock.now();
         let mut answer = None;
         let rtt = self.run_until(
@@ -510,10 +480,6 @@ impl<H: SimHost> Simulation<H> {
             limit,
         )?;
         debug_assert_eq!(self.clock.now() - sent_at, rtt);
-        answer
-            .map(|reply| PingReply { rtt, reply })
-            .ok_or(SimError::TimedOut {
-                at: self.clock.now(),
-            })
+        answer.map(|reply| PingReply { rtt, reply }).ok_or(SimError::TimedOut { at: self.clock.now() })
     }
 }

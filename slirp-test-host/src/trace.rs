@@ -5,8 +5,8 @@
 use std::fmt::Write;
 
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, DhcpMessageType, DhcpPacket, DhcpRepr, EthernetFrame,
-    EthernetProtocol, Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
+    ArpOperation, ArpPacket, ArpRepr, DhcpMessageType, DhcpPacket, DhcpRepr, EthernetFrame, EthernetProtocol,
+    Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
 };
 
 /// Describes an Ethernet frame in one line, e.g. `ARP who-has 10.0.2.2? tell 10.0.2.15` or
@@ -26,11 +26,7 @@ pub fn describe_frame(frame: &[u8]) -> String {
 fn describe_arp(bytes: &[u8]) -> String {
     let parsed = ArpPacket::new_checked(bytes).and_then(|p| ArpRepr::parse(&p));
     let Ok(ArpRepr::EthernetIpv4 {
-        operation,
-        source_hardware_addr,
-        source_protocol_addr,
-        target_protocol_addr,
-        ..
+        operation, source_hardware_addr, source_protocol_addr, target_protocol_addr, ..
     }) = parsed
     else {
         return "ARP (unparsable)".to_string();
@@ -76,19 +72,11 @@ fn describe_icmp(src: impl std::fmt::Display, dst: impl std::fmt::Display, bytes
     let Ok(icmp) = Icmpv4Packet::new_checked(bytes) else {
         return format!("ICMP {src} -> {dst} (unparsable)");
     };
-    let bad = if icmp.verify_checksum() {
-        ""
-    } else {
-        " (bad checksum)"
-    };
+    let bad = if icmp.verify_checksum() { "" } else { " (bad checksum)" };
     match icmp.msg_type() {
         Icmpv4Message::EchoRequest | Icmpv4Message::EchoReply => format!(
             "ICMP echo {} {src} -> {dst} id {} seq {}, {} bytes{bad}",
-            if icmp.msg_type() == Icmpv4Message::EchoRequest {
-                "request"
-            } else {
-                "reply"
-            },
+            if icmp.msg_type() == Icmpv4Message::EchoRequest { "request" } else { "reply" },
             icmp.echo_ident(),
             icmp.echo_seq_no(),
             icmp.data().len(),
@@ -107,10 +95,7 @@ fn describe_udp(src: impl std::fmt::Display, dst: impl std::fmt::Display, bytes:
             return dhcp;
         }
     }
-    format!(
-        "UDP {src}:{sport} -> {dst}:{dport}, {} bytes",
-        udp.payload().len()
-    )
+    format!("UDP {src}:{sport} -> {dst}:{dport}, {} bytes", udp.payload().len())
 }
 
 fn describe_dhcp(bytes: &[u8]) -> Option<String> {
@@ -169,13 +154,7 @@ fn describe_tcp(src: impl std::fmt::Display, dst: impl std::fmt::Display, bytes:
         return format!("TCP {src} -> {dst} (unparsable)");
     };
     let mut flags = String::new();
-    for (set, name) in [
-        (tcp.syn(), 'S'),
-        (tcp.fin(), 'F'),
-        (tcp.rst(), 'R'),
-        (tcp.psh(), 'P'),
-        (tcp.ack(), '.'),
-    ] {
+    for (set, name) in [(tcp.syn(), 'S'), (tcp.fin(), 'F'), (tcp.rst(), 'R'), (tcp.psh(), 'P'), (tcp.ack(), '.')] {
         if set {
             flags.push(name);
         }
@@ -204,10 +183,7 @@ mod tests {
         frame[22..28].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
         frame[28..32].copy_from_slice(&[10, 0, 2, 15]);
         frame[38..42].copy_from_slice(&[10, 0, 2, 2]);
-        assert_eq!(
-            describe_frame(&frame),
-            "ARP who-has 10.0.2.2? tell 10.0.2.15"
-        );
+        assert_eq!(describe_frame(&frame), "ARP who-has 10.0.2.2? tell 10.0.2.15");
     }
 
     #[test]
