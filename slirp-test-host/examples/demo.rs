@@ -142,6 +142,9 @@ fn main() -> ExitCode {
                         pong.reply.payload.len(),
                         pong.rtt
                     );
+                    if pong.rtt >= Duration::from_millis(900) {
+                        println!("   (most of that is smoltcp waiting out its 1 s ARP rate limit)");
+                    }
                     answered = true;
                     break;
                 }
