@@ -35,6 +35,9 @@ pub use sim::{
 };
 pub use trace::describe_frame;
 
+/// The core this crate drives, re-exported for convenience.
+pub use slirp_core;
+
 /// The smoltcp version the guest is built on, re-exported so tests name its types without a
 /// second dependency line.
 pub use smoltcp;
