@@ -1,21 +1,232 @@
 //! The seam between the core and the host's networking.
 //!
 //! The core never opens a socket. Everything it needs from the host (sockets for NAT flows,
-//! listeners for forwarded ports, the upstream resolver) goes through [`HostSocket`], implemented
-//! by `slirp-std` over nonblocking OS sockets, by `slirp-test-host` over a simulated network, and
-//! by embedders over whatever their platform offers. Every call is nonblocking by contract.
+//! bound sockets for forwarded ports, the ICMP echo socket, the upstream resolver) goes through
+//! [`HostSocket`], implemented by `slirp-std` over nonblocking OS sockets, by `slirp-test-host`
+//! over a simulated network, and by embedders over whatever their platform offers.
 //!
-//! The link-layer services (ARP, DHCP, ICMP echo to the virtual addresses, IP reassembly) need no
-//! host at all; the UDP/ICMP NAT and TCP grow this trait with the socket operations they use.
+//! Contract:
+//! - every call is nonblocking and returns at once: done, [`HostError::WouldBlock`], or a small
+//!   typed error;
+//! - the core names each socket with a [`SocketId`] it chooses; the host keeps its own map from id
+//!   to socket and reports readiness with the same id through
+//!   [`Slirp::handle_host_readable`](crate::Slirp::handle_host_readable), so the core does O(1)
+//!   work per event and never scans its flows;
+//! - every method has a default that refuses ([`HostError::Unsupported`]): a host with no
+//!   network, like [`NoHost`], implements nothing.
+
+use core::fmt;
+use core::net::{Ipv4Addr, SocketAddrV4};
+
+/// Names one host socket. Chosen by the core, opaque to the host (use it as an event-loop token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SocketId(pub u64);
+
+/// Why a host operation did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum HostError {
+    /// Try again when the socket is ready.
+    WouldBlock,
+    /// The host has no route to the network (ENETUNREACH).
+    NetUnreachable,
+    /// The host could not reach the host (EHOSTUNREACH).
+    HostUnreachable,
+    /// The remote refused (ECONNREFUSED; for UDP, an ICMP port unreachable came back).
+    Refused,
+    /// Not allowed (EACCES/EPERM: broadcast, privileged port, policy).
+    PermissionDenied,
+    /// The local address is in use (EADDRINUSE).
+    AddrInUse,
+    /// The message is too large for the host to send (EMSGSIZE).
+    TooLarge,
+    /// The host has no such capability (no ping sockets, no network at all).
+    Unsupported,
+    /// Out of host resources (descriptors, memory).
+    Exhausted,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HostError::WouldBlock => "would block",
+            HostError::NetUnreachable => "network unreachable",
+            HostError::HostUnreachable => "host unreachable",
+            HostError::Refused => "refused",
+            HostError::PermissionDenied => "permission denied",
+            HostError::AddrInUse => "address in use",
+            HostError::TooLarge => "message too large",
+            HostError::Unsupported => "unsupported",
+            HostError::Exhausted => "out of resources",
+            HostError::Other => "host error",
+        })
+    }
+}
+
+impl core::error::Error for HostError {}
+
+impl From<HostError> for embedded_io::ErrorKind {
+    fn from(e: HostError) -> embedded_io::ErrorKind {
+        use embedded_io::ErrorKind as K;
+        match e {
+            HostError::WouldBlock => K::Other,
+            HostError::NetUnreachable | HostError::HostUnreachable => K::NotConnected,
+            HostError::Refused => K::ConnectionRefused,
+            HostError::PermissionDenied => K::PermissionDenied,
+            HostError::AddrInUse => K::AddrInUse,
+            HostError::TooLarge => K::InvalidInput,
+            HostError::Unsupported => K::Unsupported,
+            HostError::Exhausted => K::OutOfMemory,
+            HostError::Other => K::Other,
+        }
+    }
+}
+
+/// What a UDP socket had to say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdpEvent {
+    /// A datagram of `len` bytes (written to the buffer) from `from`.
+    Datagram {
+        /// Bytes written to the buffer.
+        len: usize,
+        /// Sender.
+        from: SocketAddrV4,
+    },
+    /// The host reported an ICMP error for a datagram this socket sent to `dst` (Linux
+    /// `IP_RECVERR`): `offender` is the address that sent the error.
+    Error {
+        /// The router or host that reported the error.
+        offender: Ipv4Addr,
+        /// The destination of the datagram that failed.
+        dst: SocketAddrV4,
+        /// What went wrong.
+        error: HostError,
+    },
+}
+
+/// How the host sends ICMP echo requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum EchoKind {
+    /// Unprivileged ping socket (SOCK_DGRAM/IPPROTO_ICMP): the host owns the identifier.
+    Datagram,
+    /// Raw ICMP socket: we choose the identifier.
+    Raw,
+}
+
+/// An echo reply the host received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EchoReply {
+    /// Who answered.
+    pub from: Ipv4Addr,
+    /// Identifier as received (meaningful for raw sockets; ping sockets rewrite it).
+    pub ident: u16,
+    /// Sequence number as received.
+    pub seq_no: u16,
+    /// Payload bytes written to the buffer.
+    pub len: usize,
+}
 
 /// Operations the core asks of the host. See the module documentation.
-///
-/// All methods have conservative defaults, so an embedder that only wants the virtual services
-/// (for example a firmware test rig with no upstream network) can use [`NoHost`].
-pub trait HostSocket {}
+pub trait HostSocket {
+    /// Opens a UDP socket bound to `local` (`0.0.0.0:0` for an outbound NAT flow) and starts
+    /// watching it for readability under `id`. Returns the address actually bound.
+    fn udp_bind(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+        let _ = (id, local);
+        Err(HostError::Unsupported)
+    }
+
+    /// Sends one datagram. `ttl`, when given, is applied to the outgoing packet where the OS
+    /// allows (so a guest's traceroute works).
+    fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddrV4, ttl: Option<u8>) -> Result<(), HostError> {
+        let _ = (id, data, dst, ttl);
+        Err(HostError::Unsupported)
+    }
+
+    /// Receives one datagram (or one queued error) into `buf`. `WouldBlock` when none is queued.
+    /// A datagram longer than `buf` is truncated to it.
+    fn udp_recv_from(&mut self, id: SocketId, buf: &mut [u8]) -> Result<UdpEvent, HostError> {
+        let _ = (id, buf);
+        Err(HostError::Unsupported)
+    }
+
+    /// Closes a socket and stops watching it. Unknown ids are ignored.
+    fn close(&mut self, id: SocketId) {
+        let _ = id;
+    }
+
+    /// Opens the (one, long-lived) ICMP echo socket under `id` and says which kind it is.
+    fn icmp_echo_open(&mut self, id: SocketId) -> Result<EchoKind, HostError> {
+        let _ = id;
+        Err(HostError::Unsupported)
+    }
+
+    /// Sends an echo request to `dst`. Ping sockets replace `ident` with their own.
+    fn icmp_echo_send(
+        &mut self,
+        id: SocketId,
+        dst: Ipv4Addr,
+        ident: u16,
+        seq_no: u16,
+        data: &[u8],
+        ttl: Option<u8>,
+    ) -> Result<(), HostError> {
+        let _ = (id, dst, ident, seq_no, data, ttl);
+        Err(HostError::Unsupported)
+    }
+
+    /// Receives one echo reply into `buf`.
+    fn icmp_echo_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<EchoReply, HostError> {
+        let _ = (id, buf);
+        Err(HostError::Unsupported)
+    }
+
+    /// The upstream resolver the DNS alias forwards to, if any.
+    fn dns_upstream(&self) -> Option<SocketAddrV4> {
+        None
+    }
+}
 
 /// A host with no network: every flow toward the outside is refused.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoHost;
 
 impl HostSocket for NoHost {}
+
+impl<H: HostSocket + ?Sized> HostSocket for &mut H {
+    fn udp_bind(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+        (**self).udp_bind(id, local)
+    }
+    fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddrV4, ttl: Option<u8>) -> Result<(), HostError> {
+        (**self).udp_send_to(id, data, dst, ttl)
+    }
+    fn udp_recv_from(&mut self, id: SocketId, buf: &mut [u8]) -> Result<UdpEvent, HostError> {
+        (**self).udp_recv_from(id, buf)
+    }
+    fn close(&mut self, id: SocketId) {
+        (**self).close(id)
+    }
+    fn icmp_echo_open(&mut self, id: SocketId) -> Result<EchoKind, HostError> {
+        (**self).icmp_echo_open(id)
+    }
+    fn icmp_echo_send(
+        &mut self,
+        id: SocketId,
+        dst: Ipv4Addr,
+        ident: u16,
+        seq_no: u16,
+        data: &[u8],
+        ttl: Option<u8>,
+    ) -> Result<(), HostError> {
+        (**self).icmp_echo_send(id, dst, ident, seq_no, data, ttl)
+    }
+    fn icmp_echo_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<EchoReply, HostError> {
+        (**self).icmp_echo_recv(id, buf)
+    }
+    fn dns_upstream(&self) -> Option<SocketAddrV4> {
+        (**self).dns_upstream()
+    }
+}

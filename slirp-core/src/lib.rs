@@ -49,7 +49,7 @@ mod stats;
 pub mod sync;
 
 pub use config::{Config, ConfigError};
-pub use host::{HostSocket, NoHost};
+pub use host::{EchoKind, EchoReply, HostError, HostSocket, NoHost, SocketId, UdpEvent};
 pub use stack::{Slirp, TxFrame};
 pub use stats::{DropReason, Stats};
 pub use storage::{ReassemblySlot, Storage};

@@ -4,8 +4,10 @@
 //! metal, owned vectors with the `alloc` feature) and the core carves its queues out of them. A
 //! full queue is backpressure or a counted drop, never a panic and never an allocation.
 
+mod flow_table;
 mod frame_queue;
 
+pub use flow_table::{FlowId, FlowSlot, FlowTable, TableFull, LISTS};
 pub use frame_queue::{FrameQueue, QueueFull, Record};
 
 use managed::ManagedSlice;
