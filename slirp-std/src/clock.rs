@@ -12,9 +12,7 @@ pub struct StdClock {
 impl StdClock {
     /// A clock whose zero is now.
     pub fn new() -> StdClock {
-        StdClock {
-            origin: std::time::Instant::now(),
-        }
+        StdClock { origin: std::time::Instant::now() }
     }
 
     /// How long from now until `deadline` (zero if it has passed).

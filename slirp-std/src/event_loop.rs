@@ -79,6 +79,8 @@ pub struct EventLoop<'a> {
     rx_pending: bool,
     /// The link refused a frame; wait for writability before offering more.
     tx_blocked: bool,
+    /// A QEMU guest is waiting to be accepted.
+    accept_pending: bool,
 }
 
 impl<'a> EventLoop<'a> {
@@ -102,6 +104,7 @@ impl<'a> EventLoop<'a> {
             rx_buf: vec![0; MAX_FRAME],
             rx_pending: true,
             tx_blocked: false,
+            accept_pending: false,
         })
     }
 
@@ -113,18 +116,14 @@ impl<'a> EventLoop<'a> {
     /// Returns [`Exit::Signal`] on SIGINT or SIGTERM instead of dying. Meant for a process that
     /// exits after the loop: the signal handlers stay installed (doing nothing) afterwards.
     pub fn handle_signals(&mut self) -> io::Result<()> {
-        for (sig, token) in [
-            (signal_hook::consts::SIGINT, TOKEN_SIGINT),
-            (signal_hook::consts::SIGTERM, TOKEN_SIGTERM),
-        ] {
+        for (sig, token) in [(signal_hook::consts::SIGINT, TOKEN_SIGINT), (signal_hook::consts::SIGTERM, TOKEN_SIGTERM)]
+        {
             let (rx, tx) = std::os::unix::net::UnixStream::pair()?;
             rx.set_nonblocking(true)?;
             tx.set_nonblocking(true)?;
             let id = signal_hook::low_level::pipe::register(sig, tx)?;
             let mut rx = UnixStream::from_std(rx);
-            self.poll
-                .registry()
-                .register(&mut rx, token, Interest::READABLE)?;
+            self.poll.registry().register(&mut rx, token, Interest::READABLE)?;
             self.signals.push((rx, id));
         }
         Ok(())
@@ -133,11 +132,7 @@ impl<'a> EventLoop<'a> {
     /// Returns [`Exit::ExitFd`] when `fd` is closed by its other end or becomes readable
     /// (slirp4netns' `--exit-fd`).
     pub fn watch_exit_fd(&mut self, fd: OwnedFd) -> io::Result<()> {
-        self.poll.registry().register(
-            &mut SourceFd(&fd.as_raw_fd()),
-            TOKEN_EXIT_FD,
-            Interest::READABLE,
-        )?;
+        self.poll.registry().register(&mut SourceFd(&fd.as_raw_fd()), TOKEN_EXIT_FD, Interest::READABLE)?;
         self.exit_fd = Some(fd);
         Ok(())
     }
@@ -151,20 +146,14 @@ impl<'a> EventLoop<'a> {
     pub fn watch_child(&mut self, child: Child) -> io::Result<()> {
         let pid = rustix::process::Pid::from_child(&child);
         let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
-        self.poll.registry().register(
-            &mut SourceFd(&pidfd.as_raw_fd()),
-            TOKEN_CHILD,
-            Interest::READABLE,
-        )?;
+        self.poll.registry().register(&mut SourceFd(&pidfd.as_raw_fd()), TOKEN_CHILD, Interest::READABLE)?;
         self.child = Some((child, pidfd));
         Ok(())
     }
 
     /// A handle that stops the loop from another thread.
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle {
-            waker: self.waker.clone(),
-        }
+        StopHandle { waker: self.waker.clone() }
     }
 
     /// The engine (for its statistics and tables).
@@ -176,8 +165,7 @@ impl<'a> EventLoop<'a> {
     pub fn run(&mut self) -> io::Result<Exit> {
         if let Some(fd) = self.ready_fd.take() {
             let mut f = std::fs::File::from(fd);
-            f.write_all(b"1")
-                .map_err(|e| io::Error::new(e.kind(), format!("--ready-fd: {e}")))?;
+            f.write_all(b"1").map_err(|e| io::Error::new(e.kind(), format!("--ready-fd: {e}")))?;
         }
         let mut events = Events::with_capacity(64);
         let debug = log::log_enabled!(log::Level::Debug);
@@ -201,10 +189,10 @@ impl<'a> EventLoop<'a> {
                         }
                     }
                     TOKEN_LISTENER => {
-                        // A fresh guest is offered whatever is queued.
-                        let fresh = self.link.accept(self.poll.registry())?;
-                        self.tx_blocked &= !fresh;
-                        self.rx_pending |= fresh;
+                        // Accepted after the current guest's input is read, so a guest that
+                        // hung up just before reconnecting is seen gone first.
+                        self.accept_pending = true;
+                        self.rx_pending = true;
                     }
                     TOKEN_SIGINT => return Ok(Exit::Signal(signal_hook::consts::SIGINT)),
                     TOKEN_SIGTERM => return Ok(Exit::Signal(signal_hook::consts::SIGTERM)),
@@ -282,6 +270,14 @@ impl<'a> EventLoop<'a> {
                 }
             }
             if n == RX_BATCH {
+                self.rx_pending = true;
+            }
+        }
+        if self.accept_pending {
+            self.accept_pending = false;
+            if self.link.accept(self.poll.registry())? {
+                // A fresh guest is offered whatever is queued, and read at the next turn.
+                self.tx_blocked = false;
                 self.rx_pending = true;
             }
         }

@@ -57,11 +57,7 @@ pub struct GuestLink {
 enum Kind {
     Datagram(File),
     Stream(FramedStream),
-    Qemu {
-        listener: UnixListener,
-        path: PathBuf,
-        guest: Option<FramedStream>,
-    },
+    Qemu { listener: UnixListener, path: PathBuf, guest: Option<FramedStream> },
 }
 
 /// A connected stream with QEMU's length-prefixed framing.
@@ -96,12 +92,7 @@ impl FramedStream {
         }
         loop {
             if self.inbuf.len() >= 4 {
-                let len = u32::from_be_bytes([
-                    self.inbuf[0],
-                    self.inbuf[1],
-                    self.inbuf[2],
-                    self.inbuf[3],
-                ]) as usize;
+                let len = u32::from_be_bytes([self.inbuf[0], self.inbuf[1], self.inbuf[2], self.inbuf[3]]) as usize;
                 if len == 0 || len > MAX_FRAME {
                     return Err(io::Error::new(
                         ErrorKind::InvalidData,
@@ -119,10 +110,7 @@ impl FramedStream {
             match r {
                 Ok(0) => {
                     self.inbuf.truncate(old);
-                    return Err(io::Error::new(
-                        ErrorKind::UnexpectedEof,
-                        "guest disconnected",
-                    ));
+                    return Err(io::Error::new(ErrorKind::UnexpectedEof, "guest disconnected"));
                 }
                 Ok(n) => self.inbuf.truncate(old + n),
                 Err(e) => {
@@ -144,16 +132,13 @@ impl FramedStream {
     }
 
     fn send(&mut self, frame: &[u8]) -> io::Result<SendOutcome> {
-        if self.outbuf.len() - self.written + frame.len() + 4 > STREAM_OUT_LIMIT
-            && self.outbuf.len() > self.written
-        {
+        if self.outbuf.len() - self.written + frame.len() + 4 > STREAM_OUT_LIMIT && self.outbuf.len() > self.written {
             self.flush()?;
             if self.outbuf.len() > self.written {
                 return Ok(SendOutcome::WouldBlock);
             }
         }
-        self.outbuf
-            .extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        self.outbuf.extend_from_slice(&(frame.len() as u32).to_be_bytes());
         self.outbuf.extend_from_slice(frame);
         Ok(SendOutcome::Taken)
     }
@@ -162,12 +147,7 @@ impl FramedStream {
     fn flush(&mut self) -> io::Result<bool> {
         while self.written < self.outbuf.len() {
             match self.sock.write(&self.outbuf[self.written..]) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        ErrorKind::WriteZero,
-                        "guest stopped reading",
-                    ))
-                }
+                Ok(0) => return Err(io::Error::new(ErrorKind::WriteZero, "guest stopped reading")),
                 Ok(n) => self.written += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -197,22 +177,15 @@ impl GuestLink {
     /// A link over a descriptor that carries one frame per read and write: a TAP opened with
     /// `IFF_NO_PI`, or a datagram/seqpacket socket. The descriptor is switched to nonblocking.
     pub fn datagram(fd: OwnedFd) -> io::Result<GuestLink> {
-        rustix::fs::fcntl_setfl(
-            &fd,
-            rustix::fs::fcntl_getfl(&fd)? | rustix::fs::OFlags::NONBLOCK,
-        )?;
-        Ok(GuestLink {
-            kind: Kind::Datagram(File::from(fd)),
-        })
+        rustix::fs::fcntl_setfl(&fd, rustix::fs::fcntl_getfl(&fd)? | rustix::fs::OFlags::NONBLOCK)?;
+        Ok(GuestLink { kind: Kind::Datagram(File::from(fd)) })
     }
 
     /// A link over one connected stream socket speaking QEMU's framing (for an embedder that
     /// already holds the connection, e.g. one end of a socketpair).
     pub fn stream(sock: std::os::unix::net::UnixStream) -> io::Result<GuestLink> {
         sock.set_nonblocking(true)?;
-        Ok(GuestLink {
-            kind: Kind::Stream(FramedStream::new(UnixStream::from_std(sock))),
-        })
+        Ok(GuestLink { kind: Kind::Stream(FramedStream::new(UnixStream::from_std(sock))) })
     }
 
     /// Listens on the unix socket `path` for a QEMU guest (`-netdev
@@ -238,27 +211,17 @@ impl GuestLink {
                 ));
             }
         }
-        let listener = UnixListener::bind(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        Ok(GuestLink {
-            kind: Kind::Qemu {
-                listener,
-                path: path.to_path_buf(),
-                guest: None,
-            },
-        })
+        let listener =
+            UnixListener::bind(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok(GuestLink { kind: Kind::Qemu { listener, path: path.to_path_buf(), guest: None } })
     }
 
     /// Registers the link's descriptors with the event loop's poller.
     pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
         match &mut self.kind {
-            Kind::Datagram(f) => {
-                registry.register(&mut SourceFd(&f.as_raw_fd()), TOKEN_DATA, interest())
-            }
+            Kind::Datagram(f) => registry.register(&mut SourceFd(&f.as_raw_fd()), TOKEN_DATA, interest()),
             Kind::Stream(s) => registry.register(&mut s.sock, TOKEN_DATA, interest()),
-            Kind::Qemu { listener, .. } => {
-                registry.register(listener, TOKEN_LISTENER, Interest::READABLE)
-            }
+            Kind::Qemu { listener, .. } => registry.register(listener, TOKEN_LISTENER, Interest::READABLE),
         }
     }
 
@@ -273,10 +236,7 @@ impl GuestLink {
     /// Accepts waiting QEMU guests: the first becomes the guest if none is connected, later ones
     /// are turned away (one guest at a time). Returns whether a new guest was connected.
     pub fn accept(&mut self, registry: &Registry) -> io::Result<bool> {
-        let Kind::Qemu {
-            listener, guest, ..
-        } = &mut self.kind
-        else {
+        let Kind::Qemu { listener, guest, .. } = &mut self.kind else {
             return Ok(false);
         };
         let mut connected = false;
@@ -284,9 +244,7 @@ impl GuestLink {
             match listener.accept() {
                 Ok((mut sock, _)) => {
                     if guest.is_some() {
-                        log::warn!(
-                            "a second QEMU guest tried to connect; refused (one guest at a time)"
-                        );
+                        log::warn!("a second QEMU guest tried to connect; refused (one guest at a time)");
                         drop(sock);
                         continue;
                     }
@@ -313,12 +271,7 @@ impl GuestLink {
         match &mut self.kind {
             Kind::Datagram(f) => loop {
                 match f.read(buf) {
-                    Ok(0) => {
-                        return Err(io::Error::new(
-                            ErrorKind::UnexpectedEof,
-                            "guest link closed",
-                        ))
-                    }
+                    Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "guest link closed")),
                     Ok(n) => return Ok(RecvOutcome::Frame(n)),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(RecvOutcome::Empty),
@@ -360,9 +313,7 @@ impl GuestLink {
                 match f.write(frame) {
                     Ok(_) => return Ok(SendOutcome::Taken),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        return Ok(SendOutcome::WouldBlock)
-                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(SendOutcome::WouldBlock),
                     // A TAP whose interface is down refuses frames with EIO; so does a real
                     // NIC with no carrier drop them. The guest brings it up when it wants them.
                     Err(e) if e.raw_os_error() == Some(libc::EIO) => return Ok(SendOutcome::Taken),

@@ -111,8 +111,7 @@ impl Rtnl {
             let (n, _) = rustix::net::recv(&self.fd, &mut buf[..], RecvFlags::empty())?;
             let mut off = 0;
             while off + 16 <= n {
-                let len =
-                    u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
+                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
                 let kind = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
                 let mseq = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().expect("4 bytes"));
                 if len < 16 || off + len > n {
@@ -121,9 +120,7 @@ impl Rtnl {
                 if mseq == seq {
                     match kind {
                         NLMSG_ERROR if len >= 20 => {
-                            let err = i32::from_ne_bytes(
-                                buf[off + 16..off + 20].try_into().expect("4 bytes"),
-                            );
+                            let err = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().expect("4 bytes"));
                             if err == 0 {
                                 return Ok(reply);
                             }
@@ -154,9 +151,7 @@ impl Rtnl {
         if reply.len() < 16 + 16 || u16::from_ne_bytes([reply[4], reply[5]]) != RTM_NEWLINK {
             return Err(io::Error::other(format!("interface {name:?}: bad answer")));
         }
-        Ok(i32::from_ne_bytes(
-            reply[20..24].try_into().expect("4 bytes"),
-        ))
+        Ok(i32::from_ne_bytes(reply[20..24].try_into().expect("4 bytes")))
     }
 
     /// Brings interface `index` up, setting its MTU first when given.
@@ -174,11 +169,7 @@ impl Rtnl {
         fixed[0] = AF_INET;
         fixed[1] = prefix_len;
         fixed[4..8].copy_from_slice(&(index as u32).to_ne_bytes());
-        let mask = if prefix_len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(prefix_len))
-        };
+        let mask = if prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix_len)) };
         let broadcast = Ipv4Addr::from(u32::from(addr) | !mask);
         let msg = Msg::new(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &fixed)
             .attr(IFA_LOCAL, &addr.octets())
@@ -235,19 +226,15 @@ pub struct InterfaceSetup {
 /// Configures interface `ifname` in the calling thread's namespace: MTU, up, address, default
 /// route. With `loopback_up`, also brings `lo` up (for namespaces we created ourselves).
 pub fn configure_here(ifname: &str, setup: &InterfaceSetup, loopback_up: bool) -> io::Result<()> {
-    let ctx =
-        |what: &'static str| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
+    let ctx = |what: &'static str| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
     let mut rtnl = Rtnl::open().map_err(ctx("opening netlink"))?;
     if loopback_up {
         let lo = rtnl.link_index("lo")?;
         rtnl.set_up(lo, None).map_err(ctx("bringing lo up"))?;
     }
     let index = rtnl.link_index(ifname)?;
-    rtnl.set_up(index, Some(u32::from(setup.mtu)))
-        .map_err(ctx("setting MTU and bringing the interface up"))?;
-    rtnl.add_address(index, setup.address, setup.prefix_len)
-        .map_err(ctx("adding the address"))?;
-    rtnl.add_default_route(index, setup.gateway)
-        .map_err(ctx("adding the default route"))?;
+    rtnl.set_up(index, Some(u32::from(setup.mtu))).map_err(ctx("setting MTU and bringing the interface up"))?;
+    rtnl.add_address(index, setup.address, setup.prefix_len).map_err(ctx("adding the address"))?;
+    rtnl.add_default_route(index, setup.gateway).map_err(ctx("adding the default route"))?;
     Ok(())
 }

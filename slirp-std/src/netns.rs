@@ -63,10 +63,7 @@ impl NetnsTarget {
             };
             io::Error::new(e.kind(), format!("{}: {what}", path.display()))
         })?;
-        Ok(Netns {
-            fd: file.into(),
-            name: path.display().to_string(),
-        })
+        Ok(Netns { fd: file.into(), name: path.display().to_string() })
     }
 }
 
@@ -96,20 +93,17 @@ impl Netns {
     {
         std::thread::scope(|s| {
             s.spawn(|| {
-                move_into_link_name_space(self.fd.as_fd(), Some(LinkNameSpaceType::Network))
-                    .map_err(|e| {
-                        let e = io::Error::from(e);
-                        let what = match e.kind() {
-                            io::ErrorKind::PermissionDenied => {
-                                "permission denied (entering a network namespace needs \
+                move_into_link_name_space(self.fd.as_fd(), Some(LinkNameSpaceType::Network)).map_err(|e| {
+                    let e = io::Error::from(e);
+                    let what = match e.kind() {
+                        io::ErrorKind::PermissionDenied => "permission denied (entering a network namespace needs \
                                  CAP_SYS_ADMIN over it)"
-                                    .to_string()
-                            }
-                            io::ErrorKind::InvalidInput => "not a network namespace".to_string(),
-                            _ => e.to_string(),
-                        };
-                        io::Error::new(e.kind(), format!("{}: {what}", self.name))
-                    })?;
+                            .to_string(),
+                        io::ErrorKind::InvalidInput => "not a network namespace".to_string(),
+                        _ => e.to_string(),
+                    };
+                    io::Error::new(e.kind(), format!("{}: {what}", self.name))
+                })?;
                 f()
             })
             .join()
@@ -160,11 +154,8 @@ pub fn enter_new_netns(user: bool) -> io::Result<()> {
     let uid = rustix::process::geteuid().as_raw();
     let gid = rustix::process::getegid().as_raw();
     sys::unshare_net(user).map_err(|e| {
-        let hint = if user {
-            " (are unprivileged user namespaces enabled? see kernel.unprivileged_userns_clone)"
-        } else {
-            ""
-        };
+        let hint =
+            if user { " (are unprivileged user namespaces enabled? see kernel.unprivileged_userns_clone)" } else { "" };
         io::Error::new(e.kind(), format!("creating a network namespace: {e}{hint}"))
     })?;
     if user {
@@ -187,12 +178,7 @@ pub fn send_fd(sock: &std::os::unix::net::UnixStream, fd: &OwnedFd, byte: u8) ->
         return Err(io::Error::other("ancillary buffer too small"));
     }
     let payload = [byte];
-    rustix::net::sendmsg(
-        sock,
-        &[io::IoSlice::new(&payload)],
-        &mut control,
-        SendFlags::empty(),
-    )?;
+    rustix::net::sendmsg(sock, &[io::IoSlice::new(&payload)], &mut control, SendFlags::empty())?;
     Ok(())
 }
 

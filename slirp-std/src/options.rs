@@ -22,30 +22,19 @@ pub struct Cidr {
 impl Cidr {
     /// Parses `10.0.2.0/24`. Host bits in the address are an error (say what you mean).
     pub fn parse(s: &str) -> Result<Cidr, String> {
-        let (addr, len) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?}: expected ADDRESS/PREFIX, like 10.0.2.0/24"))?;
-        let network: Ipv4Addr = addr
-            .parse()
-            .map_err(|_| format!("{s:?}: {addr:?} is not an IPv4 address"))?;
-        let prefix_len: u8 = len
-            .parse()
-            .ok()
-            .filter(|&n| n <= 32)
-            .ok_or_else(|| format!("{s:?}: {len:?} is not a prefix length"))?;
+        let (addr, len) =
+            s.split_once('/').ok_or_else(|| format!("{s:?}: expected ADDRESS/PREFIX, like 10.0.2.0/24"))?;
+        let network: Ipv4Addr = addr.parse().map_err(|_| format!("{s:?}: {addr:?} is not an IPv4 address"))?;
+        let prefix_len: u8 =
+            len.parse().ok().filter(|&n| n <= 32).ok_or_else(|| format!("{s:?}: {len:?} is not a prefix length"))?;
         if !(8..=25).contains(&prefix_len) {
-            return Err(format!(
-                "{s:?}: prefix length must be 8 to 25 (the network needs room for .100)"
-            ));
+            return Err(format!("{s:?}: prefix length must be 8 to 25 (the network needs room for .100)"));
         }
         let mask = u32::MAX << (32 - u32::from(prefix_len));
         if u32::from(network) & !mask != 0 {
             return Err(format!("{s:?}: the address has host bits set"));
         }
-        Ok(Cidr {
-            network,
-            prefix_len,
-        })
+        Ok(Cidr { network, prefix_len })
     }
 
     /// The `n`th address of the network.
@@ -78,10 +67,7 @@ impl Cidr {
 
 impl Default for Cidr {
     fn default() -> Self {
-        Cidr {
-            network: Ipv4Addr::new(10, 0, 2, 0),
-            prefix_len: 24,
-        }
+        Cidr { network: Ipv4Addr::new(10, 0, 2, 0), prefix_len: 24 }
     }
 }
 
@@ -128,27 +114,15 @@ impl HostFwd {
             None => return Err(bad("missing ':'")),
         };
         let (host, guest) = rest.split_once('-').ok_or_else(|| bad("missing '-'"))?;
-        let (haddr, hport) = host
-            .rsplit_once(':')
-            .ok_or_else(|| bad("host side needs [ADDR]:PORT"))?;
-        let (gaddr, gport) = guest
-            .rsplit_once(':')
-            .ok_or_else(|| bad("guest side needs [ADDR]:PORT"))?;
+        let (haddr, hport) = host.rsplit_once(':').ok_or_else(|| bad("host side needs [ADDR]:PORT"))?;
+        let (gaddr, gport) = guest.rsplit_once(':').ok_or_else(|| bad("guest side needs [ADDR]:PORT"))?;
         let port = |p: &str, side: &str| {
-            p.parse::<u16>()
-                .ok()
-                .filter(|&p| p != 0)
-                .ok_or_else(|| bad(&format!("{side} port {p:?} is not 1-65535")))
+            p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| bad(&format!("{side} port {p:?} is not 1-65535")))
         };
         let addr = |a: &str, side: &str| {
-            a.parse::<Ipv4Addr>()
-                .map_err(|_| bad(&format!("{side} address {a:?} is not an IPv4 address")))
+            a.parse::<Ipv4Addr>().map_err(|_| bad(&format!("{side} address {a:?} is not an IPv4 address")))
         };
-        let host_addr = if haddr.is_empty() {
-            Ipv4Addr::UNSPECIFIED
-        } else {
-            addr(haddr, "host")?
-        };
+        let host_addr = if haddr.is_empty() { Ipv4Addr::UNSPECIFIED } else { addr(haddr, "host")? };
         let guest_addr = if gaddr.is_empty() {
             None
         } else {
@@ -158,13 +132,7 @@ impl HostFwd {
             }
             Some(a)
         };
-        Ok(HostFwd {
-            proto,
-            host_addr,
-            host_port: port(hport, "host")?,
-            guest_addr,
-            guest_port: port(gport, "guest")?,
-        })
+        Ok(HostFwd { proto, host_addr, host_port: port(hport, "host")?, guest_addr, guest_port: port(gport, "guest")? })
     }
 }
 
@@ -200,18 +168,13 @@ pub fn first_nameserver(resolv_conf: &str) -> Option<SocketAddr> {
             return None;
         }
         // A scoped IPv6 address (fe80::1%eth0) has no portable meaning for us; skip it.
-        words
-            .next()
-            .and_then(|w| w.parse::<IpAddr>().ok())
-            .map(|ip| SocketAddr::new(ip, 53))
+        words.next().and_then(|w| w.parse::<IpAddr>().ok()).map(|ip| SocketAddr::new(ip, 53))
     })
 }
 
 /// The first nameserver of the resolv.conf at `path`, if it can be read and has one.
 pub fn host_nameserver(path: &Path) -> Option<SocketAddr> {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| first_nameserver(&s))
+    std::fs::read_to_string(path).ok().and_then(|s| first_nameserver(&s))
 }
 
 #[cfg(test)]
@@ -234,15 +197,7 @@ mod tests {
 
     #[test]
     fn cidr_rejects_nonsense() {
-        for bad in [
-            "10.0.2.0",
-            "10.0.2.1/24",
-            "10.0.2.0/33",
-            "10.0.2.0/26",
-            "10.0.2.0/7",
-            "x/24",
-            "10.0.2.0/x",
-        ] {
+        for bad in ["10.0.2.0", "10.0.2.1/24", "10.0.2.0/33", "10.0.2.0/26", "10.0.2.0/7", "x/24", "10.0.2.0/x"] {
             assert!(Cidr::parse(bad).is_err(), "{bad} accepted");
         }
     }
@@ -267,10 +222,7 @@ mod tests {
         assert_eq!(f.guest_addr, Some(Ipv4Addr::new(10, 0, 2, 100)));
         assert_eq!(f.to_string(), "udp:127.0.0.1:5353-10.0.2.100:53");
         // QEMU's protocol default is TCP.
-        assert_eq!(
-            HostFwd::parse("::2222-:22", &net).unwrap().proto,
-            FwdProto::Tcp
-        );
+        assert_eq!(HostFwd::parse("::2222-:22", &net).unwrap().proto, FwdProto::Tcp);
     }
 
     #[test]
@@ -294,28 +246,17 @@ mod tests {
 
     #[test]
     fn dns_upstream_forms() {
-        assert_eq!(
-            parse_dns_upstream("198.51.100.1").unwrap(),
-            "198.51.100.1:53".parse().unwrap()
-        );
-        assert_eq!(
-            parse_dns_upstream("198.51.100.1:5353").unwrap(),
-            "198.51.100.1:5353".parse().unwrap()
-        );
-        assert_eq!(
-            parse_dns_upstream("2001:db8::1").unwrap(),
-            "[2001:db8::1]:53".parse().unwrap()
-        );
+        assert_eq!(parse_dns_upstream("198.51.100.1").unwrap(), "198.51.100.1:53".parse().unwrap());
+        assert_eq!(parse_dns_upstream("198.51.100.1:5353").unwrap(), "198.51.100.1:5353".parse().unwrap());
+        assert_eq!(parse_dns_upstream("2001:db8::1").unwrap(), "[2001:db8::1]:53".parse().unwrap());
         assert!(parse_dns_upstream("dns.example").is_err());
     }
 
     #[test]
     fn resolv_conf_first_nameserver() {
-        let text = "# comment\nsearch example\nnameserver fe80::1%eth0\nnameserver 198.51.100.1\nnameserver 203.0.113.1\n";
-        assert_eq!(
-            first_nameserver(text),
-            Some("198.51.100.1:53".parse().unwrap())
-        );
+        let text =
+            "# comment\nsearch example\nnameserver fe80::1%eth0\nnameserver 198.51.100.1\nnameserver 203.0.113.1\n";
+        assert_eq!(first_nameserver(text), Some("198.51.100.1:53".parse().unwrap()));
         assert_eq!(first_nameserver("search x\n"), None);
     }
 }

@@ -22,8 +22,7 @@ pub struct PcapWriter<W: Write> {
 impl PcapWriter<BufWriter<File>> {
     /// Creates (or truncates) `path` and writes the file header.
     pub fn create(path: &Path, snaplen: u32) -> io::Result<Self> {
-        let file = File::create(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let file = File::create(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         PcapWriter::new(BufWriter::new(file), snaplen)
     }
 }
@@ -45,9 +44,7 @@ impl<W: Write> PcapWriter<W> {
 
     /// Appends one frame stamped with the current wall-clock time.
     pub fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         self.write_frame_at(t.as_secs() as u32, t.subsec_micros(), frame)
     }
 
@@ -88,16 +85,8 @@ mod tests {
         assert_eq!(u32::from_le_bytes(b[20..24].try_into().unwrap()), 1);
         assert_eq!(u32::from_le_bytes(b[24..28].try_into().unwrap()), 7);
         assert_eq!(u32::from_le_bytes(b[28..32].try_into().unwrap()), 9);
-        assert_eq!(
-            u32::from_le_bytes(b[32..36].try_into().unwrap()),
-            4,
-            "caplen cut to snaplen"
-        );
-        assert_eq!(
-            u32::from_le_bytes(b[36..40].try_into().unwrap()),
-            6,
-            "original length kept"
-        );
+        assert_eq!(u32::from_le_bytes(b[32..36].try_into().unwrap()), 4, "caplen cut to snaplen");
+        assert_eq!(u32::from_le_bytes(b[36..40].try_into().unwrap()), 6, "original length kept");
         assert_eq!(&b[40..], &[1, 2, 3, 4]);
     }
 }

@@ -62,11 +62,7 @@ pub fn tun_set_tap(tun: &OwnedFd, name: &str) -> io::Result<String> {
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    let len = req
-        .name
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(req.name.len());
+    let len = req.name.iter().position(|&b| b == 0).unwrap_or(req.name.len());
     Ok(String::from_utf8_lossy(&req.name[..len]).into_owned())
 }
 
@@ -92,20 +88,13 @@ pub fn unshare_net(user: bool) -> io::Result<()> {
 /// Fails if `fd` is not open, or is one of stdin, stdout and stderr.
 pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     if fd < 3 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("descriptor {fd} is stdin, stdout or stderr"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("descriptor {fd} is stdin, stdout or stderr")));
     }
     // SAFETY: a borrowed view used only for the F_GETFD probe below, which cannot close or
     // invalidate the descriptor; the kernel reports EBADF if it is not open.
     let probe = unsafe { BorrowedFd::borrow_raw(fd) };
-    rustix::io::fcntl_getfd(probe).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("descriptor {fd} is not open: {e}"),
-        )
-    })?;
+    rustix::io::fcntl_getfd(probe)
+        .map_err(|e| io::Error::new(io::ErrorKind::NotFound, format!("descriptor {fd} is not open: {e}")))?;
     // Our own children must not inherit it.
     rustix::io::fcntl_setfd(probe, rustix::io::FdFlags::CLOEXEC)?;
     // SAFETY: the descriptor is open (checked above) and was handed to this process to own by

@@ -18,17 +18,10 @@ use slirp_core::{Config, Slirp};
 use slirp_std::netlink::{configure_here, InterfaceSetup};
 use slirp_std::netns::{enter_new_netns, open_tap_here, recv_fd, send_fd};
 use slirp_std::options::{host_nameserver, parse_dns_upstream};
-use slirp_std::{
-    default_storage, sys, Cidr, EventLoop, Exit, GuestLink, HostFwd, NetnsTarget, PcapWriter,
-    StdHost,
-};
+use slirp_std::{default_storage, sys, Cidr, EventLoop, Exit, GuestLink, HostFwd, NetnsTarget, PcapWriter, StdHost};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "slirp",
-    version,
-    about = "User-mode TCP/IP networking for network namespaces and virtual machines"
-)]
+#[command(name = "slirp", version, about = "User-mode TCP/IP networking for network namespaces and virtual machines")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -166,9 +159,11 @@ fn main() -> ExitCode {
             ) {
                 e.exit();
             }
+            // clap's first paragraph, on one line.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let first: Vec<&str> = text.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+            let first = first.join(" ");
+            let first = first.strip_prefix("error: ").unwrap_or(&first);
             eprintln!("slirp: {first} (see slirp --help)");
             return ExitCode::from(2);
         }
@@ -190,10 +185,7 @@ fn main() -> ExitCode {
 
 fn init_logging(level: Option<&str>, default: log::LevelFilter) {
     let level = level.and_then(|l| l.parse().ok()).unwrap_or(default);
-    env_logger::Builder::new()
-        .filter_level(level)
-        .format_target(false)
-        .init();
+    env_logger::Builder::new().filter_level(level).format_target(false).init();
 }
 
 /// The core configuration from the common options, checked.
@@ -206,59 +198,69 @@ fn core_config(c: &Common) -> Result<Config, Fail> {
         ..Config::default()
     };
     let config = c.cidr.apply(base);
-    config
-        .validate()
-        .map_err(|e| Fail(format!("invalid network settings: {e}")))?;
+    config.validate().map_err(|e| Fail(format!("invalid network settings: {e}")))?;
     Ok(config)
 }
 
-/// Validates `--hostfwd` rules and says plainly that they are not active yet.
+/// Validates `--hostfwd` rules.
 fn check_hostfwds(c: &Common) -> Result<Vec<HostFwd>, Fail> {
-    let rules = c
-        .hostfwd
-        .iter()
-        .map(|r| HostFwd::parse(r, &c.cidr))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(Fail)?;
-    for r in &rules {
-        log::warn!(
-            "--hostfwd {r}: accepted, but NOT active: port forwarding takes effect once UDP/TCP NAT land"
-        );
-    }
+    let rules = c.hostfwd.iter().map(|r| HostFwd::parse(r, &c.cidr)).collect::<Result<Vec<_>, _>>().map_err(Fail)?;
     Ok(rules)
 }
 
-fn dns_upstream(c: &Common) -> Option<SocketAddr> {
-    let up = c
-        .dns_upstream
-        .or_else(|| host_nameserver(Path::new("/etc/resolv.conf")));
-    match up {
-        Some(a) => log::info!("DNS upstream {a} (used once DNS forwarding lands)"),
-        None => log::info!("no DNS upstream: /etc/resolv.conf has no nameserver"),
+/// Says plainly that forwarding rules are not active yet.
+fn warn_hostfwds(rules: &[HostFwd]) {
+    for r in rules {
+        log::warn!("--hostfwd {r}: accepted, but NOT active: port forwarding takes effect once UDP/TCP NAT land");
     }
-    up
+}
+
+fn dns_upstream(c: &Common) -> Option<SocketAddr> {
+    c.dns_upstream.or_else(|| host_nameserver(Path::new("/etc/resolv.conf")))
 }
 
 fn inherited(fd: Option<i32>, flag: &str) -> Result<Option<OwnedFd>, Fail> {
-    fd.map(|n| sys::take_inherited_fd(n).map_err(|e| Fail(format!("{flag} {n}: {e}"))))
-        .transpose()
+    fd.map(|n| sys::take_inherited_fd(n).map_err(|e| Fail(format!("{flag} {n}: {e}")))).transpose()
+}
+
+/// Everything the common options ask for, checked before anything is created.
+struct Prepared {
+    config: Config,
+    hostfwds: Vec<HostFwd>,
+    dns_upstream: Option<SocketAddr>,
+    exit_fd: Option<OwnedFd>,
+    ready_fd: Option<OwnedFd>,
+}
+
+fn prepare(c: &Common) -> Result<Prepared, Fail> {
+    let config = core_config(c)?;
+    let hostfwds = check_hostfwds(c)?;
+    Ok(Prepared {
+        config,
+        hostfwds,
+        dns_upstream: dns_upstream(c),
+        exit_fd: inherited(c.exit_fd, "--exit-fd")?,
+        ready_fd: inherited(c.ready_fd, "--ready-fd")?,
+    })
 }
 
 /// Builds the loop over `link` with the common options applied.
-fn build_loop(c: &Common, link: GuestLink) -> Result<EventLoop<'static>, Fail> {
-    let config = core_config(c)?;
-    check_hostfwds(c)?;
-    let host = StdHost::new(dns_upstream(c));
-    let slirp = Slirp::new(config, default_storage()).map_err(|e| Fail(e.to_string()))?;
+fn build_loop(c: &Common, p: Prepared, link: GuestLink) -> Result<EventLoop<'static>, Fail> {
+    warn_hostfwds(&p.hostfwds);
+    match p.dns_upstream {
+        Some(a) => log::info!("DNS upstream {a} (used once DNS forwarding lands)"),
+        None => log::info!("no DNS upstream: /etc/resolv.conf has no nameserver"),
+    }
+    let host = StdHost::new(p.dns_upstream);
+    let slirp = Slirp::new(p.config, default_storage()).map_err(|e| Fail(e.to_string()))?;
     let mut ev = EventLoop::new(slirp, host, link)?;
     if let Some(path) = &c.pcap {
-        let snaplen = u32::from(c.mtu) + 18;
-        ev.capture(PcapWriter::create(path, snaplen.max(65535))?);
+        ev.capture(PcapWriter::create(path, 65535.max(u32::from(c.mtu) + 18))?);
     }
-    if let Some(fd) = inherited(c.exit_fd, "--exit-fd")? {
+    if let Some(fd) = p.exit_fd {
         ev.watch_exit_fd(fd)?;
     }
-    if let Some(fd) = inherited(c.ready_fd, "--ready-fd")? {
+    if let Some(fd) = p.ready_fd {
         ev.notify_ready(fd);
     }
     ev.handle_signals()?;
@@ -279,8 +281,7 @@ fn serve(mut ev: EventLoop<'_>) -> Result<Exit, Fail> {
     if let (Some(mut child), Exit::Signal(sig)) = (child, &exit) {
         // We are going away: so does the command we started, with the signal we got.
         let pid = rustix::process::Pid::from_child(&child);
-        let sig =
-            rustix::process::Signal::from_named_raw(*sig).unwrap_or(rustix::process::Signal::TERM);
+        let sig = rustix::process::Signal::from_named_raw(*sig).unwrap_or(rustix::process::Signal::TERM);
         let _ = rustix::process::kill_process(pid, sig);
         let status = child.wait()?;
         return Ok(Exit::Child(status));
@@ -290,16 +291,13 @@ fn serve(mut ev: EventLoop<'_>) -> Result<Exit, Fail> {
 
 fn attach(a: AttachArgs) -> Result<ExitCode, Fail> {
     init_logging(a.common.log_level.as_deref(), log::LevelFilter::Info);
-    let target = a
-        .netns
-        .or(a.target)
-        .ok_or_else(|| Fail("missing --netns".into()))?;
-    let config = core_config(&a.common)?;
+    let target = a.netns.or(a.target).ok_or_else(|| Fail("missing --netns".into()))?;
+    let prepared = prepare(&a.common)?;
     let ns = target.open()?;
     let setup = InterfaceSetup {
         address: a.common.cidr.guest_address(),
         prefix_len: a.common.cidr.prefix_len,
-        gateway: config.gateway,
+        gateway: prepared.config.gateway,
         mtu: a.common.mtu,
     };
     let configure = a.configure;
@@ -314,24 +312,22 @@ fn attach(a: AttachArgs) -> Result<ExitCode, Fail> {
         "attached {name} in {}{}",
         ns.name(),
         if configure {
-            format!(
-                " (configured {}/{} via {})",
-                setup.address, setup.prefix_len, setup.gateway
-            )
+            format!(" (configured {}/{} via {})", setup.address, setup.prefix_len, setup.gateway)
         } else {
             String::new()
         }
     );
-    let ev = build_loop(&a.common, GuestLink::datagram(tap)?)?;
+    let ev = build_loop(&a.common, prepared, GuestLink::datagram(tap)?)?;
     serve(ev)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn qemu(q: QemuArgs) -> Result<ExitCode, Fail> {
     init_logging(q.common.log_level.as_deref(), log::LevelFilter::Info);
+    let prepared = prepare(&q.common)?;
     let link = GuestLink::qemu_server(&q.socket)?;
     log::info!("waiting for a QEMU guest on {}", q.socket.display());
-    let ev = build_loop(&q.common, link)?;
+    let ev = build_loop(&q.common, prepared, link)?;
     serve(ev)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -348,7 +344,7 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
 fn run(r: RunArgs) -> Result<ExitCode, Fail> {
     init_logging(r.common.log_level.as_deref(), log::LevelFilter::Warn);
     // Check everything before creating anything.
-    core_config(&r.common)?;
+    let prepared = prepare(&r.common)?;
     let userns = !rustix::process::geteuid().is_root();
     let (ctl, child_end) = std::os::unix::net::UnixStream::pair()?;
     // A copy without close-on-exec, so the child inherits it; ours is closed right after spawn.
@@ -369,9 +365,7 @@ fn run(r: RunArgs) -> Result<ExitCode, Fail> {
         cmd.arg("--userns");
     }
     cmd.arg("--").args(&r.command);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Fail(format!("starting the namespace helper: {e}")))?;
+    let mut child = cmd.spawn().map_err(|e| Fail(format!("starting the namespace helper: {e}")))?;
     drop(inheritable);
     let tap = match recv_fd(&ctl)? {
         Some((1, Some(tap))) => tap,
@@ -381,7 +375,7 @@ fn run(r: RunArgs) -> Result<ExitCode, Fail> {
             return Ok(exit_code(status));
         }
     };
-    let mut ev = build_loop(&r.common, GuestLink::datagram(tap)?)?;
+    let mut ev = build_loop(&r.common, prepared, GuestLink::datagram(tap)?)?;
     ev.watch_child(child)?;
     // Let the command start.
     use std::io::Write;
@@ -416,11 +410,5 @@ fn run_child(c: RunChildArgs) -> Result<ExitCode, Fail> {
     drop(ctl);
     let err = Command::new(&c.command[0]).args(&c.command[1..]).exec();
     eprintln!("slirp: {}: {err}", c.command[0].to_string_lossy());
-    Ok(ExitCode::from(
-        if err.kind() == std::io::ErrorKind::NotFound {
-            127
-        } else {
-            126
-        },
-    ))
+    Ok(ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 }))
 }

@@ -1,0 +1,349 @@
+//! Real guests against the `slirp` binary: the Linux kernel's own stack, busybox udhcpc, ping
+//! and tcpdump, in network namespaces made per test (see `common` for the lab and its safety
+//! rules). Needs root and the tools; under CI a machine without them fails these tests.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use common::{lab, run_with_limit, sh, Lab, SLIRP};
+use rustix::process::Signal;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `udhcpc` on the unconfigured TAP; returns the recorded lease line.
+fn dhcp(lab: &Lab) -> String {
+    let (script, lease) = lab.udhcpc_script();
+    sh(&["ip", "-n", &lab.guest, "link", "set", "tap0", "up"]);
+    let out = lab.exec_in(
+        &lab.guest,
+        &["udhcpc", "-i", "tap0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", script.to_str().expect("utf-8 path")],
+    );
+    assert!(out.status.success(), "udhcpc failed: {}{}", text(&out.stdout), text(&out.stderr));
+    let recorded = std::fs::read_to_string(lease).expect("udhcpc script ran");
+    recorded
+        .lines()
+        .find(|l| l.starts_with("event=bound"))
+        .unwrap_or_else(|| panic!("no lease bound: {recorded}"))
+        .to_string()
+}
+
+fn ping(lab: &Lab, ns: &str, addr: &str) -> String {
+    let out = lab.exec_in(ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", addr]);
+    assert!(out.status.success(), "ping {addr} failed: {}{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn udhcpc_gets_lease_ping_answers_arp_is_right_and_pcap_opens() {
+    let Some(mut lab) = lab("udhcpc_gets_lease_ping_answers_arp_is_right_and_pcap_opens") else {
+        return;
+    };
+    let pcap = lab.dir.join("run.pcap");
+    let netns = format!("/run/netns/{}", lab.guest);
+    let p = lab.slirp(&["attach", "--netns", &netns, "--pcap", pcap.to_str().unwrap(), "--hostfwd", "tcp::8080-:80"]);
+    lab.wait_for_guest_link("tap0");
+
+    let lease = dhcp(&lab);
+    assert!(lease.contains("ip=10.0.2.15 "), "{lease}");
+    assert!(lease.contains("mask=24 "), "{lease}");
+    assert!(lease.contains("router=10.0.2.2 "), "{lease}");
+    assert!(lease.contains("dns=10.0.2.3 "), "{lease}");
+    let addr = sh(&["ip", "-n", &lab.guest, "-4", "addr", "show", "tap0"]);
+    assert!(addr.contains("inet 10.0.2.15/24"), "{addr}");
+
+    let out = ping(&lab, &lab.guest, "10.0.2.2");
+    assert!(out.contains("3 received"), "{out}");
+    let out = ping(&lab, &lab.guest, "10.0.2.3");
+    assert!(out.contains("3 received"), "{out}");
+
+    let neigh = sh(&["ip", "-n", &lab.guest, "neigh", "show", "10.0.2.2"]);
+    assert!(neigh.contains("lladdr 52:55:0a:00:02:02"), "{neigh}");
+
+    let (status, log) = lab.stop(p, Signal::TERM);
+    assert!(status.success(), "slirp exited {status:?}: {log}");
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(log.contains("--hostfwd tcp:0.0.0.0:8080-:80: accepted, but NOT active"), "{log}");
+    // The lab's resolver file, never the machine's.
+    assert!(log.contains("DNS upstream 198.51.100.1:53"), "{log}");
+
+    let dump = sh(&["tcpdump", "-n", "-r", pcap.to_str().unwrap()]);
+    assert!(dump.contains("BOOTP/DHCP, Request"), "{dump}");
+    assert!(dump.contains("10.0.2.2.67 > 255.255.255.255.68: BOOTP/DHCP, Reply"), "{dump}");
+    assert!(dump.contains("ARP, Reply 10.0.2.2 is-at 52:55:0a:00:02:02"), "{dump}");
+    assert!(dump.contains("10.0.2.15 > 10.0.2.2: ICMP echo request"), "{dump}");
+    assert!(dump.contains("10.0.2.2 > 10.0.2.15: ICMP echo reply"), "{dump}");
+}
+
+#[test]
+fn configure_by_pid_sets_address_route_and_mtu() {
+    let Some(mut lab) = lab("configure_by_pid_sets_address_route_and_mtu") else {
+        return;
+    };
+    // A process living in the guest namespace names it by PID (slirp4netns style).
+    let mut sleeper = std::process::Command::new("ip");
+    sleeper.args(["netns", "exec", &lab.guest, "sleep", "120"]);
+    let s = lab.spawn(sleeper);
+    let pid = lab.pid(s).to_string();
+    let p = lab.slirp(&["attach", "--configure", "--mtu", "1400", &pid]);
+    lab.wait_for_guest_link("tap0");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let route = loop {
+        let r = sh(&["ip", "-n", &lab.guest, "-4", "route"]);
+        if r.contains("default") || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(route.contains("default via 10.0.2.2 dev tap0"), "{route}");
+    let addr = sh(&["ip", "-n", &lab.guest, "-4", "addr", "show", "tap0"]);
+    assert!(addr.contains("inet 10.0.2.100/24"), "{addr}");
+    assert!(addr.contains("mtu 1400"), "{addr}");
+    assert!(addr.contains(",UP"), "{addr}");
+    let out = ping(&lab, &lab.guest, "10.0.2.2");
+    assert!(out.contains("3 received"), "{out}");
+
+    let (status, log) = lab.stop(p, Signal::INT);
+    assert!(status.success(), "slirp exited {status:?}: {log}");
+}
+
+#[test]
+fn run_puts_command_on_the_network_and_passes_its_status() {
+    let Some(lab) = lab("run_puts_command_on_the_network_and_passes_its_status") else {
+        return;
+    };
+    let out = lab.exec_in(&lab.host, &[SLIRP, "run", "--", "ip", "addr"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("tap0"), "{stdout}");
+    assert!(stdout.contains("inet 10.0.2.100/24"), "{stdout}");
+
+    let out = lab.exec_in(&lab.host, &[SLIRP, "run", "--", "sh", "-c", "ip route; ping -c 1 -W 2 10.0.2.2"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("default via 10.0.2.2 dev tap0"), "{stdout}");
+    assert!(stdout.contains("1 received"), "{stdout}");
+
+    let out = lab.exec_in(&lab.host, &[SLIRP, "run", "--", "false"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let out = lab.exec_in(&lab.host, &[SLIRP, "run", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    let out = lab.exec_in(&lab.host, &[SLIRP, "run", "--", "/nonexistent/command"]);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("/nonexistent/command"));
+}
+
+/// An ARP request from 52:54:00:12:34:56 / 10.0.2.15 for `target`.
+fn arp_request(target: [u8; 4]) -> Vec<u8> {
+    let mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[10, 0, 2, 15]);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target);
+    f
+}
+
+fn send_framed(s: &mut UnixStream, frame: &[u8]) {
+    s.write_all(&(frame.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(frame).unwrap();
+}
+
+fn recv_framed(s: &mut UnixStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("frame length");
+    let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut f).expect("frame");
+    f
+}
+
+fn assert_arp_reply(f: &[u8], from: [u8; 4]) {
+    let mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    let gw_mac = [0x52, 0x55, 10, 0, 2, from[3]];
+    assert_eq!(&f[0..6], &mac, "to us");
+    assert_eq!(&f[6..12], &gw_mac, "from the virtual host");
+    assert_eq!(&f[12..14], &[0x08, 0x06], "ARP");
+    assert_eq!(&f[20..22], &[0, 2], "reply");
+    assert_eq!(&f[22..28], &gw_mac, "sender MAC");
+    assert_eq!(&f[28..32], &from, "sender IP");
+    assert_eq!(&f[32..38], &mac, "target MAC");
+    assert_eq!(&f[38..42], &[10, 0, 2, 15], "target IP");
+}
+
+fn connect(path: &std::path::Path) -> UnixStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                return s;
+            }
+            Err(e) => {
+                assert!(Instant::now() < deadline, "connecting {}: {e}", path.display());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+#[test]
+fn qemu_stream_answers_arp_and_survives_reconnect() {
+    let Some(mut lab) = lab("qemu_stream_answers_arp_and_survives_reconnect") else {
+        return;
+    };
+    let sock = lab.dir.join("qemu.sock");
+    let p = lab.slirp(&["qemu", "--socket", sock.to_str().unwrap()]);
+
+    let mut guest = connect(&sock);
+    send_framed(&mut guest, &arp_request([10, 0, 2, 2]));
+    assert_arp_reply(&recv_framed(&mut guest), [10, 0, 2, 2]);
+
+    // One guest at a time: a second connection is closed at once.
+    let mut intruder = connect(&sock);
+    let mut b = [0u8; 1];
+    assert_eq!(intruder.read(&mut b).expect("closed, not timed out"), 0);
+    // The first guest is undisturbed; two frames in one write are both answered.
+    let mut both = Vec::new();
+    for target in [[10, 0, 2, 2], [10, 0, 2, 3]] {
+        let f = arp_request(target);
+        both.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        both.extend_from_slice(&f);
+    }
+    guest.write_all(&both).unwrap();
+    assert_arp_reply(&recv_framed(&mut guest), [10, 0, 2, 2]);
+    assert_arp_reply(&recv_framed(&mut guest), [10, 0, 2, 3]);
+    drop(guest);
+
+    // The guest comes back (a rebooted VM).
+    let mut guest = connect(&sock);
+    send_framed(&mut guest, &arp_request([10, 0, 2, 3]));
+    assert_arp_reply(&recv_framed(&mut guest), [10, 0, 2, 3]);
+
+    // A guest that breaks the framing is dropped; the next one is served.
+    guest.write_all(&0u32.to_be_bytes()).unwrap();
+    assert_eq!(guest.read(&mut b).expect("closed, not timed out"), 0);
+    let mut guest = connect(&sock);
+    send_framed(&mut guest, &arp_request([10, 0, 2, 2]));
+    assert_arp_reply(&recv_framed(&mut guest), [10, 0, 2, 2]);
+
+    assert!(lab.running(p));
+    let (status, log) = lab.stop(p, Signal::TERM);
+    assert!(status.success(), "slirp exited {status:?}: {log}");
+    assert!(!sock.exists(), "socket file removed at exit");
+}
+
+/// A pipe end the child inherits (no close-on-exec), and ours.
+fn inheritable_pipe(child_reads: bool) -> (OwnedFd, OwnedFd) {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    if child_reads {
+        (rustix::io::dup(&r).unwrap(), w)
+    } else {
+        (rustix::io::dup(&w).unwrap(), r)
+    }
+}
+
+#[test]
+fn ready_fd_reports_and_exit_fd_stops() {
+    let Some(mut lab) = lab("ready_fd_reports_and_exit_fd_stops") else {
+        return;
+    };
+    let (ready_child, ready_ours) = inheritable_pipe(false);
+    let (exit_child, exit_ours) = inheritable_pipe(true);
+    let netns = format!("/run/netns/{}", lab.guest);
+    let p = lab.slirp(&[
+        "attach".to_string(),
+        "--netns".into(),
+        netns,
+        "--ready-fd".into(),
+        ready_child.as_raw_fd().to_string(),
+        "--exit-fd".into(),
+        exit_child.as_raw_fd().to_string(),
+    ]);
+    drop((ready_child, exit_child));
+
+    rustix::fs::fcntl_setfl(&ready_ours, rustix::fs::OFlags::NONBLOCK).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = [0u8; 1];
+    loop {
+        match rustix::io::read(&ready_ours, &mut got) {
+            Ok(1) => break,
+            Ok(_) => panic!("ready fd closed without \"1\": {}", lab.stderr_of(p)),
+            Err(_) => {
+                assert!(Instant::now() < deadline, "never ready: {}", lab.stderr_of(p));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    assert_eq!(&got, b"1");
+    // Ready means the TAP exists.
+    sh(&["ip", "-n", &lab.guest, "link", "show", "tap0"]);
+    assert!(lab.running(p));
+
+    drop(exit_ours);
+    let (status, log) = lab.wait(p, Duration::from_secs(5));
+    assert!(status.success(), "slirp exited {status:?}: {log}");
+    assert!(log.contains("exit fd closed"), "{log}");
+}
+
+/// Reads utime + stime (clock ticks) of `pid`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn idle_attach_sleeps() {
+    let Some(mut lab) = lab("idle_attach_sleeps") else {
+        return;
+    };
+    let netns = format!("/run/netns/{}", lab.guest);
+    let p = lab.slirp(&["attach", "--configure", "--netns", &netns]);
+    lab.wait_for_guest_link("tap0");
+    // Let the guest kernel's own start-up chatter (IPv6 DAD, MLD) pass first.
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = lab.pid(p);
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(pid) - before;
+    // 100 ticks a second: a busy-polling loop would burn ~300 here.
+    assert!(used <= 3, "idle slirp used {used} ticks in 3 s");
+    let (status, log) = lab.stop(p, Signal::TERM);
+    assert!(status.success(), "{log}");
+}
+
+/// One-line errors, and nothing is started when the command line is wrong. These never reach a
+/// namespace (the target does not exist), so they run anywhere the binary does.
+#[test]
+fn bad_invocations_fail_with_one_line() {
+    let missing = "/run/netns/slirpt-does-not-exist";
+    let cases: [(&[&str], &str); 7] = [
+        (&["attach", "--netns", missing], "no such network namespace"),
+        (&["attach", "--netns", missing, "--mtu", "100"], "MTU"),
+        (&["attach", "--netns", missing, "--cidr", "10.0.2.1/24"], "host bits"),
+        (&["attach", "--netns", missing, "--hostfwd", "tcp::0-:22"], "--hostfwd"),
+        (&["attach", "--netns", missing, "--dns-upstream", "resolver"], "--dns-upstream"),
+        (&["attach", "--frobnicate"], "--frobnicate"),
+        (&["run"], "COMMAND"),
+    ];
+    for (args, needle) in cases {
+        let mut cmd = std::process::Command::new(SLIRP);
+        cmd.args(args);
+        let out = run_with_limit(cmd, Duration::from_secs(10));
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("slirp: "), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
