@@ -217,6 +217,9 @@ impl<'a> Slirp<'a> {
             Err(_) => return inner.stats.drop(DropReason::Ipv4Malformed),
         };
         let link = Arrival { src_mac: eth.src_addr(), link_broadcast: eth.dst_addr().is_multicast() };
+        // A verified IPv4 header from a guest address refreshes its MAC: ARP carries no checksum,
+        // so one corrupted ARP frame must not misdirect the guest's traffic for long.
+        inner.learn_guest(now, repr.src_addr, link.src_mac);
         let header = &packet.datagram()[..packet.header_len() as usize];
         if !packet.is_fragment() {
             inner.dispatch(now, link, &repr, header, packet.payload());
@@ -225,6 +228,7 @@ impl<'a> Slirp<'a> {
         let timeout = inner.config.reassembly_timeout;
         match self.reassembler.add(now, timeout, &repr, packet.payload()) {
             Ok(Added::Pending) => {}
+            Ok(Added::PendingEvicted) => self.inner.stats.drop(DropReason::FragmentNoSlot),
             Ok(Added::Complete(slot)) => {
                 if let Some((whole, payload)) = self.reassembler.datagram(slot) {
                     self.inner.stats.reassembled += 1;
@@ -312,6 +316,21 @@ impl<'a> Inner<'a> {
         };
         let eth_repr = EthernetRepr { src_addr: our_mac, dst_addr: eth.src_addr(), ethertype: EtherType::Arp };
         self.queue_arp(&eth_repr, &reply);
+    }
+
+    /// Records that guest address `ip` is at `mac`: only addresses of the subnet that are not
+    /// ours, at a unicast MAC. Releases packets held for it.
+    fn learn_guest(&mut self, now: Instant, ip: Ipv4Addr, mac: EthernetAddress) {
+        let c = &self.config;
+        if !c.is_host(ip) || ip == c.gateway || ip == c.dns || !mac.is_unicast() {
+            return;
+        }
+        if self.neighbors.lookup(ip) == Some(mac) {
+            self.neighbors.learn(now, ip, mac);
+            return;
+        }
+        self.neighbors.learn(now, ip, mac);
+        self.release_held(now);
     }
 
     /// The virtual addresses that answer ARP. (Forwarding rules to virtual addresses will join
@@ -482,7 +501,8 @@ impl<'a> Inner<'a> {
     fn dispatch(&mut self, now: Instant, link: Arrival, repr: &Ipv4Repr, header: &[u8], payload: &[u8]) {
         let dest = self.classify(repr.dst_addr);
         let dhcp_request = repr.protocol == IpProtocol::Udp && payload.get(2..4) == Some(&[0, 67][..]);
-        if !is_unicast_source(repr.src_addr) && !(repr.src_addr.is_unspecified() && dhcp_request) {
+        let dhcp_from_nowhere = repr.src_addr.is_unspecified() && dhcp_request;
+        if !is_unicast_source(repr.src_addr) && !dhcp_from_nowhere {
             return self.stats.drop(DropReason::Ipv4BadSource);
         }
         if repr.src_addr == self.config.gateway || repr.src_addr == self.config.dns {

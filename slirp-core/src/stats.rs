@@ -49,7 +49,7 @@ drop_reasons! {
     FragmentMalformed => "fragment_malformed",
     /// Fragment overlapping earlier data with different bytes: the datagram is discarded.
     FragmentOverlap => "fragment_overlap",
-    /// No reassembly slot free.
+    /// Every reassembly slot was busy: the oldest incomplete datagram was discarded.
     FragmentNoSlot => "fragment_no_slot",
     /// Datagram larger than a reassembly slot's buffer, or too many holes to track.
     FragmentTooBig => "fragment_too_big",

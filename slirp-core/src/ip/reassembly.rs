@@ -59,6 +59,8 @@ pub struct Reassembler<'a> {
 pub enum Added {
     /// Stored; the datagram is still incomplete.
     Pending,
+    /// Stored, after discarding the oldest incomplete datagram to make room.
+    PendingEvicted,
     /// The datagram in this slot is complete: read it with [`Reassembler::datagram`], then
     /// [`Reassembler::release`] it.
     Complete(usize),
@@ -89,14 +91,27 @@ impl<'a> Reassembler<'a> {
             return Err(DropReason::FragmentMalformed);
         }
         let key = Key { src: repr.src_addr, dst: repr.dst_addr, ident: repr.ident, protocol: repr.protocol };
+        let mut evicted = false;
         let idx = match self.slots.iter().position(|s| s.state.key == Some(key) && s.state.deadline > now) {
             Some(i) => i,
             None => {
-                let i = self
-                    .slots
-                    .iter()
-                    .position(|s| s.state.key.is_none() || s.state.deadline <= now)
-                    .ok_or(DropReason::FragmentNoSlot)?;
+                let i = match self.slots.iter().position(|s| s.state.key.is_none() || s.state.deadline <= now) {
+                    Some(i) => i,
+                    None => {
+                        // All slots busy with live sets: give up the oldest one. On a lossy link
+                        // a set that lost a fragment would otherwise block reassembly for a whole
+                        // timeout; the newest datagram is the one most likely to complete.
+                        let oldest = self
+                            .slots
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|(_, s)| s.state.deadline)
+                            .map(|(i, _)| i)
+                            .ok_or(DropReason::FragmentNoSlot)?;
+                        evicted = true;
+                        oldest
+                    }
+                };
                 let st = &mut self.slots[i].state;
                 st.clear();
                 st.key = Some(key);
@@ -108,6 +123,7 @@ impl<'a> Reassembler<'a> {
         let result = Self::insert(slot, repr, offset, end, payload);
         match result {
             Ok(true) => Ok(Added::Complete(idx)),
+            Ok(false) if evicted => Ok(Added::PendingEvicted),
             Ok(false) => Ok(Added::Pending),
             Err(e) => {
                 slot.state.clear();
@@ -320,9 +336,10 @@ mod tests {
         assert_eq!(r.add(Instant::ZERO, T, &frag(1, 0, true, 13), &[0; 13]), Err(DropReason::FragmentMalformed));
         // Bigger than the slot buffer.
         assert_eq!(r.add(Instant::ZERO, T, &frag(1, 4096, false, 8), &[0; 8]), Err(DropReason::FragmentTooBig));
-        // Slot taken, second datagram refused until the first expires.
+        // Slot taken: a second datagram evicts the oldest incomplete one; after expiry, a new
+        // set just takes the slot.
         assert_eq!(r.add(Instant::ZERO, T, &frag(2, 0, true, 8), &[0; 8]), Ok(Added::Pending));
-        assert_eq!(r.add(Instant::ZERO, T, &frag(3, 0, true, 8), &[0; 8]), Err(DropReason::FragmentNoSlot));
+        assert_eq!(r.add(Instant::ZERO, T, &frag(3, 0, true, 8), &[0; 8]), Ok(Added::PendingEvicted));
         assert_eq!(r.add(Instant::from_secs(30), T, &frag(3, 0, true, 8), &[0; 8]), Ok(Added::Pending));
         // Conflicting last fragments.
         assert_eq!(r.add(Instant::from_secs(30), T, &frag(3, 16, false, 8), &[0; 8]), Ok(Added::Pending));
@@ -361,7 +378,7 @@ mod tests {
             for &(o, e) in &pieces {
                 match r.add(Instant::ZERO, T, &frag(9, o as u16, e != total, e - o), &d[o..e]) {
                     Ok(Added::Complete(i)) => done = Some(i),
-                    Ok(Added::Pending) => {}
+                    Ok(Added::Pending) | Ok(Added::PendingEvicted) => {}
                     Err(e) => proptest::prop_assert!(false, "{:?}", e),
                 }
             }

@@ -38,6 +38,16 @@ impl FlowId {
     pub const fn index(self) -> usize {
         self.index as usize
     }
+
+    /// The generation (24 bits).
+    pub const fn generation(self) -> u32 {
+        self.gen
+    }
+
+    /// Rebuilds an id from its parts.
+    pub const fn from_parts(index: u32, gen: u32) -> FlowId {
+        FlowId { index, gen: gen & 0x00ff_ffff }
+    }
 }
 
 /// One slab entry (public only so embedders can size storage; its fields are private).
@@ -228,7 +238,8 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
         self.unlink(id.index);
         let slot = &mut self.slots[id.index as usize];
         let entry = slot.entry.take();
-        slot.gen = slot.gen.wrapping_add(1);
+        // Generations are 24 bits so a FlowId fits an event-loop token with room for a kind tag.
+        slot.gen = slot.gen.wrapping_add(1) & 0x00ff_ffff;
         slot.next = self.free;
         self.free = id.index;
         self.len -= 1;

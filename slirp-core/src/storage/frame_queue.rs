@@ -57,6 +57,15 @@ impl<'a> FrameQueue<'a> {
         self.buf.len()
     }
 
+    /// Bytes not in use (not necessarily contiguous), less one record header.
+    pub fn free_bytes(&self) -> usize {
+        let used = match self.wrap_end {
+            None => self.tail - self.head,
+            Some(end) => (end - self.head) + self.tail,
+        };
+        self.buf.len().saturating_sub(used).saturating_sub(HEADER)
+    }
+
     /// Largest record body that could ever fit.
     pub fn max_record(&self) -> usize {
         self.buf.len().saturating_sub(HEADER)

@@ -268,10 +268,8 @@ impl<'a> DhcpRepr<'a> {
         let Some(mut opts) = p.options() else {
             return Ok(r);
         };
-        loop {
-            let Some(&code) = opts.first() else {
-                break; // options ended without END: accept what was read (many clients pad)
-            };
+        // Options that end without END are accepted as read (many clients pad instead).
+        while let Some(&code) = opts.first() {
             match code {
                 opt::END => break,
                 opt::PAD => opts = &opts[1..],
