@@ -87,7 +87,7 @@ impl<'a> Reassembler<'a> {
     ) -> Result<Added, DropReason> {
         let offset = repr.frag_offset as usize;
         let end = offset + payload.len();
-        if (repr.more_frags && (payload.is_empty() || payload.len() % 8 != 0)) || HEADER_LEN + end > MAX_DATAGRAM {
+        if (repr.more_frags && (payload.is_empty() || !payload.len().is_multiple_of(8))) || HEADER_LEN + end > MAX_DATAGRAM {
             return Err(DropReason::FragmentMalformed);
         }
         let key = Key { src: repr.src_addr, dst: repr.dst_addr, ident: repr.ident, protocol: repr.protocol };
@@ -267,10 +267,7 @@ mod tests {
     fn feed(r: &mut Reassembler, pieces: &[(usize, usize)], total: usize, d: &[u8]) -> Result<Added, DropReason> {
         let mut last = Ok(Added::Pending);
         for &(o, e) in pieces {
-            last = r.add(Instant::ZERO, T, &frag(1, o as u16, e != total, e - o), &d[o..e]);
-            if last.is_err() {
-                return last;
-            }
+            last = Ok(r.add(Instant::ZERO, T, &frag(1, o as u16, e != total, e - o), &d[o..e])?);
         }
         last
     }

@@ -149,7 +149,7 @@ mod tests {
         assert!(p.verify_checksum(SRC, DST));
         assert_eq!(UdpRepr::parse(&p, SRC, DST, true).unwrap(), r);
         assert_eq!(p.payload(), b"hello");
-        assert_eq!(UdpRepr::parse(&p, DST, SRC, true).is_ok(), true, "addresses swap keeps the sum");
+        assert!(UdpRepr::parse(&p, DST, SRC, true).is_ok(), "addresses swap keeps the sum");
         assert_eq!(UdpRepr::parse(&p, Ipv4Addr::new(1, 1, 1, 1), DST, true), Err(Error::Checksum));
     }
 
