@@ -262,7 +262,7 @@ impl<'a> EventLoop<'a> {
                         n += 1;
                         // Answers go out as we go, so the core's queue never fills from one
                         // burst of requests.
-                        if n % 32 == 0 {
+                        if n & 31 == 0 {
                             self.transmit()?;
                         }
                     }
