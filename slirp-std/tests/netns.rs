@@ -136,6 +136,28 @@ fn run_puts_command_on_the_network_and_passes_its_status() {
     let out = lab.exec_in(&lab.host, &[SLIRP, "run", "--", "/nonexistent/command"]);
     assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("/nonexistent/command"));
+    // Setup failing inside the new namespace is reported in one line, and nothing runs.
+    let out = lab.exec_in(&lab.host, &[SLIRP, "run", "--ifname", "a-name-too-long-for-linux", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("interface name"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn run_stops_its_command_when_signalled() {
+    let Some(mut lab) = lab("run_stops_its_command_when_signalled") else {
+        return;
+    };
+    let marker = lab.dir.join("started");
+    let script = format!("touch {}; exec sleep 60", marker.display());
+    let p = lab.slirp(&["run", "--", "sh", "-c", &script]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "command never started: {}", lab.stderr_of(p));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // slirp passes SIGTERM on and exits as the command did (128 + 15, as a shell reports it).
+    let (status, log) = lab.stop(p, Signal::TERM);
+    assert_eq!(status.code(), Some(143), "{log}");
 }
 
 /// An ARP request from 52:54:00:12:34:56 / 10.0.2.15 for `target`.
