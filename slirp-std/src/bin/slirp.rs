@@ -59,13 +59,20 @@ struct Common {
     /// Do not answer DHCP.
     #[arg(long)]
     disable_dhcp: bool,
-    /// Upstream resolver for the DNS alias, ADDR[:PORT] (default: first nameserver of
-    /// /etc/resolv.conf).
-    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_dns_upstream)]
+    // Help text given as a string: rustdoc would read the brackets as links.
+    #[arg(
+        long,
+        value_name = "ADDR[:PORT]",
+        value_parser = parse_dns_upstream,
+        help = "Upstream resolver for the DNS alias, ADDR[:PORT] (default: first nameserver of /etc/resolv.conf)"
+    )]
     dns_upstream: Option<SocketAddr>,
-    /// Forward a host port to the guest, QEMU syntax [tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT
-    /// (repeatable). Checked now; takes effect once UDP/TCP NAT land.
-    #[arg(long, value_name = "RULE")]
+    #[arg(
+        long,
+        value_name = "RULE",
+        help = "Forward a host port to the guest, QEMU syntax [tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT \
+                (repeatable). Checked now; takes effect once UDP/TCP NAT land"
+    )]
     hostfwd: Vec<String>,
     /// Write a capture of the guest link to FILE (pcap).
     #[arg(long, value_name = "FILE")]
