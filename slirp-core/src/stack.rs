@@ -505,7 +505,10 @@ impl<'a> Inner<'a> {
         if !is_unicast_source(repr.src_addr) && !dhcp_from_nowhere {
             return self.stats.drop(DropReason::Ipv4BadSource);
         }
-        if repr.src_addr == self.config.gateway || repr.src_addr == self.config.dns {
+        // Our own addresses, and the subnet's directed broadcast (RFC 1122 §3.2.1.3: never a
+        // source; a reply or ICMP error to it would be addressed to the whole subnet).
+        let c = &self.config;
+        if repr.src_addr == c.gateway || repr.src_addr == c.dns || repr.src_addr == c.broadcast() {
             return self.stats.drop(DropReason::Ipv4BadSource);
         }
         // TTL (RFC 1812 §5.3.1): a datagram we would forward needs TTL > 1; one for us, > 0.
