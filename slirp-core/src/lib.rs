@@ -43,6 +43,7 @@ mod arp;
 mod dhcp;
 mod icmp;
 mod ip;
+pub mod nat;
 mod stack;
 mod stats;
 #[cfg(feature = "critical-section")]
@@ -52,5 +53,6 @@ pub use config::{Config, ConfigError};
 pub use host::{EchoKind, EchoReply, HostError, HostSocket, NoHost, SocketId, UdpEvent};
 pub use stack::{Slirp, TxFrame};
 pub use stats::{DropReason, Stats};
+pub use nat::{ForwardError, UdpForward};
 pub use storage::{ReassemblySlot, Storage};
 pub use time::{Clock, Instant};

@@ -16,6 +16,7 @@ use crate::host::HostSocket;
 use crate::icmp;
 use crate::ip::reassembly::{Added, Reassembler};
 use crate::ip::{emit_frames, is_unicast_source};
+use crate::nat::Nat;
 use crate::stats::{DropReason, Stats};
 use crate::storage::{FrameQueue, Storage};
 use crate::time::{earliest, Instant};
@@ -40,7 +41,7 @@ const DHCP_TOS: u8 = 0x10;
 
 /// How the frame carrying a datagram is addressed.
 #[derive(Clone, Copy, Debug)]
-enum LinkDest {
+pub(crate) enum LinkDest {
     /// To this MAC (we learned it from the frame we answer).
     Mac(EthernetAddress),
     /// To whatever MAC the destination address resolves to (ARP, holding the packet meanwhile).
@@ -50,22 +51,25 @@ enum LinkDest {
 /// The user-mode network engine. See the [crate documentation](crate).
 #[derive(Debug)]
 pub struct Slirp<'a> {
-    inner: Inner<'a>,
+    pub(crate) inner: Inner<'a>,
     reassembler: Reassembler<'a>,
+    /// Receive buffer for host datagrams (see [`Storage::scratch`]).
+    pub(crate) scratch: managed::ManagedSlice<'a, u8>,
 }
 
 /// Everything but the reassembly buffers, so a reassembled datagram (borrowed from the
 /// reassembler) can be dispatched with `&mut Inner`.
 #[derive(Debug)]
-struct Inner<'a> {
-    config: Config,
-    gateway_mac: EthernetAddress,
-    neighbors: NeighborCache,
-    dhcp: DhcpServer,
-    tx: FrameQueue<'a>,
-    hold: FrameQueue<'a>,
-    next_ip_id: u16,
-    stats: Stats,
+pub(crate) struct Inner<'a> {
+    pub(crate) config: Config,
+    pub(crate) gateway_mac: EthernetAddress,
+    pub(crate) neighbors: NeighborCache,
+    pub(crate) dhcp: DhcpServer,
+    pub(crate) tx: FrameQueue<'a>,
+    pub(crate) hold: FrameQueue<'a>,
+    pub(crate) next_ip_id: u16,
+    pub(crate) stats: Stats,
+    pub(crate) nat: Nat<'a>,
 }
 
 /// The frame at the head of the guest-bound queue, lent out by [`Slirp::poll_transmit`].
@@ -100,6 +104,7 @@ impl<'a> Slirp<'a> {
     pub fn new(config: Config, storage: Storage<'a>) -> Result<Slirp<'a>, ConfigError> {
         config.validate()?;
         let gateway_mac = EthernetAddress::slirp_virtual(config.gateway);
+        let seed = config.seed;
         Ok(Slirp {
             inner: Inner {
                 config,
@@ -109,9 +114,11 @@ impl<'a> Slirp<'a> {
                 tx: FrameQueue::new(storage.tx),
                 hold: FrameQueue::new(storage.hold),
                 next_ip_id: 0,
+                nat: Nat::new(storage.udp_flows, storage.udp_index, storage.ready, seed),
                 stats: Stats::default(),
             },
             reassembler: Reassembler::new(storage.reassembly),
+            scratch: storage.scratch,
         })
     }
 
@@ -148,7 +155,6 @@ impl<'a> Slirp<'a> {
     /// Takes one Ethernet frame from the guest. Malformed, hostile or unsupported frames are
     /// counted in [`stats`](Self::stats) and dropped; nothing here panics or allocates.
     pub fn handle_guest_frame<H: HostSocket>(&mut self, now: Instant, frame: &[u8], host: &mut H) {
-        let _ = host;
         self.inner.stats.rx_frames += 1;
         self.inner.stats.rx_bytes += frame.len() as u64;
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
@@ -157,7 +163,7 @@ impl<'a> Slirp<'a> {
         };
         match eth.ethertype() {
             EtherType::Arp => self.inner.arp_input(now, &eth),
-            EtherType::Ipv4 => self.ipv4_input(now, &eth),
+            EtherType::Ipv4 => self.ipv4_input(now, &eth, host),
             _ => self.inner.stats.drop(DropReason::EthernetUnknownType),
         }
     }
@@ -165,8 +171,11 @@ impl<'a> Slirp<'a> {
     /// Runs the timers that are due: held packets whose ARP resolution timed out, incomplete
     /// fragment sets.
     pub fn handle_timeout<H: HostSocket>(&mut self, now: Instant, host: &mut H) {
-        let _ = host;
         self.inner.release_held(now);
+        self.inner.expire_flows(now, host);
+        if self.inner.nat.has_ready() {
+            self.service_ready(now, host);
+        }
         for _ in 0..self.reassembler.expire(now) {
             self.inner.stats.drop(DropReason::FragmentTimeout);
         }
@@ -174,7 +183,10 @@ impl<'a> Slirp<'a> {
 
     /// The next frame for the guest, if any. See [`TxFrame`].
     pub fn poll_transmit<H: HostSocket>(&mut self, now: Instant, host: &mut H) -> Option<TxFrame<'_, 'a>> {
-        let _ = (now, host);
+        if self.inner.nat.has_ready() {
+            // The guest link drained: read host sockets that were waiting for room.
+            self.service_ready(now, host);
+        }
         if self.inner.tx.is_empty() {
             None
         } else {
@@ -202,10 +214,10 @@ impl<'a> Slirp<'a> {
     /// When [`handle_timeout`](Self::handle_timeout) must run next, or `None` if no timer is set.
     pub fn poll_at(&self) -> Option<Instant> {
         let held = self.inner.hold.peek().map(|r| r.deadline);
-        earliest(held, self.reassembler.poll_at())
+        earliest(earliest(held, self.reassembler.poll_at()), self.inner.nat.poll_at())
     }
 
-    fn ipv4_input(&mut self, now: Instant, eth: &EthernetFrame<&[u8]>) {
+    fn ipv4_input<H: HostSocket>(&mut self, now: Instant, eth: &EthernetFrame<&[u8]>, host: &mut H) {
         let inner = &mut self.inner;
         let Ok(packet) = Ipv4Packet::new_checked(eth.payload()) else {
             inner.stats.drop(DropReason::Ipv4Malformed);
@@ -222,7 +234,7 @@ impl<'a> Slirp<'a> {
         inner.learn_guest(now, repr.src_addr, link.src_mac);
         let header = &packet.datagram()[..packet.header_len() as usize];
         if !packet.is_fragment() {
-            inner.dispatch(now, link, &repr, header, packet.payload());
+            inner.dispatch(now, link, &repr, header, packet.payload(), host);
             return;
         }
         let timeout = inner.config.reassembly_timeout;
@@ -234,7 +246,7 @@ impl<'a> Slirp<'a> {
                     self.inner.stats.reassembled += 1;
                     let mut hdr = [0u8; IP_LEN];
                     whole.emit(&mut hdr);
-                    self.inner.dispatch(now, link, &whole, &hdr, payload);
+                    self.inner.dispatch(now, link, &whole, &hdr, payload, host);
                 }
                 self.reassembler.release(slot);
             }
@@ -245,7 +257,7 @@ impl<'a> Slirp<'a> {
 
 /// How a datagram reached us on the link.
 #[derive(Clone, Copy, Debug)]
-struct Arrival {
+pub(crate) struct Arrival {
     src_mac: EthernetAddress,
     link_broadcast: bool,
 }
@@ -412,7 +424,7 @@ impl<'a> Inner<'a> {
 
     /// Sends the datagram `repr` with payload `head ‖ body` toward the guest. `repr.ident` and
     /// `repr.payload_len` are filled in here.
-    fn send_datagram(&mut self, now: Instant, mut repr: Ipv4Repr, link: LinkDest, head: &[u8], body: &[u8]) {
+    pub(crate) fn send_datagram(&mut self, now: Instant, mut repr: Ipv4Repr, link: LinkDest, head: &[u8], body: &[u8]) {
         let len = head.len() + body.len();
         if IP_LEN + len > wire::ipv4::MAX_DATAGRAM {
             self.stats.drop(DropReason::TxBufferTooSmall);
@@ -450,7 +462,7 @@ impl<'a> Inner<'a> {
         }
     }
 
-    fn reply_header(&self, src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, ttl: u8, tos: u8) -> Ipv4Repr {
+    pub(crate) fn reply_header(&self, src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, ttl: u8, tos: u8) -> Ipv4Repr {
         Ipv4Repr {
             src_addr: src,
             dst_addr: dst,
@@ -468,7 +480,7 @@ impl<'a> Inner<'a> {
     /// Sends an ICMP error about the datagram `orig` (header bytes `orig_header`, payload
     /// `orig_payload`), if RFC 1812 allows one.
     #[allow(clippy::too_many_arguments)]
-    fn icmp_error(
+    pub(crate) fn icmp_error(
         &mut self,
         now: Instant,
         link: Arrival,
@@ -498,7 +510,15 @@ impl<'a> Inner<'a> {
 
     // ---------------------------------------------------------------- dispatch
 
-    fn dispatch(&mut self, now: Instant, link: Arrival, repr: &Ipv4Repr, header: &[u8], payload: &[u8]) {
+    fn dispatch<H: HostSocket>(
+        &mut self,
+        now: Instant,
+        link: Arrival,
+        repr: &Ipv4Repr,
+        header: &[u8],
+        payload: &[u8],
+        host: &mut H,
+    ) {
         let dest = self.classify(repr.dst_addr);
         let dhcp_request = repr.protocol == IpProtocol::Udp && payload.get(2..4) == Some(&[0, 67][..]);
         let dhcp_from_nowhere = repr.src_addr.is_unspecified() && dhcp_request;
@@ -519,8 +539,8 @@ impl<'a> Inner<'a> {
             return;
         }
         match repr.protocol {
-            IpProtocol::Udp => self.udp_input(now, link, repr, header, payload, dest),
-            IpProtocol::Icmp => self.icmp_input(now, link, repr, header, payload, dest),
+            IpProtocol::Udp => self.udp_input(now, link, repr, header, payload, dest, host),
+            IpProtocol::Icmp => self.icmp_input(now, link, repr, header, payload, dest, host),
             IpProtocol::Tcp => self.tcp_input(now, link, repr, header, payload, dest),
             IpProtocol::Unknown(_) => {
                 self.stats.drop(DropReason::Ipv4UnknownProtocol);
@@ -555,7 +575,8 @@ impl<'a> Inner<'a> {
         self.icmp_error(now, link, repr, header, payload, icmpv4::DST_UNREACHABLE, code);
     }
 
-    fn icmp_input(
+    #[allow(clippy::too_many_arguments)]
+    fn icmp_input<H: HostSocket>(
         &mut self,
         now: Instant,
         link: Arrival,
@@ -563,6 +584,7 @@ impl<'a> Inner<'a> {
         header: &[u8],
         payload: &[u8],
         dest: Destination,
+        host: &mut H,
     ) {
         let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
             return self.stats.drop(DropReason::IcmpMalformed);
@@ -581,19 +603,22 @@ impl<'a> Inner<'a> {
                 let to = self.reply_link(link, repr.src_addr);
                 self.send_datagram(now, reply, to, &head, data);
             }
-            (Icmpv4Repr::EchoRequest { .. }, Destination::Outside | Destination::Subnet) => {
+            (Icmpv4Repr::EchoRequest { ident, seq_no, data }, Destination::Outside) => {
+                self.echo_nat_input(now, link, repr, header, payload, (ident, seq_no, data), host);
+            }
+            (Icmpv4Repr::EchoRequest { .. }, Destination::Subnet) => {
                 if self.config.restricted {
                     return self.stats.drop(DropReason::Restricted);
                 }
-                // Echo toward the world arrives with the UDP/ICMP NAT; until then the network is
-                // unreachable, which is what the guest is told.
-                self.unreachable(now, link, repr, header, payload, dest, unreach::NET);
+                // Nobody lives at other addresses of the virtual subnet.
+                self.unreachable(now, link, repr, header, payload, dest, unreach::HOST);
             }
             _ => self.stats.drop(DropReason::IcmpIgnored),
         }
     }
 
-    fn udp_input(
+    #[allow(clippy::too_many_arguments)]
+    fn udp_input<H: HostSocket>(
         &mut self,
         now: Instant,
         link: Arrival,
@@ -601,6 +626,7 @@ impl<'a> Inner<'a> {
         header: &[u8],
         payload: &[u8],
         dest: Destination,
+        host: &mut H,
     ) {
         let Ok(packet) = UdpPacket::new_checked(payload) else {
             return self.stats.drop(DropReason::UdpMalformed);
@@ -617,11 +643,8 @@ impl<'a> Inner<'a> {
             }
             return;
         }
-        if self.config.restricted && dest != Destination::Virtual {
-            return self.stats.drop(DropReason::Restricted);
-        }
-        // UDP NAT and the DNS alias arrive with the UDP issue; until then nothing listens.
-        self.unreachable(now, link, repr, header, payload, dest, unreach::PORT);
+        let data = packet.payload();
+        self.udp_nat_input(now, link, repr, header, payload, (udp.src_port, udp.dst_port), data, host);
     }
 
     fn dhcp_input(&mut self, now: Instant, link: Arrival, bootp: &[u8]) {

@@ -77,6 +77,16 @@ drop_reasons! {
     TxBufferTooSmall => "tx_buffer_too_small",
     /// Traffic refused by restricted mode.
     Restricted => "restricted",
+    /// The host would not open a socket for a new UDP flow.
+    UdpNoSocket => "udp_no_socket",
+    /// The host refused to send a guest datagram.
+    UdpSendFailed => "udp_send_failed",
+    /// The UDP table was full: the least recently active mapping was closed for a new one.
+    UdpFlowEvicted => "udp_flow_evicted",
+    /// The host offers no way to send ICMP echo requests (or refused one).
+    IcmpEchoUnavailable => "icmp_echo_unavailable",
+    /// An echo reply matched no request we sent (late, duplicate or foreign).
+    EchoReplyUnmatched => "echo_reply_unmatched",
 }
 
 impl fmt::Display for DropReason {

@@ -10,7 +10,13 @@ mod frame_queue;
 pub use flow_table::{FlowId, FlowSlot, FlowTable, TableFull, LISTS};
 pub use frame_queue::{FrameQueue, QueueFull, Record};
 
+use crate::nat::UdpFlowSlot;
 use managed::ManagedSlice;
+
+/// UDP mappings in owned storage unless told otherwise.
+pub const DEFAULT_UDP_FLOWS: usize = 1024;
+/// Largest host datagram passed to the guest in owned storage unless told otherwise.
+pub const DEFAULT_MAX_DATAGRAM: usize = 65535;
 
 /// A buffer for reassembling one fragmented IPv4 datagram.
 ///
@@ -37,6 +43,15 @@ pub struct Storage<'a> {
     pub hold: ManagedSlice<'a, u8>,
     /// Reassembly buffers, one per datagram being rebuilt at once.
     pub reassembly: ManagedSlice<'a, ReassemblySlot<'a>>,
+    /// UDP NAT mappings (its length is the most UDP flows at once; empty: no UDP NAT).
+    pub udp_flows: ManagedSlice<'a, UdpFlowSlot>,
+    /// Hash index of the UDP mappings: at least as long as `udp_flows`, twice is best.
+    pub udp_index: ManagedSlice<'a, u32>,
+    /// Sockets waiting for room toward the guest: one per UDP flow, plus forwards and echo.
+    pub ready: ManagedSlice<'a, u64>,
+    /// Receive buffer for host datagrams; its length is the largest datagram passed to the guest
+    /// (65535 carries any; longer datagrams are truncated by the host).
+    pub scratch: ManagedSlice<'a, u8>,
 }
 
 impl<'a> Storage<'a> {
@@ -46,11 +61,51 @@ impl<'a> Storage<'a> {
         hold: impl Into<ManagedSlice<'a, u8>>,
         reassembly: impl Into<ManagedSlice<'a, ReassemblySlot<'a>>>,
     ) -> Self {
-        Storage { tx: tx.into(), hold: hold.into(), reassembly: reassembly.into() }
+        Storage {
+            tx: tx.into(),
+            hold: hold.into(),
+            reassembly: reassembly.into(),
+            udp_flows: ManagedSlice::Borrowed(&mut []),
+            udp_index: ManagedSlice::Borrowed(&mut []),
+            ready: ManagedSlice::Borrowed(&mut []),
+            scratch: ManagedSlice::Borrowed(&mut []),
+        }
+    }
+
+    /// Adds the NAT's memory to borrowed storage: UDP mapping slots, their index (at least as many
+    /// entries as slots), the ready list (slots + [`MAX_FORWARDS`](crate::nat::MAX_FORWARDS) + 2)
+    /// and the host receive buffer.
+    pub fn with_nat(
+        mut self,
+        udp_flows: impl Into<ManagedSlice<'a, UdpFlowSlot>>,
+        udp_index: impl Into<ManagedSlice<'a, u32>>,
+        ready: impl Into<ManagedSlice<'a, u64>>,
+        scratch: impl Into<ManagedSlice<'a, u8>>,
+    ) -> Self {
+        self.udp_flows = udp_flows.into();
+        self.udp_index = udp_index.into();
+        self.ready = ready.into();
+        self.scratch = scratch.into();
+        self
+    }
+
+    /// Owned NAT memory for `udp_flows` UDP mappings and datagrams up to `max_datagram` bytes.
+    #[cfg(feature = "alloc")]
+    pub fn with_udp_capacity(mut self, udp_flows: usize, max_datagram: usize) -> Self {
+        use alloc::vec;
+        use alloc::vec::Vec;
+        let slots: Vec<UdpFlowSlot> = (0..udp_flows).map(|_| UdpFlowSlot::default()).collect();
+        self.udp_flows = ManagedSlice::Owned(slots);
+        self.udp_index = ManagedSlice::Owned(vec![u32::MAX; (udp_flows * 2).max(1)]);
+        self.ready = ManagedSlice::Owned(vec![0u64; udp_flows + crate::nat::MAX_FORWARDS + 2]);
+        self.scratch = ManagedSlice::Owned(vec![0u8; max_datagram]);
+        self
     }
 
     /// Owned storage: `tx_bytes` for the guest-bound queue, `hold_bytes` for packets awaiting
-    /// ARP, and `reassembly_slots` buffers of `reassembly_slot_bytes` each.
+    /// ARP, `reassembly_slots` buffers of `reassembly_slot_bytes` each, and NAT memory for
+    /// [`DEFAULT_UDP_FLOWS`] UDP mappings and datagrams up to [`DEFAULT_MAX_DATAGRAM`] bytes
+    /// (change it with [`with_udp_capacity`](Self::with_udp_capacity)).
     #[cfg(feature = "alloc")]
     pub fn with_capacity(
         tx_bytes: usize,
@@ -62,10 +117,7 @@ impl<'a> Storage<'a> {
         use alloc::vec::Vec;
         let slots: Vec<ReassemblySlot<'static>> =
             (0..reassembly_slots).map(|_| ReassemblySlot::new(vec![0u8; reassembly_slot_bytes])).collect();
-        Storage {
-            tx: ManagedSlice::Owned(vec![0u8; tx_bytes]),
-            hold: ManagedSlice::Owned(vec![0u8; hold_bytes]),
-            reassembly: ManagedSlice::Owned(slots),
-        }
+        Storage::new(vec![0u8; tx_bytes], vec![0u8; hold_bytes], slots)
+            .with_udp_capacity(DEFAULT_UDP_FLOWS, DEFAULT_MAX_DATAGRAM)
     }
 }
