@@ -324,6 +324,8 @@ fn attach(a: AttachArgs) -> Result<ExitCode, Fail> {
             String::new()
         }
     );
+    // Hold no reference to the namespace: when its last process goes, it must be free to die.
+    drop(ns);
     let ev = build_loop(&a.common, prepared, GuestLink::datagram(tap)?)?;
     serve(ev)?;
     Ok(ExitCode::SUCCESS)
