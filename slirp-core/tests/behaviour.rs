@@ -10,13 +10,17 @@ mod common;
 
 use common::*;
 use core::net::Ipv4Addr;
+use core::net::SocketAddrV4;
 use core::time::Duration;
 use proptest::prelude::*;
 use slirp_core::wire::{
     ArpOperation, DhcpMessageType, EtherType, EthernetAddress, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpControl,
     TcpPacket, TcpRepr, UdpPacket,
 };
-use slirp_core::{Config, DropReason, Instant, NoHost, Slirp, Storage};
+use slirp_core::{
+    Config, DropReason, EchoKind, EchoReply, HostError, HostSocket, Instant, NoHost, Slirp, SocketId, Storage, UdpEvent,
+};
+use std::collections::VecDeque;
 
 const NET_9: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 9);
 
@@ -675,8 +679,9 @@ fn fragmented_udp_reassembled_in_order_or_shuffled_item_26() {
 fn error_about_a_fragmented_datagram_quotes_the_reassembled_header_item_26() {
     let mut net = Net::new();
     net.introduce_guest();
-    let dgram = udp(GUEST_IP, GATEWAY, 5000, 9999, &data(1000));
-    let mut base = ip(GUEST_IP, GATEWAY, IpProtocol::Udp);
+    // The DNS alias serves port 53 only: anything else is port unreachable, whatever the host.
+    let dgram = udp(GUEST_IP, DNS, 5000, 9999, &data(1000));
+    let mut base = ip(GUEST_IP, DNS, IpProtocol::Udp);
     base.ident = 0x4242;
     let frags = split(&dgram, 512);
     for (off, more, bytes) in &frags {
@@ -960,9 +965,9 @@ fn no_icmp_error_about_errors_fragments_or_broadcasts_item_38() {
 fn icmp_error_quote_tos_ttl_and_source_item_39() {
     let mut net = Net::new();
     net.introduce_guest();
-    let mut r = ip(GUEST_IP, GATEWAY, IpProtocol::Udp);
+    let mut r = ip(GUEST_IP, DNS, IpProtocol::Udp);
     r.tos = 0xff;
-    let dgram = ipv4_datagram(&r, &[], &udp(GUEST_IP, GATEWAY, 1000, 9999, &data(1000)));
+    let dgram = ipv4_datagram(&r, &[], &udp(GUEST_IP, DNS, 1000, 9999, &data(1000)));
     let out = net.exchange(&eth(GUEST_MAC, GATEWAY_MAC, EtherType::Ipv4, &dgram));
     let (o, t, c, quote) = icmp_error(&out[0]);
     assert_eq!((t, c), (3, 3));
@@ -977,14 +982,26 @@ fn icmp_error_quote_tos_ttl_and_source_item_39() {
 // UDP, TCP and restricted mode (before the NAT)
 
 #[test]
-fn udp_without_a_service_gets_unreachable_by_destination_kind() {
+fn udp_refusals_by_destination_with_a_host_without_network() {
+    // `NoHost` opens no sockets and has no upstream resolver (see the `nat` module docs for the
+    // address map): the DNS alias answers port unreachable, other subnet addresses host
+    // unreachable, and flows the host cannot open (gateway → loopback, outside) net unreachable
+    // (checklist item 48: a host failure becomes ICMP unreachable net).
     let mut net = Net::new();
     net.introduce_guest();
-    for (dst, port, code) in [(GATEWAY, 9999, 3), (DNS, 53, 3), (NET_9, 9999, 1), (OUTSIDE, 53, 0)] {
-        let (_, t, c, _) = icmp_error(&net.exchange(&udp_frame(GUEST_IP, dst, 1000, port, b"q"))[0]);
+    let cases = [(DNS, 9999, 3), (DNS, 53, 3), (NET_9, 9999, 1), (GATEWAY, 9999, 0), (OUTSIDE, 53, 0)];
+    for (dst, port, code) in cases {
+        let (o, t, c, _) = icmp_error(&net.exchange(&udp_frame(GUEST_IP, dst, 1000, port, b"q"))[0]);
         assert_eq!((t, c), (3, code), "{dst}:{port}");
+        assert_eq!(o.ip.src_addr, GATEWAY);
     }
-    assert_eq!(net.dropped(DropReason::Ipv4NoRoute), 4);
+    assert_eq!(net.dropped(DropReason::Ipv4NoRoute), 3);
+    assert_eq!(net.dropped(DropReason::UdpNoSocket), 2);
+    // With the host loopback alias disabled the gateway is administratively prohibited.
+    let mut net = Net::with_config(Config { disable_host_loopback: true, ..Config::default() });
+    net.introduce_guest();
+    let (_, t, c, _) = icmp_error(&net.exchange(&udp_frame(GUEST_IP, GATEWAY, 1000, 9999, b"q"))[0]);
+    assert_eq!((t, c), (3, 13));
 }
 
 #[test]
@@ -1076,10 +1093,13 @@ fn restricted_mode_drops_outside_traffic() {
     let o = parse_ip(&net.exchange(&tcp_frame(GUEST_IP, OUTSIDE, &syn))[0]);
     assert_eq!(TcpPacket::new_checked(&o.payload[..]).unwrap().flags() & 0x04, 0x04);
     assert_eq!(net.dropped(DropReason::Restricted), 4);
-    // The virtual services still answer.
+    // UDP to the virtual addresses is not forwarded either (no host loopback, no DNS).
+    assert!(net.exchange(&udp_frame(GUEST_IP, GATEWAY, 1, 9999, b"q")).is_empty());
+    assert!(net.exchange(&udp_frame(GUEST_IP, DNS, 1, 53, b"q")).is_empty());
+    assert_eq!(net.dropped(DropReason::Restricted), 6);
+    // The link services still answer: ping and DHCP.
     assert_eq!(echo_reply(&net.exchange(&ping(GUEST_IP, GATEWAY, 1, 1, b"x"))[0]).2, 1);
-    let (_, t, c, _) = icmp_error(&net.exchange(&udp_frame(GUEST_IP, GATEWAY, 1, 9999, b"q"))[0]);
-    assert_eq!((t, c), (3, 3));
+    assert_eq!(net.exchange(&discover(GUEST_MAC)).len(), 1);
 }
 
 #[test]
@@ -1416,11 +1436,91 @@ fn input() -> impl Strategy<Value = Input> {
     ]
 }
 
+/// A host for the property tests. Disabled, it refuses everything (like `NoHost`). Enabled, every
+/// UDP datagram and echo request the engine sends comes straight back from its destination
+/// (sometimes grown to 3000 bytes, sometimes as a host-reported ICMP error), so the NAT's
+/// guest-bound paths, fragmentation included, run on fuzzed input too.
+#[derive(Default)]
+struct EchoHost {
+    enabled: bool,
+    udp: VecDeque<(SocketId, Vec<u8>, SocketAddrV4)>,
+    echo: VecDeque<(SocketId, Ipv4Addr, u16, u16, Vec<u8>)>,
+    ready: Vec<SocketId>,
+}
+
+impl HostSocket for EchoHost {
+    fn udp_bind(&mut self, _id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+        if !self.enabled {
+            return Err(HostError::Unsupported);
+        }
+        Ok(SocketAddrV4::new(*local.ip(), 40000))
+    }
+
+    fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddrV4, _ttl: Option<u8>) -> Result<(), HostError> {
+        if !self.enabled {
+            return Err(HostError::Unsupported);
+        }
+        let reply = if data.first().is_some_and(|b| b & 1 == 1) { vec![0x5a; 3000] } else { data.to_vec() };
+        self.udp.push_back((id, reply, dst));
+        self.ready.push(id);
+        Ok(())
+    }
+
+    fn udp_recv_from(&mut self, id: SocketId, buf: &mut [u8]) -> Result<UdpEvent, HostError> {
+        let at = self.udp.iter().position(|(i, ..)| *i == id).ok_or(HostError::WouldBlock)?;
+        let (_, data, from) = self.udp.remove(at).ok_or(HostError::WouldBlock)?;
+        if data.len() % 5 == 4 {
+            return Ok(UdpEvent::Error { offender: *from.ip(), dst: from, error: HostError::HostUnreachable });
+        }
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        Ok(UdpEvent::Datagram { len: n, from })
+    }
+
+    fn icmp_echo_open(&mut self, _id: SocketId) -> Result<EchoKind, HostError> {
+        if self.enabled {
+            Ok(EchoKind::Raw)
+        } else {
+            Err(HostError::Unsupported)
+        }
+    }
+
+    fn icmp_echo_send(
+        &mut self,
+        id: SocketId,
+        dst: Ipv4Addr,
+        ident: u16,
+        seq_no: u16,
+        data: &[u8],
+        _ttl: Option<u8>,
+    ) -> Result<(), HostError> {
+        if !self.enabled {
+            return Err(HostError::Unsupported);
+        }
+        self.echo.push_back((id, dst, ident, seq_no, data.to_vec()));
+        self.ready.push(id);
+        Ok(())
+    }
+
+    fn icmp_echo_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<EchoReply, HostError> {
+        let at = self.echo.iter().position(|e| e.0 == id).ok_or(HostError::WouldBlock)?;
+        let (_, from, ident, seq_no, data) = self.echo.remove(at).ok_or(HostError::WouldBlock)?;
+        let len = data.len().min(buf.len());
+        buf[..len].copy_from_slice(&data[..len]);
+        Ok(EchoReply { from, ident, seq_no, len })
+    }
+
+    fn dns_upstream(&self) -> Option<SocketAddrV4> {
+        self.enabled.then(|| SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 53), 53))
+    }
+}
+
 /// Runs a sequence of (input, time step, drain?) through an engine with the given MTU and
 /// storage shape, checking every output frame and the counters.
 fn run_sequence(
     mtu: u16,
     storage: (usize, usize, usize, usize),
+    host_enabled: bool,
     steps: &[(Input, u16, bool)],
 ) -> Result<(), TestCaseError> {
     let bases = base_frames();
@@ -1430,8 +1530,9 @@ fn run_sequence(
     let mut now = Instant::from_millis(0);
     let mut buf = vec![0u8; usize::from(mtu) + 14];
     let mut received = 0u64;
-    let mut drain = |slirp: &mut Slirp<'_>, now: Instant| -> Result<(), TestCaseError> {
-        while let Some(n) = slirp.poll_transmit_into(now, &mut NoHost, &mut buf) {
+    let mut host = EchoHost { enabled: host_enabled, ..EchoHost::default() };
+    let mut drain = |slirp: &mut Slirp<'_>, host: &mut EchoHost, now: Instant| -> Result<(), TestCaseError> {
+        while let Some(n) = slirp.poll_transmit_into(now, host, &mut buf) {
             if let Err(e) = check_frame(&buf[..n], usize::from(mtu)) {
                 return Err(TestCaseError::fail(format!("{e}: {:02x?}", &buf[..n.min(80)])));
             }
@@ -1453,23 +1554,30 @@ fn run_sequence(
                 f
             }
         };
-        slirp.handle_guest_frame(now, &frame, &mut NoHost);
+        slirp.handle_guest_frame(now, &frame, &mut host);
+        while let Some(id) = host.ready.pop() {
+            slirp.handle_host_readable(now, id, &mut host);
+        }
         now = now + Duration::from_millis(u64::from(*dt));
         if slirp.poll_at().is_some_and(|t| t <= now) {
-            slirp.handle_timeout(now, &mut NoHost);
+            slirp.handle_timeout(now, &mut host);
         }
         if *do_drain {
-            drain(&mut slirp, now)?;
+            drain(&mut slirp, &mut host, now)?;
         }
     }
-    now = now + Duration::from_secs(120);
-    slirp.handle_timeout(now, &mut NoHost);
-    drain(&mut slirp, now)?;
+    for _ in 0..3 {
+        now = now + Duration::from_secs(300);
+        slirp.handle_timeout(now, &mut host);
+        drain(&mut slirp, &mut host, now)?;
+    }
     let stats = slirp.stats();
     prop_assert_eq!(stats.rx_frames, steps.len() as u64);
     prop_assert_eq!(stats.tx_frames, received);
     prop_assert_eq!(stats.dropped(DropReason::TxBufferTooSmall), 0);
-    prop_assert_eq!(slirp.poll_at(), None);
+    if !host_enabled {
+        prop_assert_eq!(slirp.poll_at(), None);
+    }
     Ok(())
 }
 
@@ -1490,15 +1598,47 @@ proptest! {
         frames in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..200), 0u16..2000, any::<bool>()), 1..16),
     ) {
         let steps: Vec<(Input, u16, bool)> = frames.into_iter().map(|(f, dt, d)| (Input::Raw(f), dt, d)).collect();
-        run_sequence(1500, (64 * 1024, 16 * 1024, 2, 65535), &steps)?;
+        run_sequence(1500, (64 * 1024, 16 * 1024, 2, 65535), false, &steps)?;
     }
 
     #[test]
     fn mutated_valid_frames_never_panic_and_outputs_are_valid(
         mtu in prop_oneof![Just(576u16), Just(1500), Just(9000)],
         storage in storage_shape(),
+        host_enabled in any::<bool>(),
         steps in proptest::collection::vec((input(), prop_oneof![Just(0u16), 0u16..1500, 0u16..40_000], any::<bool>()), 1..24),
     ) {
-        run_sequence(mtu, storage, &steps)?;
+        run_sequence(mtu, storage, host_enabled, &steps)?;
     }
+}
+
+#[test]
+fn host_udp_datagram_of_3000_bytes_fragmented_item_29() {
+    // Through the NAT (with the echoing test host): a 3000-byte datagram from the host reaches
+    // the guest as fragments of 1480, 1480 and 48 payload bytes (8-byte UDP header included),
+    // MF on the first two, one ident, from the remote's real address.
+    let mut slirp = Slirp::new(Config::default(), big_storage()).unwrap();
+    let mut host = EchoHost { enabled: true, ..EchoHost::default() };
+    let now = Instant::from_millis(0);
+    slirp.handle_guest_frame(now, &arp_request(GUEST_MAC, GUEST_IP, GATEWAY), &mut host);
+    slirp.handle_guest_frame(now, &udp_frame(GUEST_IP, OUTSIDE, 5555, 53, b"\x01 odd first byte"), &mut host);
+    while let Some(id) = host.ready.pop() {
+        slirp.handle_host_readable(now, id, &mut host);
+    }
+    let mut buf = vec![0u8; 1514];
+    let mut frames = Vec::new();
+    while let Some(n) = slirp.poll_transmit_into(now, &mut host, &mut buf) {
+        check_frame(&buf[..n], 1500).unwrap();
+        frames.push(buf[..n].to_vec());
+    }
+    assert_eq!(frames.len(), 4, "ARP reply + 3 fragments");
+    let frags: Vec<IpOut> = frames[1..].iter().map(|f| parse_ip(f)).collect();
+    let sizes: Vec<usize> = frags.iter().map(|o| o.payload.len()).collect();
+    assert_eq!(sizes, vec![1480, 1480, 48]);
+    let (ip, whole) = reassemble(&frags);
+    assert_eq!((ip.src_addr, ip.dst_addr, ip.ttl), (OUTSIDE, GUEST_IP, 64));
+    let udp = UdpPacket::new_checked(&whole[..]).unwrap();
+    assert!(udp.verify_checksum(OUTSIDE, GUEST_IP));
+    assert_eq!((udp.src_port(), udp.dst_port()), (53, 5555));
+    assert_eq!(udp.payload(), &[0x5a; 3000][..]);
 }
