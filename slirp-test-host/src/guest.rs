@@ -2,10 +2,12 @@
 
 use std::collections::VecDeque;
 
+use core::net::SocketAddrV4;
 use slirp_core::Instant;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
-use smoltcp::socket::{dhcpv4, icmp, AnySocket};
+
+use smoltcp::socket::{dhcpv4, dns, icmp, udp, AnySocket};
 use smoltcp::wire::{
     EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr,
 };
@@ -137,6 +139,7 @@ pub struct SmolGuest {
     lease: Option<DhcpLease>,
     leases_applied: u32,
     ping: Option<(SocketHandle, u16)>,
+    dns: Option<SocketHandle>,
 }
 
 impl core::fmt::Debug for SmolGuest {
@@ -166,6 +169,7 @@ impl SmolGuest {
             lease: None,
             leases_applied: 0,
             ping: None,
+            dns: None,
         }
     }
 
@@ -235,6 +239,71 @@ impl SmolGuest {
     /// If `handle` is not a socket of type `T` in this guest (a bug in the test).
     pub fn socket_mut<T: AnySocket<'static>>(&mut self, handle: SocketHandle) -> &mut T {
         self.sockets.get_mut::<T>(handle)
+    }
+
+    /// Adds a UDP socket bound to `port` with room for `buffer_bytes` of payload each way (and
+    /// one datagram per 64 bytes of it, at least 64). Big datagrams need a buffer at least as big.
+    ///
+    /// # Panics
+    /// If `port` is 0 (smoltcp cannot pick a port for a UDP socket).
+    pub fn udp_bind(&mut self, port: u16, buffer_bytes: usize) -> SocketHandle {
+        let packets = (buffer_bytes / 64).max(64);
+        let buffer = || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; packets], vec![0; buffer_bytes]);
+        let mut socket = udp::Socket::new(buffer(), buffer());
+        socket.bind(port).expect("a nonzero port binds");
+        self.sockets.add(socket)
+    }
+
+    /// Queues a datagram on UDP socket `handle` toward `dst`; it leaves on the next poll.
+    pub fn udp_send(&mut self, handle: SocketHandle, dst: SocketAddrV4, data: &[u8]) -> Result<(), udp::SendError> {
+        let endpoint = (IpAddress::Ipv4(*dst.ip()), dst.port());
+        self.sockets.get_mut::<udp::Socket>(handle).send_slice(data, endpoint)
+    }
+
+    /// Takes the next datagram UDP socket `handle` received: (sender, bytes).
+    pub fn udp_recv(&mut self, handle: SocketHandle) -> Option<(SocketAddrV4, Vec<u8>)> {
+        let (data, meta) = self.sockets.get_mut::<udp::Socket>(handle).recv().ok()?;
+        let IpAddress::Ipv4(ip) = meta.endpoint.addr;
+        Some((SocketAddrV4::new(ip, meta.endpoint.port), data.to_vec()))
+    }
+
+    /// Starts resolving `name` (type A) with the resolvers of the lease, or `servers` if given;
+    /// the first call creates the guest's DNS socket (later calls reuse it and its servers).
+    pub fn dns_start(&mut self, name: &str, servers: &[Ipv4Address]) -> Result<dns::QueryHandle, dns::StartQueryError> {
+        let handle = match self.dns {
+            Some(h) => h,
+            None => {
+                let list: Vec<IpAddress> = if servers.is_empty() {
+                    self.lease.iter().flat_map(|l| l.dns_servers.iter()).map(|&a| IpAddress::Ipv4(a)).collect()
+                } else {
+                    servers.iter().map(|&a| IpAddress::Ipv4(a)).collect()
+                };
+                let h = self.sockets.add(dns::Socket::new(&list, (0..4).map(|_| None).collect::<Vec<_>>()));
+                self.dns = Some(h);
+                h
+            }
+        };
+        let socket = self.sockets.get_mut::<dns::Socket>(handle);
+        socket.start_query(self.iface.context(), name, smoltcp::wire::DnsQueryType::A)
+    }
+
+    /// The result of a query started with [`SmolGuest::dns_start`]: `None` while pending, then
+    /// the addresses or the failure (the query's slot is freed once a result is returned).
+    pub fn dns_result(
+        &mut self,
+        query: dns::QueryHandle,
+    ) -> Option<Result<Vec<Ipv4Address>, dns::GetQueryResultError>> {
+        let handle = self.dns?;
+        match self.sockets.get_mut::<dns::Socket>(handle).get_query_result(query) {
+            Err(dns::GetQueryResultError::Pending) => None,
+            Err(e) => Some(Err(e)),
+            Ok(addrs) => Some(Ok(addrs
+                .iter()
+                .map(|a| match a {
+                    IpAddress::Ipv4(v4) => *v4,
+                })
+                .collect())),
+        }
     }
 
     /// The ping socket's identifier, creating the socket with `ident` on first use.

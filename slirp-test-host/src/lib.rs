@@ -20,6 +20,8 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod dns;
+pub mod fakenet;
 pub mod guest;
 pub mod link;
 pub mod pcap;
@@ -27,6 +29,7 @@ pub mod sim;
 pub mod trace;
 
 pub use clock::VirtualClock;
+pub use fakenet::{EchoMode, FakeNet, FakeNetStats, RouteFault, SentDatagram, SentEcho, UdpService};
 pub use guest::{DhcpLease, EchoReply, PingError, SmolGuest, GUEST_MAC};
 pub use link::{Delivery, Direction, GuestLink, LinkFaults, LinkStats, SendReport};
 pub use pcap::PcapWriter;

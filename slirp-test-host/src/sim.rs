@@ -2,7 +2,8 @@
 
 use core::time::Duration;
 
-use slirp_core::{Clock, Config, ConfigError, HostSocket, Instant, NoHost, Slirp, Storage};
+use slirp_core::storage::{DEFAULT_MAX_DATAGRAM, DEFAULT_UDP_FLOWS};
+use slirp_core::{Clock, Config, ConfigError, HostSocket, Instant, NoHost, Slirp, SocketId, Storage};
 use smoltcp::wire::Ipv4Address;
 
 use crate::clock::VirtualClock;
@@ -17,7 +18,12 @@ pub const PING_IDENT: u16 = 0x5150;
 const MAX_ROUNDS_PER_INSTANT: usize = 100_000;
 
 /// The host side of the core as the simulation sees it: a [`HostSocket`] that may also have
-/// timers of its own (a fake network with scripted servers, for example).
+/// timers of its own (a fake network with scripted servers, for example) and reports readable
+/// sockets.
+///
+/// At every round of an instant the simulation calls [`advance`](SimHost::advance), then hands
+/// each id [`take_readable`](SimHost::take_readable) returns to
+/// [`Slirp::handle_host_readable`], then delivers the link's frames.
 pub trait SimHost: HostSocket {
     /// When the host next has something to do on its own (`None`: only when called).
     fn poll_at(&self) -> Option<Instant> {
@@ -27,6 +33,11 @@ pub trait SimHost: HostSocket {
     /// Lets the host do what is due at `now` (deliver scripted replies, fire its timers).
     fn advance(&mut self, now: Instant) {
         let _ = now;
+    }
+
+    /// The next socket that became readable (and has not been reported since), if any.
+    fn take_readable(&mut self) -> Option<SocketId> {
+        None
     }
 }
 
@@ -43,11 +54,22 @@ pub struct StorageSizes {
     pub reassembly_slots: usize,
     /// Largest reassembled datagram.
     pub reassembly_slot_bytes: usize,
+    /// UDP NAT mappings at once.
+    pub udp_flows: usize,
+    /// Largest datagram read from a host socket.
+    pub max_datagram: usize,
 }
 
 impl Default for StorageSizes {
     fn default() -> StorageSizes {
-        StorageSizes { tx_bytes: 64 * 1024, hold_bytes: 16 * 1024, reassembly_slots: 2, reassembly_slot_bytes: 65_535 }
+        StorageSizes {
+            tx_bytes: 64 * 1024,
+            hold_bytes: 16 * 1024,
+            reassembly_slots: 2,
+            reassembly_slot_bytes: 65_535,
+            udp_flows: DEFAULT_UDP_FLOWS,
+            max_datagram: DEFAULT_MAX_DATAGRAM,
+        }
     }
 }
 
@@ -208,7 +230,8 @@ impl<H: SimHost> Simulation<H> {
             sizes.hold_bytes,
             sizes.reassembly_slots,
             sizes.reassembly_slot_bytes,
-        );
+        )
+        .with_udp_capacity(sizes.udp_flows, sizes.max_datagram);
         let core = Slirp::new(config.core, storage)?;
         let clock = VirtualClock::new();
         let mut link = GuestLink::new(config.seed);
@@ -262,6 +285,11 @@ impl<H: SimHost> Simulation<H> {
     /// The host, to script it between steps.
     pub fn host_mut(&mut self) -> &mut H {
         &mut self.host
+    }
+
+    /// The core and the host together, for core calls that take the host (port forwards).
+    pub fn core_and_host_mut(&mut self) -> (&mut Slirp<'static>, &mut H) {
+        (&mut self.core, &mut self.host)
     }
 
     /// The link.
@@ -382,16 +410,23 @@ impl<H: SimHost> Simulation<H> {
         let now = self.clock.now();
         for _ in 0..MAX_ROUNDS_PER_INSTANT {
             let mut busy = false;
+            // The host first, so what the core sends it below is stamped with this instant.
+            self.host.advance(now);
+            while let Some(id) = self.host.take_readable() {
+                self.core.handle_host_readable(now, id, &mut self.host);
+                busy = true;
+            }
             while let Some(delivery) = self.link.pop_due(now) {
                 self.deliver(delivery);
                 busy = true;
             }
-            self.host.advance(now);
             if self.core.poll_at().is_some_and(|at| at <= now) {
                 self.core.handle_timeout(now, &mut self.host);
             }
             busy |= self.drain_core();
             busy |= self.poll_guest();
+            // Something the core or the guest did may have made the host act at this instant.
+            busy |= self.host.poll_at().is_some_and(|at| at <= now);
             if !busy {
                 return;
             }
