@@ -7,9 +7,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use slirp_core::wire::{EtherType, EthernetFrame, Ipv4Packet};
-use slirp_core::{
-    Config, EchoKind, EchoReply, HostError, HostSocket, Instant, Slirp, SocketId, Storage, UdpEvent,
-};
+use slirp_core::{Config, EchoKind, EchoReply, HostError, HostSocket, Instant, Slirp, SocketId, Storage, UdpEvent};
 use std::collections::{HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -105,7 +103,15 @@ impl HostSocket for FuzzHost {
         self.known.push(id);
         Ok(EchoKind::Datagram)
     }
-    fn icmp_echo_send(&mut self, id: SocketId, _: Ipv4Addr, _: u16, _: u16, _: &[u8], _: Option<u8>) -> Result<(), HostError> {
+    fn icmp_echo_send(
+        &mut self,
+        id: SocketId,
+        _: Ipv4Addr,
+        _: u16,
+        _: u16,
+        _: &[u8],
+        _: Option<u8>,
+    ) -> Result<(), HostError> {
         assert!(self.open.contains(&id.0));
         Ok(())
     }

@@ -51,8 +51,8 @@ pub mod sync;
 
 pub use config::{Config, ConfigError};
 pub use host::{EchoKind, EchoReply, HostError, HostSocket, NoHost, SocketId, UdpEvent};
+pub use nat::{ForwardError, UdpForward};
 pub use stack::{Slirp, TxFrame};
 pub use stats::{DropReason, Stats};
-pub use nat::{ForwardError, UdpForward};
 pub use storage::{ReassemblySlot, Storage};
 pub use time::{Clock, Instant};

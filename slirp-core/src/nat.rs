@@ -133,7 +133,14 @@ struct EchoNat {
 
 impl Default for EchoNat {
     fn default() -> Self {
-        EchoNat { kind: None, pseudo: false, unavailable: false, ready: false, next_seq: 0, pending: [None; ECHO_SLOTS] }
+        EchoNat {
+            kind: None,
+            pseudo: false,
+            unavailable: false,
+            ready: false,
+            next_seq: 0,
+            pending: [None; ECHO_SLOTS],
+        }
     }
 }
 
@@ -422,7 +429,12 @@ impl<'a> Inner<'a> {
     }
 
     /// The flow of `guest`, opening a host socket for a new one.
-    fn udp_flow_for<H: HostSocket>(&mut self, now: Instant, guest: SocketAddrV4, host: &mut H) -> Result<FlowId, HostError> {
+    fn udp_flow_for<H: HostSocket>(
+        &mut self,
+        now: Instant,
+        guest: SocketAddrV4,
+        host: &mut H,
+    ) -> Result<FlowId, HostError> {
         if let Some(id) = self.nat.udp.find(&guest) {
             return Ok(id);
         }

@@ -462,7 +462,14 @@ impl<'a> Inner<'a> {
         }
     }
 
-    pub(crate) fn reply_header(&self, src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, ttl: u8, tos: u8) -> Ipv4Repr {
+    pub(crate) fn reply_header(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        protocol: IpProtocol,
+        ttl: u8,
+        tos: u8,
+    ) -> Ipv4Repr {
         Ipv4Repr {
             src_addr: src,
             dst_addr: dst,

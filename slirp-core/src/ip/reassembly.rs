@@ -87,7 +87,9 @@ impl<'a> Reassembler<'a> {
     ) -> Result<Added, DropReason> {
         let offset = repr.frag_offset as usize;
         let end = offset + payload.len();
-        if (repr.more_frags && (payload.is_empty() || !payload.len().is_multiple_of(8))) || HEADER_LEN + end > MAX_DATAGRAM {
+        if (repr.more_frags && (payload.is_empty() || !payload.len().is_multiple_of(8)))
+            || HEADER_LEN + end > MAX_DATAGRAM
+        {
             return Err(DropReason::FragmentMalformed);
         }
         let key = Key { src: repr.src_addr, dst: repr.dst_addr, ident: repr.ident, protocol: repr.protocol };

@@ -286,9 +286,10 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
 
     /// Every live flow (slab order).
     pub fn iter(&self) -> impl Iterator<Item = (FlowId, &K, &V)> + '_ {
-        self.slots.iter().enumerate().filter_map(|(i, s)| {
-            s.entry.as_ref().map(|(k, v)| (FlowId { index: i as u32, gen: s.gen }, k, v))
-        })
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.entry.as_ref().map(|(k, v)| (FlowId { index: i as u32, gen: s.gen }, k, v)))
     }
 
     fn link_tail(&mut self, i: u32, list: usize) {
