@@ -1,4 +1,5 @@
-//! A simulated guest boots against the core and pings its gateway, narrated in plain words.
+//! A simulated guest boots against the core, pings its gateway, resolves a name through the DNS
+//! alias and pings the host it names on a fake internet, narrated in plain words.
 //!
 //! ```text
 //! cargo run -p slirp-test-host --example demo -- [--seed N] [--faults] [--pcap FILE]
@@ -13,7 +14,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use slirp_test_host::smoltcp::wire::Ipv4Address;
-use slirp_test_host::{describe_frame, Direction, LinkFaults, SimConfig, Simulation, TraceEvent, TraceKind};
+use slirp_test_host::{describe_frame, Direction, FakeNet, LinkFaults, SimConfig, Simulation, TraceEvent, TraceKind};
 
 struct Args {
     seed: u64,
@@ -84,7 +85,7 @@ fn main() -> ExitCode {
     if args.pcap.is_some() {
         config = config.with_capture();
     }
-    let mut sim = match Simulation::new(config) {
+    let mut sim = match Simulation::with_host(config, FakeNet::internet()) {
         Ok(sim) => sim,
         Err(e) => {
             eprintln!("core refused its configuration: {e:?}");
@@ -154,6 +155,57 @@ fn main() -> ExitCode {
         }
         failed |= !answered;
     }
+
+    println!("-- resolve example.com through the DNS alias 10.0.2.3");
+    let mut named = None;
+    for attempt in 0..5 {
+        let query = match sim.guest_mut().dns_start("example.com", &[]) {
+            Ok(q) => q,
+            Err(e) => {
+                println!("-- cannot start the query: {e:?}");
+                break;
+            }
+        };
+        let mut result = None;
+        let _ = sim.run_until(
+            |sim| {
+                result = sim.guest_mut().dns_result(query);
+                result.is_some()
+            },
+            Duration::from_secs(15),
+        );
+        match result {
+            Some(Ok(addrs)) if !addrs.is_empty() => {
+                println!("-- [{}] example.com is {addrs:?}", sim.now());
+                named = Some(addrs[0]);
+                break;
+            }
+            other => println!("-- lookup {attempt} failed ({other:?}); trying again"),
+        }
+    }
+    match named {
+        Some(dst) => {
+            let mut answered = false;
+            for _ in 0..10 {
+                seq += 1;
+                match sim.ping(dst, seq, b"hello, internet", Duration::from_secs(1)) {
+                    Ok(pong) => {
+                        println!("-- [{}] reply from {dst} through the NAT: rtt {:?} (virtual)", sim.now(), pong.rtt);
+                        answered = true;
+                        break;
+                    }
+                    Err(e) => println!("-- no reply to seq {seq}: {e}; trying again"),
+                }
+            }
+            failed |= !answered;
+        }
+        None => failed = true,
+    }
+    let net = sim.host().stats();
+    println!(
+        "-- fake internet: {} sockets opened, {} datagrams/echoes sent, {} entries delivered",
+        net.opened, net.sent, net.delivered
+    );
 
     let stats = sim.core().stats();
     println!("-- core stats after {} of virtual time, {} frame events:", sim.now(), lines.borrow());

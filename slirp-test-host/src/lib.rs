@@ -3,8 +3,11 @@
 //! A deterministic world to test [`slirp_core`] in: a [`VirtualClock`] that jumps from deadline
 //! to deadline, a [`GuestLink`] with seeded faults (loss, duplication, reordering, corruption,
 //! delay, bandwidth) and a guest RX budget, a [`PcapWriter`] for Wireshark, and a smoltcp guest
-//! ([`SmolGuest`]) that boots with DHCP and pings like a VM would. [`Simulation`] ties them
-//! together; the same [`SimConfig`] (seed included) replays the same run, byte for byte.
+//! ([`SmolGuest`]) that boots with DHCP, pings, resolves names and talks UDP like a VM would, and a
+//! fake host network ([`FakeNet`]: the host's sockets and a small scripted internet with echo
+//! servers, a DNS resolver, ping responders, unreachable networks and host clients).
+//! [`Simulation`] ties them together; the same [`SimConfig`] (seed included) replays the same run,
+//! byte for byte.
 //!
 //! ```no_run
 //! use core::time::Duration;

@@ -282,3 +282,16 @@ fn same_seed_same_bytes() {
     assert!(first.len() > 8000, "the capture holds the run");
     assert!(first == run(20), "same seed, same capture");
 }
+
+#[test]
+fn errors_from_the_upstream_resolver_appear_from_the_alias() {
+    let mut net = FakeNet::internet();
+    net.remove_udp_service(DNS_ADDR);
+    let mut sim = boot(SimConfig::seeded(21), net);
+    let sock = sim.guest_mut().udp_bind(5354, 4096);
+    let errors = icmp_errors_for_udp_port(&mut sim, 5354);
+    sim.guest_mut().udp_send(sock, DNS_ALIAS_53, &dns::build_query(4, "example.com", dns::TYPE_A)).unwrap();
+    let err = recv_icmp_error(&mut sim, errors, Duration::from_secs(2)).expect("port unreachable");
+    assert_eq!((err.from, err.msg_type, err.code), (DNS_ALIAS, 3, 3), "the upstream's address stays hidden");
+    assert_eq!((err.quoted_dst, err.quoted_ports), (DNS_ALIAS, (5354, 53)));
+}

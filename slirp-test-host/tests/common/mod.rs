@@ -8,8 +8,11 @@ use core::time::Duration;
 use slirp_test_host::smoltcp::iface::SocketHandle;
 use slirp_test_host::smoltcp::phy::ChecksumCapabilities;
 use slirp_test_host::smoltcp::socket::icmp;
-use slirp_test_host::smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress, IpListenEndpoint};
-use slirp_test_host::{FakeNet, SimConfig, Simulation};
+use slirp_test_host::smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpAddress,
+    IpListenEndpoint, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+};
+use slirp_test_host::{FakeNet, SimConfig, Simulation, GUEST_MAC};
 
 /// The gateway alias.
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
@@ -114,4 +117,36 @@ pub fn recv_icmp_error(sim: &mut Simulation<FakeNet>, handle: SocketHandle, limi
 /// The drop counters of the core with a non-zero count, for failure messages.
 pub fn drops(sim: &Simulation<FakeNet>) -> Vec<(slirp_test_host::slirp_core::DropReason, u64)> {
     sim.core().stats().drops().collect()
+}
+
+/// A UDP datagram from the guest's MAC to the gateway's MAC, built by hand (for destinations
+/// smoltcp would not route to the gateway).
+pub fn udp_frame(sim: &Simulation<FakeNet>, src: SocketAddrV4, dst: SocketAddrV4, data: &[u8]) -> Vec<u8> {
+    let caps = ChecksumCapabilities::default();
+    let udp = UdpRepr { src_port: src.port(), dst_port: dst.port() };
+    let ip = Ipv4Repr {
+        src_addr: *src.ip(),
+        dst_addr: *dst.ip(),
+        next_header: IpProtocol::Udp,
+        payload_len: udp.header_len() + data.len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: GUEST_MAC,
+        dst_addr: EthernetAddress(sim.core().gateway_mac().0),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut frame = vec![0; 14 + 20 + 8 + data.len()];
+    eth.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+    let mut packet = Ipv4Packet::new_unchecked(&mut frame[14..]);
+    ip.emit(&mut packet, &caps);
+    udp.emit(
+        &mut UdpPacket::new_unchecked(packet.payload_mut()),
+        &IpAddress::Ipv4(*src.ip()),
+        &IpAddress::Ipv4(*dst.ip()),
+        data.len(),
+        |buf| buf.copy_from_slice(data),
+        &caps,
+    );
+    frame
 }
