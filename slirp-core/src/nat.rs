@@ -52,6 +52,8 @@ pub const READ_BUDGET: usize = 8;
 pub const ECHO_SLOTS: usize = 128;
 /// How long an echo reply is accepted after its request.
 pub const ECHO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the engine waits before asking the host for an echo socket again after it failed.
+pub const ECHO_RETRY: Duration = Duration::from_secs(10);
 /// Most UDP forwarding rules at once.
 pub const MAX_FORWARDS: usize = 32;
 
@@ -125,7 +127,8 @@ struct PendingEcho {
 struct EchoNat {
     kind: Option<EchoKind>,
     pseudo: bool,
-    unavailable: bool,
+    /// No way to send echo requests; try opening again after this instant.
+    unavailable_until: Option<Instant>,
     ready: bool,
     next_seq: u16,
     pending: [Option<PendingEcho>; ECHO_SLOTS],
@@ -136,7 +139,7 @@ impl Default for EchoNat {
         EchoNat {
             kind: None,
             pseudo: false,
-            unavailable: false,
+            unavailable_until: None,
             ready: false,
             next_seq: 0,
             pending: [None; ECHO_SLOTS],
@@ -195,6 +198,20 @@ impl<'a> ReadyRing<'a> {
         self.buf[(self.head + self.len) % cap] = id.0;
         self.len += 1;
         true
+    }
+
+    /// Removes `id` wherever it waits (O(len); only when a ready socket is closed).
+    fn remove(&mut self, id: SocketId) {
+        let cap = self.buf.len();
+        let mut kept = 0;
+        for i in 0..self.len {
+            let v = self.buf[(self.head + i) % cap];
+            if v != id.0 {
+                self.buf[(self.head + kept) % cap] = v;
+                kept += 1;
+            }
+        }
+        self.len = kept;
     }
 
     fn pop(&mut self) -> Option<SocketId> {
@@ -273,9 +290,11 @@ impl<'a> Nat<'a> {
             },
             None => return,
         };
-        if !*flag {
+        // The ring has room for every socket at once, and a socket is in it at most once (the
+        // flag) and leaves it when closed, so the push only fails if that invariant broke; then
+        // the flag stays clear and the next readiness report tries again.
+        if !*flag && self.ready.push(id) {
             *flag = true;
-            self.ready.push(id);
         }
     }
 
@@ -353,7 +372,9 @@ impl<'a> Inner<'a> {
             HostError::HostUnreachable => Some(unreach::HOST),
             HostError::Refused => Some(unreach::PORT),
             HostError::PermissionDenied => Some(unreach::ADMIN_PROHIBITED),
-            HostError::TooLarge => Some(unreach::NEED_FRAG),
+            // The host cannot send it at all; "fragmentation needed" would need a next-hop MTU
+            // we do not know, and the guest did not ask for DF. Count it and stay silent.
+            HostError::TooLarge => None,
             _ => None,
         }
     }
@@ -467,6 +488,9 @@ impl<'a> Inner<'a> {
 
     fn close_flow<H: HostSocket>(&mut self, id: FlowId, host: &mut H) {
         if let Some((_, flow)) = self.nat.udp.remove(id) {
+            if flow.ready {
+                self.nat.ready.remove(flow.socket);
+            }
             host.close(flow.socket);
         }
     }
@@ -499,16 +523,20 @@ impl<'a> Inner<'a> {
         if self.config.restricted {
             return self.stats.drop(DropReason::Restricted);
         }
-        if self.nat.echo.kind.is_none() && !self.nat.echo.pseudo && !self.nat.echo.unavailable {
+        let retry = self.nat.echo.unavailable_until.is_none_or(|t| now >= t);
+        if self.nat.echo.kind.is_none() && !self.nat.echo.pseudo && retry {
+            self.nat.echo.unavailable_until = None;
             match host.icmp_echo_open(encode(Kind::Echo)) {
                 Ok(k) => self.nat.echo.kind = Some(k),
                 Err(_) => match host.udp_bind(encode(Kind::PseudoPing), SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)) {
                     Ok(_) => self.nat.echo.pseudo = true,
-                    Err(_) => self.nat.echo.unavailable = true,
+                    // Neither works now (out of descriptors, say): answer unreachable for a while
+                    // instead of asking the host on every request, then try again.
+                    Err(_) => self.nat.echo.unavailable_until = Some(now + ECHO_RETRY),
                 },
             }
         }
-        if self.nat.echo.unavailable {
+        if self.nat.echo.kind.is_none() && !self.nat.echo.pseudo {
             self.stats.drop(DropReason::IcmpEchoUnavailable);
             return self.icmp_error(now, link, repr, header, icmp, icmpv4::DST_UNREACHABLE, unreach::NET);
         }
@@ -757,8 +785,12 @@ impl<'a> Slirp<'a> {
     pub fn remove_udp_forward<H: HostSocket>(&mut self, host: &mut H, id: u32) -> Result<(), ForwardError> {
         let nat = &mut self.inner.nat;
         let pos = nat.forwards.iter().position(|f| f.id == id).ok_or(ForwardError::NotFound)?;
-        nat.forwards.swap_remove(pos);
-        host.close(encode(Kind::Forward(id)));
+        let rule = nat.forwards.swap_remove(pos);
+        let socket = encode(Kind::Forward(id));
+        if rule.ready {
+            nat.ready.remove(socket);
+        }
+        host.close(socket);
         Ok(())
     }
 
@@ -789,6 +821,24 @@ mod tests {
             assert_eq!(decode(encode(k)), Some(k));
         }
         assert_eq!(decode(SocketId(0)), None);
+    }
+
+    #[test]
+    fn ready_ring_remove_keeps_order() {
+        let mut buf = [0u64; 4];
+        let mut r = ReadyRing { buf: ManagedSlice::Borrowed(&mut buf[..]), head: 0, len: 0 };
+        for i in 1..=4 {
+            assert!(r.push(SocketId(i)));
+        }
+        assert_eq!(r.pop(), Some(SocketId(1)));
+        assert!(r.push(SocketId(5)));
+        r.remove(SocketId(3));
+        r.remove(SocketId(9));
+        let mut got = std::vec::Vec::new();
+        while let Some(i) = r.pop() {
+            got.push(i.0);
+        }
+        assert_eq!(got, [2, 4, 5]);
     }
 
     #[test]

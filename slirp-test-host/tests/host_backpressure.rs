@@ -103,7 +103,6 @@ fn two_bursting_flows_share_the_guest_link() {
 /// push but still sets the flow's `ready` flag, so that flow is never read again (the host
 /// socket keeps its datagrams, and an edge-triggered host never reports it again).
 #[test]
-#[ignore = "core bug: ready ring overflows with ids of closed flows and wedges live ones"]
 fn flows_churned_while_the_guest_link_is_blocked_do_not_wedge_the_ready_list() {
     // Two UDP mappings; the ready list holds 2 + 32 + 2 ids.
     let mut config = SimConfig::seeded(64);
