@@ -4,10 +4,17 @@
 //! One thread, one `epoll` (through mio). Each turn sleeps until a descriptor is ready or the
 //! core's next deadline ([`Slirp::poll_at`]) comes; it never wakes up for nothing, so an idle
 //! instance costs no CPU. Per wakeup it reads a bounded batch of guest frames (so a flooding
-//! guest cannot starve timers or the way back), runs due timers, and drains guest-bound frames
-//! until the core has none or the link pushes back.
+//! guest cannot starve timers or the way back), passes host sockets' readiness to the core
+//! ([`Slirp::handle_host_readable`]), runs due timers, and drains guest-bound frames until the
+//! core has none or the link pushes back.
+//!
+//! Host sockets are registered edge-triggered (see [`StdHost`]); no readiness is lost because
+//! the core reads a socket until it would block, or, when the guest-bound queue fills first,
+//! keeps it on its own ready list and resumes it from [`Slirp::poll_transmit`] once the link
+//! takes frames again (the loop calls it whenever the link becomes writable).
 
 use std::io::{self, ErrorKind, Write};
+use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, ExitStatus};
 use std::sync::Arc;
@@ -16,7 +23,7 @@ use std::time::Duration;
 use mio::net::UnixStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use slirp_core::{Clock, Slirp};
+use slirp_core::{Clock, ForwardError, Slirp, SocketId};
 
 use crate::clock::StdClock;
 use crate::host::StdHost;
@@ -81,13 +88,16 @@ pub struct EventLoop<'a> {
     tx_blocked: bool,
     /// A QEMU guest is waiting to be accepted.
     accept_pending: bool,
+    /// Host sockets reported ready since the last turn.
+    host_ready: Vec<SocketId>,
 }
 
 impl<'a> EventLoop<'a> {
     /// An event loop driving `slirp` over `link`, with `host` as its host side.
-    pub fn new(slirp: Slirp<'a>, host: StdHost, mut link: GuestLink) -> io::Result<Self> {
+    pub fn new(slirp: Slirp<'a>, mut host: StdHost, mut link: GuestLink) -> io::Result<Self> {
         let poll = Poll::new()?;
         link.register(poll.registry())?;
+        host.attach(poll.registry().try_clone()?)?;
         let waker = Arc::new(Waker::new(poll.registry(), TOKEN_WAKER)?);
         Ok(EventLoop {
             slirp,
@@ -105,6 +115,7 @@ impl<'a> EventLoop<'a> {
             rx_pending: true,
             tx_blocked: false,
             accept_pending: false,
+            host_ready: Vec::new(),
         })
     }
 
@@ -161,6 +172,23 @@ impl<'a> EventLoop<'a> {
         &self.slirp
     }
 
+    /// The host side (for its open sockets).
+    pub fn host(&self) -> &StdHost {
+        &self.host
+    }
+
+    /// Forwards UDP datagrams arriving at `host` to the guest endpoint `guest` (guest address
+    /// 0.0.0.0: the first DHCP address); returns the rule id. See
+    /// [`Slirp::add_udp_forward`].
+    pub fn add_udp_forward(&mut self, host: SocketAddrV4, guest: SocketAddrV4) -> Result<u32, ForwardError> {
+        self.slirp.add_udp_forward(&mut self.host, host, guest)
+    }
+
+    /// Removes UDP forwarding rule `id` and closes its host socket.
+    pub fn remove_udp_forward(&mut self, id: u32) -> Result<(), ForwardError> {
+        self.slirp.remove_udp_forward(&mut self.host, id)
+    }
+
     /// Runs until a stop condition (see [`Exit`]) or a fatal error of the guest link.
     pub fn run(&mut self) -> io::Result<Exit> {
         if let Some(fd) = self.ready_fd.take() {
@@ -212,7 +240,11 @@ impl<'a> EventLoop<'a> {
                         }
                     }
                     TOKEN_WAKER => return Ok(Exit::Stopped),
-                    _ => {}
+                    token => {
+                        if let Some(id) = self.host.socket_event(token, ev.is_error()) {
+                            self.host_ready.push(id);
+                        }
+                    }
                 }
             }
             self.turn()?;
@@ -280,6 +312,16 @@ impl<'a> EventLoop<'a> {
                 self.tx_blocked = false;
                 self.rx_pending = true;
             }
+        }
+        if !self.host_ready.is_empty() {
+            let mut ready = std::mem::take(&mut self.host_ready);
+            for id in ready.drain(..) {
+                let now = self.clock.now();
+                self.slirp.handle_host_readable(now, id, &mut self.host);
+                // What the socket had for the guest goes out before the next one is read.
+                self.transmit()?;
+            }
+            self.host_ready = ready;
         }
         let now = self.clock.now();
         if self.slirp.poll_at().is_some_and(|t| t <= now) {

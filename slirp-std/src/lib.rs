@@ -1,7 +1,8 @@
 //! # slirp-std
 //!
 //! slirp on Linux: the event loop that drives the sans-IO core ([`slirp_core::Slirp`]) with a
-//! monotonic clock, guest links (a TAP created inside a network namespace, QEMU's `-netdev
+//! monotonic clock, the host side of the NAT ([`StdHost`]: UDP and ICMP echo over nonblocking
+//! sockets), guest links (a TAP created inside a network namespace, QEMU's `-netdev
 //! stream` unix socket, or any descriptor an embedder already holds), a pcap capture of the
 //! link, and the `slirp` command built from them.
 //!
@@ -21,7 +22,8 @@
 //! ```
 //!
 //! `unsafe` code lives only in the [`sys`] module (the TUN ioctl, `unshare`, adopting
-//! inherited descriptors); the rest of the crate denies it.
+//! inherited descriptors, `IP_RECVERR`/`ICMP_FILTER` options and error-queue reads); the rest of
+//! the crate denies it.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 

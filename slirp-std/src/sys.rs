@@ -1,7 +1,9 @@
 //! The only module with `unsafe` code: the few Linux calls no safe wrapper covers.
 //!
-//! Everything else in the crate goes through `std`, `rustix` and `mio`, which are safe. Each
-//! block here says why it is sound.
+//! Everything else in the crate goes through `std`, `rustix` and `mio`, which are safe. Here: the
+//! TUN ioctl, `unshare`, adopting inherited descriptors, and the socket options and error-queue
+//! reads (`IP_RECVERR`, `ICMP_FILTER`) rustix does not wrap. Each block
+//! here says why it is sound.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -101,4 +103,166 @@ pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // whoever started it; nothing else in the process refers to this number, because the only
     // way the rest of the crate gets descriptors is through `OwnedFd`s it created itself.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// One entry of a socket's error queue (`IP_RECVERR`): an ICMP error a remote sent about a
+/// datagram we sent, or a local error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuedError {
+    /// `ee_origin`: `SO_EE_ORIGIN_ICMP` (2) for an ICMP message, `SO_EE_ORIGIN_LOCAL` (1) for
+    /// an error the host raised itself.
+    pub origin: u8,
+    /// ICMP type (with `SO_EE_ORIGIN_ICMP`).
+    pub icmp_type: u8,
+    /// ICMP code (with `SO_EE_ORIGIN_ICMP`).
+    pub icmp_code: u8,
+    /// The errno the error maps to.
+    pub errno: u32,
+    /// `ee_info`: the next-hop MTU for "fragmentation needed".
+    pub info: u32,
+    /// The router or host that sent the ICMP message (`SO_EE_OFFENDER`), when IPv4.
+    pub offender: Option<std::net::Ipv4Addr>,
+    /// The destination of the datagram that failed (the message's `msg_name`).
+    pub dst: Option<std::net::SocketAddrV4>,
+}
+
+/// `SO_EE_ORIGIN_ICMP`.
+pub const EE_ORIGIN_ICMP: u8 = 2;
+/// `SO_EE_ORIGIN_LOCAL`.
+pub const EE_ORIGIN_LOCAL: u8 = 1;
+
+fn setsockopt_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: `fd` is a live descriptor for the duration of the call (it is borrowed); the kernel
+    // reads exactly `size_of::<c_int>()` bytes from the pointer, which points at `value`, a live
+    // `c_int` on our stack.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Turns on `IP_RECVERR`: ICMP errors about datagrams this socket sent are queued on its error
+/// queue (read with [`recv_error_queue`]) even though the socket is not connected.
+pub fn set_ip_recverr(fd: BorrowedFd<'_>) -> io::Result<()> {
+    setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1)
+}
+
+/// Sets `IP_TTL` back to the host's default (`net.ipv4.ip_default_ttl`): the kernel takes -1 to
+/// mean "the default".
+pub fn reset_ip_ttl(fd: BorrowedFd<'_>) -> io::Result<()> {
+    setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_TTL, -1)
+}
+
+/// `SOL_RAW`.
+const SOL_RAW: libc::c_int = 255;
+/// `ICMP_FILTER` (linux/icmp.h).
+const ICMP_FILTER: libc::c_int = 1;
+
+/// Lets a raw ICMP socket receive only the ICMP types in `types` (all below 32): the kernel
+/// filters the rest before they wake us.
+pub fn set_icmp_filter(fd: BorrowedFd<'_>, types: &[u8]) -> io::Result<()> {
+    // `struct icmp_filter { __u32 data; }`: a set bit blocks that type.
+    let mut blocked: u32 = !0;
+    for &t in types {
+        if t < 32 {
+            blocked &= !(1u32 << t);
+        }
+    }
+    setsockopt_int(fd, SOL_RAW, ICMP_FILTER, blocked as libc::c_int)
+}
+
+fn sockaddr_in_to_v4(sin: &libc::sockaddr_in) -> Option<std::net::SocketAddrV4> {
+    if libc::c_int::from(sin.sin_family) != libc::AF_INET {
+        return None;
+    }
+    Some(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+        u16::from_be(sin.sin_port),
+    ))
+}
+
+/// Reads one entry of `fd`'s error queue (`recvmsg(MSG_ERRQUEUE)`), without blocking. `Ok(None)`
+/// when the queue is empty. The returned payload (the start of the failed datagram) is
+/// discarded.
+pub fn recv_error_queue(fd: BorrowedFd<'_>) -> io::Result<Option<QueuedError>> {
+    let mut data = [0u8; 64];
+    // u64 elements: the control buffer must be aligned for `cmsghdr`.
+    let mut control = [0u64; 32];
+    // SAFETY: all-zero is a valid `sockaddr_in` and a valid `msghdr` (null pointers, zero
+    // lengths); the pointers we then store point at live locals that outlive the call.
+    let mut name: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut name as *mut libc::sockaddr_in).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `fd` is live (borrowed); `msg` describes buffers we own and that stay alive and
+    // unaliased for the call: `name` (msg_namelen bytes), `data` (one iovec of its length) and
+    // `control` (msg_controllen bytes). The kernel writes at most those lengths.
+    let rc = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    let dst = if msg.msg_namelen as usize >= std::mem::size_of::<libc::sockaddr_in>() {
+        sockaddr_in_to_v4(&name)
+    } else {
+        None
+    };
+    // SAFETY: `msg` was filled by a successful recvmsg: msg_control/msg_controllen describe the
+    // control messages the kernel wrote into `control`, so the CMSG_* walk stays inside it.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: non-null headers returned by CMSG_FIRSTHDR/CMSG_NXTHDR lie inside `control`.
+        let hdr = unsafe { &*cmsg };
+        // SAFETY: `cmsg` is a valid header inside the control buffer; CMSG_DATA only computes
+        // the address of its payload.
+        let data_ptr = unsafe { libc::CMSG_DATA(cmsg) };
+        let payload_len = (hdr.cmsg_len as usize).saturating_sub(data_ptr as usize - cmsg as usize);
+        let ee_len = std::mem::size_of::<libc::sock_extended_err>();
+        if hdr.cmsg_level == libc::IPPROTO_IP && hdr.cmsg_type == libc::IP_RECVERR && payload_len >= ee_len {
+            // SAFETY: the payload holds at least a `sock_extended_err` (checked just above);
+            // read_unaligned because CMSG_DATA only guarantees the cmsghdr's alignment.
+            let ee: libc::sock_extended_err =
+                unsafe { std::ptr::read_unaligned(data_ptr.cast::<libc::sock_extended_err>()) };
+            // SO_EE_OFFENDER: a sockaddr right after the extended error, when the payload has one.
+            let offender = if payload_len >= ee_len + std::mem::size_of::<libc::sockaddr_in>() {
+                // SAFETY: in bounds (checked above); read_unaligned for the same reason.
+                let sin: libc::sockaddr_in =
+                    unsafe { std::ptr::read_unaligned(data_ptr.add(ee_len).cast::<libc::sockaddr_in>()) };
+                sockaddr_in_to_v4(&sin).map(|a| *a.ip())
+            } else {
+                None
+            };
+            return Ok(Some(QueuedError {
+                origin: ee.ee_origin,
+                icmp_type: ee.ee_type,
+                icmp_code: ee.ee_code,
+                errno: ee.ee_errno,
+                info: ee.ee_info,
+                offender,
+                dst,
+            }));
+        }
+        // SAFETY: `cmsg` is a valid header inside `msg`'s control buffer.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    // An entry without the control message we asked for: report it with nothing known.
+    Ok(Some(QueuedError { origin: 0, icmp_type: 0, icmp_code: 0, errno: 0, info: 0, offender: None, dst }))
 }

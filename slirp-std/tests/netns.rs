@@ -16,23 +16,6 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// `udhcpc` on the unconfigured TAP; returns the recorded lease line.
-fn dhcp(lab: &Lab) -> String {
-    let (script, lease) = lab.udhcpc_script();
-    sh(&["ip", "-n", &lab.guest, "link", "set", "tap0", "up"]);
-    let out = lab.exec_in(
-        &lab.guest,
-        &["udhcpc", "-i", "tap0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", script.to_str().expect("utf-8 path")],
-    );
-    assert!(out.status.success(), "udhcpc failed: {}{}", text(&out.stdout), text(&out.stderr));
-    let recorded = std::fs::read_to_string(lease).expect("udhcpc script ran");
-    recorded
-        .lines()
-        .find(|l| l.starts_with("event=bound"))
-        .unwrap_or_else(|| panic!("no lease bound: {recorded}"))
-        .to_string()
-}
-
 fn ping(lab: &Lab, ns: &str, addr: &str) -> String {
     let out = lab.exec_in(ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", addr]);
     assert!(out.status.success(), "ping {addr} failed: {}{}", text(&out.stdout), text(&out.stderr));
@@ -49,7 +32,7 @@ fn udhcpc_gets_lease_ping_answers_arp_is_right_and_pcap_opens() {
     let p = lab.slirp(&["attach", "--netns", &netns, "--pcap", pcap.to_str().unwrap(), "--hostfwd", "tcp::8080-:80"]);
     lab.wait_for_guest_link("tap0");
 
-    let lease = dhcp(&lab);
+    let lease = lab.dhcp();
     assert!(lease.contains("ip=10.0.2.15 "), "{lease}");
     assert!(lease.contains("mask=24 "), "{lease}");
     assert!(lease.contains("router=10.0.2.2 "), "{lease}");

@@ -7,7 +7,7 @@
 //! ```
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use slirp_core::{Config, Slirp};
 use slirp_std::netlink::{configure_here, InterfaceSetup};
 use slirp_std::netns::{enter_new_netns, open_tap_here, recv_fd, send_fd};
-use slirp_std::options::{host_nameserver, parse_dns_upstream};
+use slirp_std::options::{host_nameserver, parse_dns_upstream, FwdProto};
 use slirp_std::{default_storage, sys, Cidr, EventLoop, Exit, GuestLink, HostFwd, NetnsTarget, PcapWriter, StdHost};
 
 #[derive(Parser, Debug)]
@@ -71,7 +71,10 @@ struct Common {
         long,
         value_name = "RULE",
         help = "Forward a host port to the guest, QEMU syntax [tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT \
-                (repeatable). Checked now; takes effect once UDP/TCP NAT land"
+                (repeatable). HOSTADDR defaults to 0.0.0.0 (all addresses). GUESTADDR defaults to the address \
+                slirp gave the guest: .100 with `attach --configure` and `run` (as slirp4netns), else the first \
+                DHCP address .15 (as QEMU). UDP rules take effect; TCP rules are checked but not active until \
+                TCP NAT lands"
     )]
     hostfwd: Vec<String>,
     /// Write a capture of the guest link to FILE (pcap).
@@ -215,11 +218,28 @@ fn check_hostfwds(c: &Common) -> Result<Vec<HostFwd>, Fail> {
     Ok(rules)
 }
 
-/// Says plainly that forwarding rules are not active yet.
-fn warn_hostfwds(rules: &[HostFwd]) {
+/// Installs the UDP forwarding rules; says plainly that TCP rules are not active yet.
+///
+/// `default_guest` is the guest address for rules that name none: the address slirp configured
+/// in the guest (.100) when it did, else 0.0.0.0 (the core picks the first DHCP address).
+fn install_hostfwds(ev: &mut EventLoop<'_>, rules: &[HostFwd], default_guest: Ipv4Addr) -> Result<(), Fail> {
     for r in rules {
-        log::warn!("--hostfwd {r}: accepted, but NOT active: port forwarding takes effect once UDP/TCP NAT land");
+        match r.proto {
+            FwdProto::Tcp => log::warn!(
+                "--hostfwd {r}: accepted, but NOT active: TCP port forwarding takes effect once TCP NAT lands"
+            ),
+            FwdProto::Udp => {
+                let host = SocketAddrV4::new(r.host_addr, r.host_port);
+                let guest = SocketAddrV4::new(r.guest_addr.unwrap_or(default_guest), r.guest_port);
+                let id = ev.add_udp_forward(host, guest).map_err(|e| Fail(format!("--hostfwd {r}: {e}")))?;
+                let rule = ev.slirp().udp_forwards().find(|f| f.id == id);
+                if let Some(f) = rule {
+                    log::info!("--hostfwd {r}: forwarding udp {} to {}", f.host, f.guest);
+                }
+            }
+        }
     }
+    Ok(())
 }
 
 fn dns_upstream(c: &Common) -> Option<SocketAddr> {
@@ -252,15 +272,18 @@ fn prepare(c: &Common) -> Result<Prepared, Fail> {
 }
 
 /// Builds the loop over `link` with the common options applied.
-fn build_loop(c: &Common, p: Prepared, link: GuestLink) -> Result<EventLoop<'static>, Fail> {
-    warn_hostfwds(&p.hostfwds);
+///
+/// `default_guest`: see [`install_hostfwds`].
+fn build_loop(c: &Common, p: Prepared, link: GuestLink, default_guest: Ipv4Addr) -> Result<EventLoop<'static>, Fail> {
     match p.dns_upstream {
-        Some(a) => log::info!("DNS upstream {a} (used once DNS forwarding lands)"),
-        None => log::info!("no DNS upstream: /etc/resolv.conf has no nameserver"),
+        Some(SocketAddr::V4(a)) => log::info!("DNS upstream {a}"),
+        Some(a) => log::warn!("DNS upstream {a}: IPv6 upstreams are not supported yet; the DNS alias refuses queries"),
+        None => log::info!("no DNS upstream: /etc/resolv.conf has no nameserver; the DNS alias refuses queries"),
     }
     let host = StdHost::new(p.dns_upstream);
     let slirp = Slirp::new(p.config, default_storage()).map_err(|e| Fail(e.to_string()))?;
     let mut ev = EventLoop::new(slirp, host, link)?;
+    install_hostfwds(&mut ev, &p.hostfwds, default_guest)?;
     if let Some(path) = &c.pcap {
         ev.capture(PcapWriter::create(path, 65535.max(u32::from(c.mtu) + 18))?);
     }
@@ -326,7 +349,8 @@ fn attach(a: AttachArgs) -> Result<ExitCode, Fail> {
     );
     // Hold no reference to the namespace: when its last process goes, it must be free to die.
     drop(ns);
-    let ev = build_loop(&a.common, prepared, GuestLink::datagram(tap)?)?;
+    let default_guest = if configure { setup.address } else { Ipv4Addr::UNSPECIFIED };
+    let ev = build_loop(&a.common, prepared, GuestLink::datagram(tap)?, default_guest)?;
     serve(ev)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -336,7 +360,7 @@ fn qemu(q: QemuArgs) -> Result<ExitCode, Fail> {
     let prepared = prepare(&q.common)?;
     let link = GuestLink::qemu_server(&q.socket)?;
     log::info!("waiting for a QEMU guest on {}", q.socket.display());
-    let ev = build_loop(&q.common, prepared, link)?;
+    let ev = build_loop(&q.common, prepared, link, Ipv4Addr::UNSPECIFIED)?;
     serve(ev)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -384,7 +408,7 @@ fn run(r: RunArgs) -> Result<ExitCode, Fail> {
             return Ok(exit_code(status));
         }
     };
-    let mut ev = build_loop(&r.common, prepared, GuestLink::datagram(tap)?)?;
+    let mut ev = build_loop(&r.common, prepared, GuestLink::datagram(tap)?, r.common.cidr.guest_address())?;
     ev.watch_child(child)?;
     // Let the command start.
     use std::io::Write;

@@ -50,10 +50,26 @@ fn missing_prerequisites() -> Option<String> {
     None
 }
 
+/// Tools the NAT tests run in the namespaces, with the Debian package that has each.
+pub const NAT_TOOLS: [(&str, &str); 3] = [("dig", "dnsutils"), ("dnsmasq", "dnsmasq-base"), ("socat", "socat")];
+
 /// A lab for test `test`, or `None` (with a notice) when this machine cannot run it. Under CI
 /// (`CI` set) a machine that cannot run it is a failure, never a silent skip.
 pub fn lab(test: &str) -> Option<Lab> {
-    if let Some(why) = missing_prerequisites() {
+    lab_with(test, &[])
+}
+
+/// [`lab`], for a test that also needs `tools` (name, Debian package).
+pub fn lab_with(test: &str, tools: &[(&str, &str)]) -> Option<Lab> {
+    let missing: Vec<(&str, &str)> = tools.iter().copied().filter(|(t, _)| find_tool(t).is_none()).collect();
+    let why = missing_prerequisites().or_else(|| {
+        (!missing.is_empty()).then(|| {
+            let names: Vec<&str> = missing.iter().map(|m| m.0).collect();
+            let pkgs: Vec<&str> = missing.iter().map(|m| m.1).collect();
+            format!("missing tools: {} (apt-get install {})", names.join(", "), pkgs.join(" "))
+        })
+    });
+    if let Some(why) = why {
         if std::env::var_os("CI").is_some() {
             panic!("{test}: the real-kernel test cannot run: {why}; CI is set, so this fails instead of skipping");
         }
@@ -182,6 +198,55 @@ impl Lab {
         i
     }
 
+    /// Starts `args` inside namespace `ns` (a server); returns its index. It is killed by PID
+    /// when the lab is dropped.
+    pub fn spawn_in(&mut self, ns: &str, args: &[&str]) -> usize {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).args(args);
+        self.spawn(cmd)
+    }
+
+    /// Waits until something in namespace `ns` listens on UDP port `port`.
+    pub fn wait_udp_listening(&self, ns: &str, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let needle = format!(":{port} ");
+        loop {
+            let out = Command::new("ip").args(["netns", "exec", ns, "ss", "-Hnlu"]).output().expect("ss");
+            if String::from_utf8_lossy(&out.stdout).contains(&needle) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "nothing listens on UDP port {port} in {ns}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The stand-in internet's services on 198.51.100.1: a DNS server (dnsmasq: `example.test`
+    /// is 198.51.100.80, nothing else is known and nothing is forwarded anywhere) and a UDP echo
+    /// server on port 7 (socat). Pings are answered by the namespace's kernel.
+    pub fn start_internet_services(&mut self) {
+        let inet = self.inet.clone();
+        let pid_file = format!("--pid-file={}", self.dir.join("dnsmasq.pid").display());
+        self.spawn_in(
+            &inet,
+            &[
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--address=/example.test/198.51.100.80",
+                "--listen-address=198.51.100.1",
+                "--bind-interfaces",
+                "--user=root",
+                "--group=root",
+                &pid_file,
+            ],
+        );
+        self.spawn_in(&inet, &["socat", "-T", "2", "UDP4-RECVFROM:7,bind=198.51.100.1,fork", "PIPE"]);
+        self.wait_udp_listening(&inet, 53);
+        self.wait_udp_listening(&inet, 7);
+    }
+
     /// What process `i` wrote to stderr so far.
     pub fn stderr_of(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.join(format!("{i}.err"))).unwrap_or_default()
@@ -237,6 +302,27 @@ impl Lab {
             assert!(Instant::now() < deadline, "{ifname} never appeared in the guest namespace");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// `udhcpc` on the guest's unconfigured `tap0`; returns the recorded lease line.
+    pub fn dhcp(&self) -> String {
+        let (script, lease) = self.udhcpc_script();
+        sh(&["ip", "-n", &self.guest, "link", "set", "tap0", "up"]);
+        let script = script.to_str().expect("utf-8 path");
+        let out =
+            self.exec_in(&self.guest, &["udhcpc", "-i", "tap0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", script]);
+        assert!(
+            out.status.success(),
+            "udhcpc failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let recorded = std::fs::read_to_string(lease).expect("udhcpc script ran");
+        recorded
+            .lines()
+            .find(|l| l.starts_with("event=bound"))
+            .unwrap_or_else(|| panic!("no lease bound: {recorded}"))
+            .to_string()
     }
 
     /// A udhcpc script that records the lease in `<dir>/lease` and applies it.
