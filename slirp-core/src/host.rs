@@ -41,6 +41,8 @@ pub enum HostError {
     AddrInUse,
     /// The message is too large for the host to send (EMSGSIZE).
     TooLarge,
+    /// A router on the way reported the TTL ran out (ICMP time exceeded): a traceroute hop.
+    TtlExpired,
     /// The host has no such capability (no ping sockets, no network at all).
     Unsupported,
     /// Out of host resources (descriptors, memory).
@@ -59,6 +61,7 @@ impl fmt::Display for HostError {
             HostError::PermissionDenied => "permission denied",
             HostError::AddrInUse => "address in use",
             HostError::TooLarge => "message too large",
+            HostError::TtlExpired => "time to live exceeded",
             HostError::Unsupported => "unsupported",
             HostError::Exhausted => "out of resources",
             HostError::Other => "host error",
@@ -78,6 +81,7 @@ impl From<HostError> for embedded_io::ErrorKind {
             HostError::PermissionDenied => K::PermissionDenied,
             HostError::AddrInUse => K::AddrInUse,
             HostError::TooLarge => K::InvalidInput,
+            HostError::TtlExpired => K::TimedOut,
             HostError::Unsupported => K::Unsupported,
             HostError::Exhausted => K::OutOfMemory,
             HostError::Other => K::Other,

@@ -233,6 +233,9 @@ pub(crate) struct Nat<'a> {
     echo: EchoNat,
     forwards: heapless::Vec<UdpForward, MAX_FORWARDS>,
     next_rule: u32,
+    /// Identifier of our raw-socket echo requests: per instance (from the seed), so two
+    /// instances on one host do not take each other's replies.
+    echo_ident: u16,
 }
 
 impl<'a> Nat<'a> {
@@ -248,6 +251,7 @@ impl<'a> Nat<'a> {
             echo: EchoNat::default(),
             forwards: heapless::Vec::new(),
             next_rule: 1,
+            echo_ident: ECHO_IDENT_BASE ^ (seed >> 48) as u16,
         }
     }
 
@@ -363,6 +367,14 @@ impl<'a> Inner<'a> {
             SocketAddrV4::new(self.config.gateway, from.port())
         } else {
             from
+        }
+    }
+
+    /// The ICMP error (type, code) that tells the guest about host error `e`, if any.
+    fn icmp_for(e: HostError) -> Option<(u8, u8)> {
+        match e {
+            HostError::TtlExpired => Some((icmpv4::TIME_EXCEEDED, 0)),
+            e => Self::icmp_unreach_code(e).map(|c| (icmpv4::DST_UNREACHABLE, c)),
         }
     }
 
@@ -548,7 +560,7 @@ impl<'a> Inner<'a> {
         let res = if self.nat.echo.pseudo {
             host.udp_send_to(encode(Kind::PseudoPing), data, SocketAddrV4::new(repr.dst_addr, 7), ttl)
         } else {
-            host.icmp_echo_send(encode(Kind::Echo), repr.dst_addr, ECHO_IDENT, our_seq, data, ttl)
+            host.icmp_echo_send(encode(Kind::Echo), repr.dst_addr, self.nat.echo_ident, our_seq, data, ttl)
         };
         if let Err(e) = res {
             self.stats.drop(DropReason::IcmpEchoUnavailable);
@@ -559,7 +571,7 @@ impl<'a> Inner<'a> {
     }
 
     /// Room in the guest-bound queue for a datagram of up to `max` bytes, fragments included.
-    fn tx_room(&self, max: usize) -> bool {
+    pub(crate) fn tx_room(&self, max: usize) -> bool {
         let mtu = usize::from(self.config.mtu).max(68);
         let frames = max.div_ceil(mtu - 20).max(1);
         let need = (max + frames * (14 + 20 + 16 + 8)).min(self.tx.capacity() / 2);
@@ -596,7 +608,7 @@ impl<'a> Inner<'a> {
         error: HostError,
         host: &H,
     ) {
-        let Some(code) = Self::icmp_unreach_code(error) else { return };
+        let Some((msg_type, code)) = Self::icmp_for(error) else { return };
         let seen_dst = self.guest_facing(dst, host);
         let from = if offender.is_loopback() || offender.is_unspecified() { self.config.gateway } else { offender };
         let from = if host.dns_upstream().map(|u| *u.ip()) == Some(offender) { self.config.dns } else { from };
@@ -617,7 +629,7 @@ impl<'a> Inner<'a> {
         quote[20..22].copy_from_slice(&guest.port().to_be_bytes());
         quote[22..24].copy_from_slice(&seen_dst.port().to_be_bytes());
         quote[24..26].copy_from_slice(&8u16.to_be_bytes());
-        let head = crate::icmp::header(icmpv4::DST_UNREACHABLE, code, [0; 4], &quote);
+        let head = crate::icmp::header(msg_type, code, [0; 4], &quote);
         let repr = self.reply_header(from, *guest.ip(), IpProtocol::Icmp, 255, 0xc0);
         self.stats.icmp_errors_sent += 1;
         self.send_datagram(now, repr, LinkDest::Resolve, &head, &quote);
@@ -654,8 +666,8 @@ impl<'a> Inner<'a> {
     }
 }
 
-/// Identifier our raw-socket echo requests carry.
-const ECHO_IDENT: u16 = 0x51e7;
+/// Base of the identifier our raw-socket echo requests carry (mixed with the seed).
+const ECHO_IDENT_BASE: u16 = 0x51e7;
 
 /// Outcome of one turn of reading a host socket.
 enum Turn {

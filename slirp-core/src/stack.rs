@@ -213,6 +213,12 @@ impl<'a> Slirp<'a> {
 
     /// When [`handle_timeout`](Self::handle_timeout) must run next, or `None` if no timer is set.
     pub fn poll_at(&self) -> Option<Instant> {
+        // Host sockets still ready to read (a turn used its budget without filling the guest
+        // queue, say on unmatched echo replies) need another turn now, not at the next packet.
+        // When the guest queue is full instead, draining it with `poll_transmit` resumes them.
+        if self.inner.nat.has_ready() && self.inner.tx_room(self.scratch.len()) {
+            return Some(Instant::ZERO);
+        }
         let held = self.inner.hold.peek().map(|r| r.deadline);
         earliest(earliest(held, self.reassembler.poll_at()), self.inner.nat.poll_at())
     }

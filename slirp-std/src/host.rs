@@ -43,6 +43,8 @@ const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_ECHO_REQUEST: u8 = 8;
 /// ICMP destination unreachable.
 const ICMP_DEST_UNREACH: u8 = 3;
+/// ICMP type "time exceeded".
+const ICMP_TIME_EXCEEDED: u8 = 11;
 
 /// What a host socket is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,8 +262,8 @@ fn is_async_icmp_error(e: Errno) -> bool {
     )
 }
 
-/// What an error-queue entry means to the core; `None` for entries it has no use for (time
-/// exceeded, parameter problem, local errors other than a too-large datagram).
+/// What an error-queue entry means to the core; `None` for entries it has no use for
+/// (reassembly time exceeded, parameter problem, local errors other than a too-large datagram).
 fn queued_error_event(q: &sys::QueuedError) -> Option<UdpEvent> {
     let error = match (q.origin, q.icmp_type, q.icmp_code) {
         (sys::EE_ORIGIN_ICMP, ICMP_DEST_UNREACH, code) => match code {
@@ -271,6 +273,7 @@ fn queued_error_event(q: &sys::QueuedError) -> Option<UdpEvent> {
             10 | 13 => HostError::PermissionDenied,
             _ => HostError::HostUnreachable,
         },
+        (sys::EE_ORIGIN_ICMP, ICMP_TIME_EXCEEDED, 0) => HostError::TtlExpired,
         (sys::EE_ORIGIN_LOCAL, _, _) if q.errno == Errno::MSGSIZE.raw_os_error() as u32 => HostError::TooLarge,
         _ => return None,
     };
@@ -619,7 +622,8 @@ mod tests {
         assert_eq!(err(icmp, 3, 3), Some(HostError::Refused));
         assert_eq!(err(icmp, 3, 4), Some(HostError::TooLarge));
         assert_eq!(err(icmp, 3, 13), Some(HostError::PermissionDenied));
-        assert_eq!(err(icmp, 11, 0), None, "time exceeded has no core error yet");
+        assert_eq!(err(icmp, 11, 0), Some(HostError::TtlExpired), "a traceroute hop");
+        assert_eq!(err(icmp, 11, 1), None, "reassembly time exceeded is not about our datagram");
         assert_eq!(map_errno(Errno::NETUNREACH), HostError::NetUnreachable);
         assert_eq!(map_errno(Errno::ADDRINUSE), HostError::AddrInUse);
         assert_eq!(map_errno(Errno::ACCESS), HostError::PermissionDenied);

@@ -172,11 +172,19 @@ fn dns_mapping_expires_10_seconds_after_the_answer() {
     assert_eq!(sim.core().udp_flow_count(), 1);
 }
 
+/// A router that reports expired TTLs.
+const TTL_ROUTER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 254);
+
 #[test]
 fn host_icmp_errors_reach_the_guest() {
     let mut net = FakeNet::internet();
     let no_route = Ipv4Addr::new(203, 0, 113, 128);
     net.add_route_fault(no_route, 25, RouteFault::SendFails(slirp_test_host::slirp_core::HostError::NetUnreachable));
+    net.add_route_fault(
+        Ipv4Addr::new(203, 0, 113, 200),
+        32,
+        RouteFault::IcmpError { router: TTL_ROUTER, error: slirp_test_host::slirp_core::HostError::TtlExpired },
+    );
     let mut sim = boot(SimConfig::seeded(17), net);
     let port = 40_003;
     let sock = sim.guest_mut().udp_bind(port, 4096);
@@ -203,6 +211,14 @@ fn host_icmp_errors_reach_the_guest() {
     assert_eq!((err.from, err.msg_type, err.code), (GATEWAY, 3, 0));
     assert_eq!(err.quoted_dst, *nowhere.ip());
     assert_eq!(sim.core().stats().dropped(DropReason::UdpSendFailed), 1);
+    // A router says the TTL ran out (a traceroute hop): time exceeded from that router.
+    let hop = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 200), 33434);
+    let err = recv_icmp_error(&mut sim, errors, Duration::from_secs(2));
+    assert!(err.is_none(), "nothing pending before the traceroute probe");
+    sim.guest_mut().udp_send(sock, hop, b"probe").unwrap();
+    let err = recv_icmp_error(&mut sim, errors, Duration::from_secs(2)).expect("time exceeded");
+    assert_eq!((err.from, err.msg_type, err.code), (TTL_ROUTER, 11, 0));
+    assert_eq!((err.quoted_dst, err.quoted_ports), (*hop.ip(), (port, 33434)));
     // The flow survives all of this and still works.
     let (from, _) = udp_round_trip(&mut sim, sock, ECHO_ADDR, b"still here").expect("echo");
     assert_eq!(from, ECHO_ADDR);
