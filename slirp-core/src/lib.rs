@@ -36,6 +36,7 @@ mod log;
 pub mod config;
 pub mod host;
 pub mod storage;
+pub mod tcp;
 pub mod time;
 pub mod wire;
 
