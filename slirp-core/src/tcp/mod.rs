@@ -267,6 +267,8 @@ pub struct TcpCounters {
     pub retransmits: u32,
     /// Retransmission timeouts.
     pub timeouts: u32,
+    /// Timeouts found spurious by the echoed timestamp and undone (RFC 3522, RFC 4015).
+    pub spurious_timeouts: u32,
     /// Fast retransmits (entries into loss recovery, RFC 5681 3.2).
     pub fast_retransmits: u32,
     /// Duplicate ACKs received.

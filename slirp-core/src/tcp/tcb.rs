@@ -129,6 +129,9 @@ pub struct Tcb<'a> {
     rtx_next: SeqNumber,
     rtx_credit: u8,
     scoreboard: Assembler<SCOREBOARD>,
+    /// Congestion state before the first timeout of an episode and the TSval of its
+    /// retransmission, to undo a spurious timeout (RFC 3522 detection, RFC 4015 response).
+    undo: Option<(u32, u32, u32)>,
 
     // Timers.
     rtx_at: Option<Instant>,
@@ -209,6 +212,7 @@ impl<'a> Tcb<'a> {
             rtx_next: iss,
             rtx_credit: 0,
             scoreboard: Assembler::default(),
+            undo: None,
             rtx_at: None,
             persist_at: None,
             persist_backoff: 0,
@@ -913,7 +917,21 @@ impl<'a> Tcb<'a> {
         self.sample_rtt(now, ack, seg);
         let mss = self.send_mss() as u32;
         let acked32 = acked.min(CWND_MAX as usize) as u32;
+        // A guest that merely delayed its ACK past our (low) RTO echoes the original
+        // transmission's timestamp: the timeout was spurious, so restore the window and carry on
+        // after the highest byte sent instead of resending what already arrived.
+        let spurious = match (self.undo.take(), seg.timestamp) {
+            (Some((cwnd, ssthresh, rtx_ts)), Some((_, ecr))) if (ecr.wrapping_sub(rtx_ts) as i32) < 0 => {
+                self.cwnd = cwnd;
+                self.ssthresh = ssthresh;
+                self.snd_nxt = self.snd_max;
+                self.counters.spurious_timeouts += 1;
+                true
+            }
+            _ => false,
+        };
         match self.recovery {
+            _ if spurious => {}
             Some(recover) if ack.diff(recover) >= 0 => {
                 // Full acknowledgment: leave recovery (RFC 6582 3.2 step 3).
                 let flight = seq_sub(self.snd_max, ack) as u32;
@@ -1255,6 +1273,9 @@ impl<'a> Tcb<'a> {
                 }
                 // RFC 5681 3.1 (equation 4) and RFC 6298 5.4-5.6: collapse to one segment,
                 // back off, go back to the first unacknowledged byte.
+                if self.ts_ok && self.backoff == 1 {
+                    self.undo = Some((self.cwnd, self.ssthresh, self.ts_val(now)));
+                }
                 let mss = self.send_mss() as u32;
                 let flight = seq_sub(self.snd_max, self.snd_una) as u32;
                 self.ssthresh = (flight / 2).max(2 * mss);

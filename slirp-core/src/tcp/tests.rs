@@ -521,6 +521,30 @@ fn silent_guest_gets_syn_retries_then_timeout_checklist_80() {
 }
 
 #[test]
+fn connect_negotiates_options_from_syn_ack_rfc7323_rfc2018() {
+    let (mut h, syn) = syn_sent(TcpConfig::default());
+    send!(h, g(GUEST_ISN).syn().ack(S1).mss(1400).ws(2).sack_perm().ts(77, syn.ts.unwrap().0).win(1000));
+    assert_eq!(h.tcb.window_shifts(), (1, 2));
+    assert_eq!(h.tcb.options_negotiated(), (true, true));
+    assert_eq!(h.tcb.send_mss(), 1388);
+    // The SYN-ACK's own window is unscaled.
+    assert_eq!(h.tcb.send_window(), 1000);
+    let a = recv!(h);
+    assert_eq!(a.ts.map(|t| t.1), Some(77));
+    send!(h, g(G1).ack(S1).win(1000).ts(78, 0));
+    assert_eq!(h.tcb.send_window(), 4000);
+}
+
+#[test]
+fn connect_without_options_in_syn_ack_uses_none() {
+    let (mut h, _) = syn_sent(TcpConfig::default());
+    send!(h, g(GUEST_ISN).syn().ack(S1).win(1000));
+    assert_eq!(h.tcb.window_shifts(), (0, 0));
+    assert_eq!(h.tcb.options_negotiated(), (false, false));
+    assert_eq!(h.tcb.send_mss(), 536);
+}
+
+#[test]
 fn simultaneous_open_rfc9293_figure_8() {
     let (mut h, _) = syn_sent(plain());
     send!(h, g(GUEST_ISN).syn());
@@ -677,6 +701,47 @@ fn out_of_order_acked_at_once_with_sack_rfc2018() {
 }
 
 #[test]
+fn sack_blocks_follow_hole_filling_rfc2018() {
+    let mut h = established_opts();
+    let d = data(400);
+    let seg = |from: usize, to: usize, ts: u32| g(G1 + from as u32).ack(S1).data(&d[from..to]).ts(ts, 0);
+    send!(h, seg(100, 200, 200));
+    send!(h, seg(300, 400, 201));
+    h.recv_all();
+    send!(h, seg(0, 100, 202));
+    let a = recv!(h);
+    assert_eq!(a.ack, Some(G1 + 200));
+    assert_eq!(a.sacks, [Some((G1 + 300, G1 + 400)), None, None]);
+    send!(h, seg(200, 300, 203));
+    let a = recv!(h);
+    assert_eq!((a.ack, a.sacks), (Some(G1 + 400), [None; 3]));
+    assert_eq!(h.host, &d[..100]);
+    h.drain_to_host();
+    assert_eq!(h.host, d);
+}
+
+#[test]
+fn data_after_guest_fin_is_ignored() {
+    let mut h = established();
+    send!(h, g(G1).ack(S1).fin());
+    h.recv_all();
+    send!(h, g(G1 + 1).ack(S1).data(b"late"));
+    assert!(h.host.is_empty());
+    assert_eq!(recv!(h).ack, Some(G1 + 1));
+}
+
+#[test]
+fn poll_at_is_the_earliest_timer() {
+    let mut h = established();
+    assert_eq!(h.tcb.poll_at(), None);
+    h.tcb.enqueue(b"x");
+    recv!(h);
+    assert_eq!(h.tcb.poll_at(), Some(h.now + Duration::from_millis(10)));
+    send!(h, g(G1).ack(S1).data(b"y"));
+    assert_eq!(h.tcb.poll_at(), Some(h.now + Duration::from_millis(1)));
+}
+
+#[test]
 fn filling_the_hole_delivers_everything_checklist_59() {
     let mut h = established();
     let d = data(300);
@@ -775,6 +840,30 @@ fn sending_respects_guest_window() {
     let total: usize = segs.iter().map(|s| s.payload.len()).sum();
     // Two full segments; the 80-byte tail of the window waits (sender SWS avoidance).
     assert_eq!(total, 2920);
+}
+
+#[test]
+fn small_output_buffer_trims_payload_and_keeps_the_rest() {
+    let mut h = established();
+    h.tcb.enqueue(b"0123456789");
+    let mut tiny = [0u8; 10];
+    assert_eq!(h.tcb.emit_next(h.now, &mut tiny), None, "no room for a header");
+    let mut small = [0u8; 24];
+    let n = h.tcb.emit_next(h.now, &mut small).unwrap();
+    assert_eq!(n, 24);
+    let pkt = TcpPacket::new_checked(&small[..]).unwrap();
+    let r = TcpRepr::parse(&pkt, *SERVER.ip(), *GUEST.ip(), true).unwrap();
+    assert_eq!(r.payload, b"0123");
+    let rest = recv!(h);
+    assert_eq!((rest.seq, rest.payload.as_slice()), (S1 + 4, &b"456789"[..]));
+}
+
+#[test]
+fn host_urgent_with_nothing_buffered_is_ignored() {
+    let mut h = established();
+    h.tcb.host_urgent();
+    h.tcb.enqueue(b"x");
+    assert_eq!(recv!(h).urg, None);
 }
 
 #[test]
@@ -922,6 +1011,104 @@ fn exact_rst_resets_rfc5961_3_2() {
     let ev = send!(h, g(G1).rst());
     assert!(ev.contains(Events::RESET | Events::CLOSED));
     recv_nothing!(h);
+}
+
+#[test]
+fn exact_rst_closes_every_synchronized_state_rfc9293_3_10_7_4() {
+    // (state builder, RCV.NXT the RST must carry)
+    let builders: [(fn() -> H, u32); 7] = [
+        (
+            || {
+                let mut h = syn_received(plain());
+                h.tcb.host_connected(h.now);
+                h.recv_all();
+                h
+            },
+            G1,
+        ),
+        (established, G1),
+        (
+            || {
+                let mut h = established();
+                h.tcb.host_eof();
+                h.recv_all();
+                h
+            },
+            G1,
+        ),
+        (
+            || {
+                let mut h = established();
+                h.tcb.host_eof();
+                h.recv_all();
+                send!(h, g(G1).ack(S1 + 1));
+                h
+            },
+            G1,
+        ),
+        (
+            || {
+                let mut h = established();
+                send!(h, g(G1).ack(S1).fin());
+                h.recv_all();
+                h
+            },
+            G1 + 1,
+        ),
+        (
+            || {
+                let mut h = established();
+                h.tcb.host_eof();
+                h.recv_all();
+                send!(h, g(G1).ack(S1).fin());
+                h.recv_all();
+                h
+            },
+            G1 + 1,
+        ),
+        (
+            || {
+                let mut h = established();
+                send!(h, g(G1).ack(S1).fin());
+                h.tcb.host_eof();
+                h.recv_all();
+                h
+            },
+            G1 + 1,
+        ),
+    ];
+    let expect = [
+        TcpState::SynReceived,
+        TcpState::Established,
+        TcpState::FinWait1,
+        TcpState::FinWait2,
+        TcpState::CloseWait,
+        TcpState::Closing,
+        TcpState::LastAck,
+    ];
+    for ((build, rcv_nxt), state) in builders.iter().zip(expect) {
+        let mut h = build();
+        assert_eq!(h.tcb.state(), state);
+        send!(h, g(rcv_nxt + 1).rst());
+        assert_eq!(h.tcb.state(), state, "inexact RST in {state}");
+        h.recv_all();
+        let ev = send!(h, g(*rcv_nxt).rst());
+        assert!(ev.contains(Events::RESET | Events::CLOSED), "{state}: {ev:?}");
+        recv_nothing!(h);
+    }
+}
+
+#[test]
+fn rst_in_time_wait_frees_it_early() {
+    // RFC 1337 would ignore it; we are the NAT end and the host side is gone already, so a
+    // reset only frees the slot sooner.
+    let mut h = established();
+    h.tcb.host_eof();
+    h.recv_all();
+    send!(h, g(G1).ack(S1 + 1).fin());
+    h.recv_all();
+    let ev = send!(h, g(G1 + 1).rst());
+    assert!(ev.contains(Events::CLOSED));
 }
 
 #[test]
@@ -1142,6 +1329,36 @@ fn sack_recovery_resends_only_holes_rfc6675() {
     assert!(seqs.contains(&(S1 + 3 * mss)), "{seqs:?}");
     assert!(!seqs.contains(&(S1 + mss)), "resent SACKed data: {seqs:?}");
     assert!(!seqs.contains(&(S1 + 5 * mss)), "resent SACKed data: {seqs:?}");
+}
+
+#[test]
+fn spurious_timeout_is_undone_rfc4015() {
+    let mut h = established_opts();
+    h.tcb.enqueue(&data(3 * 1448));
+    let segs = h.recv_all();
+    assert_eq!(segs.len(), 3);
+    let cwnd = h.tcb.cwnd();
+    h.fire();
+    let r = recv!(h);
+    assert_eq!(r.seq, S1);
+    assert_eq!(h.tcb.cwnd(), 1448);
+    // The guest's delayed ACK for the originals arrives, echoing their timestamp.
+    send!(h, g(G1).ack(S1 + 3 * 1448).ts(300, segs[2].ts.unwrap().0).win(65535));
+    assert_eq!(h.tcb.counters().spurious_timeouts, 1);
+    assert!(h.tcb.cwnd() >= cwnd);
+    recv_nothing!(h);
+}
+
+#[test]
+fn genuine_timeout_is_not_undone() {
+    let mut h = established_opts();
+    h.tcb.enqueue(&data(1448));
+    recv!(h);
+    h.advance(Duration::from_millis(10));
+    let r = recv!(h);
+    h.advance(Duration::from_millis(1));
+    send!(h, g(G1).ack(S1 + 1448).ts(300, r.ts.unwrap().0).win(65535));
+    assert_eq!(h.tcb.counters().spurious_timeouts, 0);
 }
 
 // ------------------------------------------------------------------------------------------------
