@@ -93,7 +93,8 @@ pub struct TcpConfig {
     pub max_retransmits: u8,
     /// Initial congestion window in segments (RFC 6928: 10).
     pub initial_window: u8,
-    /// RFC 5961 challenge ACKs allowed per second on one connection.
+    /// RFC 5961 challenge ACKs (and ACKs answering empty out-of-window segments) allowed per
+    /// second on one connection.
     pub challenge_ack_limit: u16,
 }
 

@@ -602,15 +602,33 @@ impl<'a> Tcb<'a> {
         *ev |= Events::ESTABLISHED;
     }
 
-    fn challenge_ack(&mut self, now: Instant) {
+    /// Owes an ACK unless this second's budget is spent. Used for challenge ACKs (RFC 5961 7)
+    /// and for answers to out-of-window segments without payload: two stacks that each find the
+    /// other's ACKs unacceptable would otherwise answer each other forever.
+    fn rate_limited_ack(&mut self, now: Instant) -> bool {
         let (start, count) = self.challenge_window;
         let (start, count) = if now - start >= Duration::from_secs(1) { (now, 0) } else { (start, count) };
-        if count < self.config.challenge_ack_limit {
+        let allowed = count < self.config.challenge_ack_limit;
+        if allowed {
             self.ack_now = true;
+        }
+        self.challenge_window = (start, count + u16::from(allowed));
+        allowed
+    }
+
+    fn challenge_ack(&mut self, now: Instant) {
+        if self.rate_limited_ack(now) {
             self.counters.challenge_acks += 1;
-            self.challenge_window = (start, count + 1);
+        }
+    }
+
+    /// An ACK answering a segment we drop: always for one carrying data or FIN (the guest needs
+    /// it to recover), rate-limited for empty ones.
+    fn ack_dropped(&mut self, now: Instant, seg: &TcpRepr) {
+        if seg.segment_len() > 0 {
+            self.ack_now = true;
         } else {
-            self.challenge_window = (start, count);
+            self.rate_limited_ack(now);
         }
     }
 
@@ -770,7 +788,7 @@ impl<'a> Tcb<'a> {
             if let Some((tsval, _)) = seg.timestamp {
                 if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
                     self.counters.dropped += 1;
-                    self.ack_now = true;
+                    self.ack_dropped(now, seg);
                     return;
                 }
             }
@@ -778,7 +796,7 @@ impl<'a> Tcb<'a> {
         if !self.acceptable(seq, seg.segment_len()) {
             self.counters.dropped += 1;
             if seg.control != TcpControl::Rst {
-                self.ack_now = true;
+                self.ack_dropped(now, seg);
             }
             if self.state == TcpState::TimeWait && seg.control == TcpControl::Fin {
                 // The guest repeats its FIN: our last ACK was lost; restart the wait (RFC 9293
@@ -1156,7 +1174,8 @@ impl<'a> Tcb<'a> {
         if !matches!(self.state, TcpState::Established | TcpState::CloseWait | TcpState::FinWait2) {
             return None;
         }
-        Some(self.last_rx + k.idle + k.interval * u32::from(self.keepalive_probes))
+        let probing = k.interval.checked_mul(u32::from(self.keepalive_probes)).unwrap_or(Duration::MAX);
+        Some(self.last_rx + k.idle + probing)
     }
 
     fn idle_at(&self) -> Option<Instant> {
@@ -1463,7 +1482,9 @@ impl<'a> Tcb<'a> {
             return self.emit_ack(now, buf, seq_back(self.snd_una, 1));
         }
         if self.ack_now {
-            return self.emit_ack(now, buf, self.snd_nxt);
+            // SND.MAX, not SND.NXT: after a timeout rewound SND.NXT the guest has already seen
+            // higher sequence numbers and would find an ACK below them out of its window.
+            return self.emit_ack(now, buf, self.snd_max);
         }
         None
     }
@@ -1584,6 +1605,8 @@ impl<'a> Tcb<'a> {
             self.rtx_at = Some(now + self.rtt.backed_off(self.backoff));
         }
         self.persist_at = None;
+        // Any segment answers for a pending keepalive or window probe.
+        self.probe_now = false;
         self.after_ack_sent(now, usize::from(repr.window_len) << self.rcv_wscale);
         Some(hl + len)
     }
