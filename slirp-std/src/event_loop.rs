@@ -12,6 +12,10 @@
 //! the core reads a socket until it would block, or, when the guest-bound queue fills first,
 //! keeps it on its own ready list and resumes it from [`Slirp::poll_transmit`] once the link
 //! takes frames again (the loop calls it whenever the link becomes writable).
+//!
+//! Tokens: 0-15 belong to the loop (guest link 0-1, signals, exit fd, child, waker 2-6, the
+//! control API's listener 7), host sockets count up from 16, and the control API's connections
+//! use a small block far above them ([`api::TOKEN_API_CONN_BASE`]).
 
 use std::io::{self, ErrorKind, Write};
 use std::net::SocketAddrV4;
@@ -25,6 +29,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slirp_core::{Clock, ForwardError, Slirp, SocketId};
 
+use crate::api::{self, ApiServer};
 use crate::clock::StdClock;
 use crate::host::StdHost;
 use crate::link::{GuestLink, RecvOutcome, SendOutcome, MAX_FRAME, TOKEN_DATA, TOKEN_LISTENER};
@@ -90,6 +95,8 @@ pub struct EventLoop<'a> {
     accept_pending: bool,
     /// Host sockets reported ready since the last turn.
     host_ready: Vec<SocketId>,
+    /// The control API socket, if one is served.
+    api: Option<ApiServer>,
 }
 
 impl<'a> EventLoop<'a> {
@@ -116,6 +123,7 @@ impl<'a> EventLoop<'a> {
             tx_blocked: false,
             accept_pending: false,
             host_ready: Vec::new(),
+            api: None,
         })
     }
 
@@ -159,6 +167,14 @@ impl<'a> EventLoop<'a> {
         let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
         self.poll.registry().register(&mut SourceFd(&pidfd.as_raw_fd()), TOKEN_CHILD, Interest::READABLE)?;
         self.child = Some((child, pidfd));
+        Ok(())
+    }
+
+    /// Serves the control API (slirp4netns' JSON API, see [`api`]) on `server`'s socket, from
+    /// this loop's thread.
+    pub fn serve_api(&mut self, mut server: ApiServer) -> io::Result<()> {
+        server.register(self.poll.registry())?;
+        self.api = Some(server);
         Ok(())
     }
 
@@ -240,6 +256,7 @@ impl<'a> EventLoop<'a> {
                         }
                     }
                     TOKEN_WAKER => return Ok(Exit::Stopped),
+                    token if self.api.as_mut().is_some_and(|a| a.event(token)) => {}
                     token => {
                         if let Some(id) = self.host.socket_event(token, ev.is_error()) {
                             self.host_ready.push(id);
@@ -264,10 +281,11 @@ impl<'a> EventLoop<'a> {
         if self.rx_pending && self.link.is_connected() {
             return Some(Duration::ZERO);
         }
-        let deadline = match (self.slirp.poll_at(), next_stats) {
-            (Some(a), Some(b)) => Some(if a < b { a } else { b }),
-            (a, b) => a.or(b),
-        };
+        if self.api.as_ref().is_some_and(ApiServer::has_pending) {
+            return Some(Duration::ZERO);
+        }
+        let api_deadline = self.api.as_ref().and_then(ApiServer::poll_at);
+        let deadline = [self.slirp.poll_at(), next_stats, api_deadline].into_iter().flatten().min();
         deadline.map(|d| {
             // Round up to the next millisecond: epoll sleeps in whole milliseconds, and waking
             // a fraction early would only spin once more.
@@ -322,6 +340,15 @@ impl<'a> EventLoop<'a> {
                 self.transmit()?;
             }
             self.host_ready = ready;
+        }
+        if let Some(server) = &mut self.api {
+            let mut cx = api::Context {
+                slirp: &mut self.slirp,
+                host: &mut self.host,
+                now: self.clock.now(),
+                default_guest: server.default_guest(),
+            };
+            server.turn(self.poll.registry(), &mut cx);
         }
         let now = self.clock.now();
         if self.slirp.poll_at().is_some_and(|t| t <= now) {

@@ -4,7 +4,8 @@
 //! monotonic clock, the host side of the NAT ([`StdHost`]: UDP and ICMP echo over nonblocking
 //! sockets), guest links (a TAP created inside a network namespace, QEMU's `-netdev
 //! stream` unix socket, or any descriptor an embedder already holds), a pcap capture of the
-//! link, and the `slirp` command built from them.
+//! link, the control API socket ([`api`], slirp4netns' JSON API), and the `slirp` command built
+//! from them.
 //!
 //! ```no_run
 //! use slirp_std::{EventLoop, GuestLink, NetnsTarget, StdHost};
@@ -27,6 +28,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod clock;
 pub mod event_loop;
 pub mod host;

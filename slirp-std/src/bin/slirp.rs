@@ -15,6 +15,7 @@ use std::process::{Command, ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 use slirp_core::{Config, Slirp};
+use slirp_std::api::ApiServer;
 use slirp_std::netlink::{configure_here, InterfaceSetup};
 use slirp_std::netns::{enter_new_netns, open_tap_here, recv_fd, send_fd};
 use slirp_std::options::{host_nameserver, parse_dns_upstream, FwdProto};
@@ -77,6 +78,14 @@ struct Common {
                 TCP NAT lands"
     )]
     hostfwd: Vec<String>,
+    #[arg(
+        long,
+        value_name = "PATH",
+        help = "Serve the control API on unix socket PATH (slirp4netns' JSON API, one request per connection): \
+                add_hostfwd, list_hostfwd, remove_hostfwd, list_connections, stats. A stale socket at PATH is \
+                replaced; the socket is removed on exit"
+    )]
+    api_socket: Option<PathBuf>,
     /// Write a capture of the guest link to FILE (pcap).
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
@@ -257,17 +266,29 @@ struct Prepared {
     dns_upstream: Option<SocketAddr>,
     exit_fd: Option<OwnedFd>,
     ready_fd: Option<OwnedFd>,
+    api: Option<ApiServer>,
 }
 
 fn prepare(c: &Common) -> Result<Prepared, Fail> {
     let config = core_config(c)?;
     let hostfwds = check_hostfwds(c)?;
+    // Bound now, so a bad path fails before anything else is created; served once the loop
+    // exists. The guest address for forwards that name none is set in `build_loop`.
+    let api = c
+        .api_socket
+        .as_deref()
+        .map(|path| {
+            ApiServer::bind(path, Ipv4Addr::UNSPECIFIED)
+                .map_err(|e| Fail(format!("--api-socket {}: {e}", path.display())))
+        })
+        .transpose()?;
     Ok(Prepared {
         config,
         hostfwds,
         dns_upstream: dns_upstream(c),
         exit_fd: inherited(c.exit_fd, "--exit-fd")?,
         ready_fd: inherited(c.ready_fd, "--ready-fd")?,
+        api,
     })
 }
 
@@ -289,6 +310,11 @@ fn build_loop(c: &Common, p: Prepared, link: GuestLink, default_guest: Ipv4Addr)
     }
     if let Some(fd) = p.exit_fd {
         ev.watch_exit_fd(fd)?;
+    }
+    if let Some(mut api) = p.api {
+        api.set_default_guest(default_guest);
+        log::info!("control API on {}", api.path().display());
+        ev.serve_api(api)?;
     }
     if let Some(fd) = p.ready_fd {
         ev.notify_ready(fd);
