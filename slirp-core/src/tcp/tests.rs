@@ -1757,7 +1757,7 @@ mod props {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
         /// Any segment sequence against a TCB in any state: no panic, invariants hold, output
         /// stays valid and bounded.
@@ -1780,6 +1780,46 @@ mod props {
                 if *takes == 7 { h.tcb.host_eof(); }
                 if *takes == 13 { h.tcb.host_urgent(); }
                 h.tcb.check_invariants();
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        /// Valid guest segments with random bytes of their header and options overwritten (parsed
+        /// without the checksum gate, as a fuzzer build does): whatever parses is handled.
+        #[test]
+        fn mutated_valid_segments_keep_invariants(
+            which in any::<u8>(),
+            flips in proptest::collection::vec((0usize..64, any::<u8>()), 1..6),
+            kind in 0u8..4,
+            len in 0usize..2000,
+        ) {
+            let mut h = fixture(which);
+            let base = match kind {
+                0 => g(G1).ack(S1).data(&data(len)).ts(1000, 0).sack(&[(S1, S1 + 100)]),
+                1 => g(G1 + 500).ack(S1).data(&data(len)).urg(7).psh(),
+                2 => g(G1).ack(S1).fin().ts(1000, 0),
+                _ => g(G1).syn().mss(1200).ws(9).sack_perm().ts(5, 0),
+            };
+            let r = base.repr();
+            let mut bytes = vec![0u8; r.buffer_len()];
+            r.emit(&mut bytes, *GUEST.ip(), *SERVER.ip());
+            let hl = r.header_len();
+            for (at, v) in flips {
+                let at = at % hl;
+                bytes[at] = v;
+            }
+            if let Ok(pkt) = TcpPacket::new_checked(&bytes[..]) {
+                if let Ok(seg) = TcpRepr::parse(&pkt, *GUEST.ip(), *SERVER.ip(), false) {
+                    let owned = Seg::from_repr(&seg);
+                    h.send(owned);
+                    h.recv_all();
+                    h.advance(Duration::from_millis(5));
+                    h.recv_all();
+                    h.tcb.check_invariants();
+                }
             }
         }
     }
