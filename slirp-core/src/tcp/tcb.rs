@@ -5,6 +5,7 @@ use super::buffer::RingBuffer;
 use super::rtt::RttEstimator;
 use super::{Events, TcpBuffers, TcpConfig, TcpCounters, TcpState, DEFAULT_MSS, MAX_WINDOW_SHIFT, MIN_MSS};
 use crate::time::{earliest, Instant};
+use crate::wire::tcp::HEADER_LEN;
 use crate::wire::{SeqNumber, TcpControl, TcpPacket, TcpRepr};
 use core::net::SocketAddrV4;
 use core::time::Duration;
@@ -1465,11 +1466,14 @@ impl<'a> Tcb<'a> {
         }
         if self.sending() {
             let hl = self.header_repr(now, TcpControl::Psh, self.snd_nxt).header_len();
-            let room = buf.len().checked_sub(hl)?;
+            // RFC 6691: the guest's MSS bounds payload plus options (timestamps, and SACK blocks
+            // while we hold out-of-order guest data), so a segment always fits its MTU.
+            let seg_max = usize::from(self.snd_mss).saturating_sub(hl - HEADER_LEN).max(1);
+            let room = buf.len().checked_sub(hl)?.min(seg_max);
             if let Some((seq, len, fin)) = self.recovery_segment(room) {
                 return self.emit_data(now, buf, seq, len, fin);
             }
-            if let Some((len, fin)) = self.next_data(now, room) {
+            if let Some((len, fin)) = self.next_data(now, room, seg_max) {
                 return self.emit_data(now, buf, self.snd_nxt, len, fin);
             }
         }
@@ -1531,7 +1535,7 @@ impl<'a> Tcb<'a> {
     }
 
     /// New data (or a resend after a timeout) at SND.NXT, as (len, fin).
-    fn next_data(&mut self, now: Instant, room: usize) -> Option<(usize, bool)> {
+    fn next_data(&mut self, now: Instant, room: usize, seg_max: usize) -> Option<(usize, bool)> {
         let off = seq_sub(self.snd_nxt, self.tx_base);
         let avail = self.tx.len().saturating_sub(off);
         let fin_pending = self.fin_seq.is_some_and(|f| self.snd_nxt.diff(f) <= 0);
@@ -1546,7 +1550,7 @@ impl<'a> Tcb<'a> {
         }
         let wnd = self.snd_wnd.min(self.cwnd) as usize;
         let win_room = wnd.saturating_sub(seq_sub(self.snd_nxt, self.snd_una));
-        let mss = self.send_mss();
+        let mss = seg_max;
         let len = avail.min(win_room).min(mss).min(room);
         let fin = fin_pending && len == avail;
         if len == 0 && !fin {

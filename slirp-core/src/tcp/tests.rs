@@ -721,6 +721,25 @@ fn sack_blocks_follow_hole_filling_rfc2018() {
 }
 
 #[test]
+fn segments_with_sack_blocks_still_fit_the_mtu_rfc6691() {
+    let mut h = established_opts();
+    send!(h, g(G1 + 100).ack(S1).data(&data(10)).ts(200, 0).win(65535));
+    send!(h, g(G1 + 300).ack(S1).data(&data(10)).ts(201, 0).win(65535));
+    h.recv_all();
+    h.tcb.enqueue(&data(5000));
+    let mut buf = vec![0u8; 9000];
+    let mut sent = 0;
+    while let Some(n) = h.tcb.emit_next(h.now, &mut buf) {
+        assert!(n <= 1500 - 20, "TCP segment of {n} bytes exceeds the MTU");
+        let pkt = TcpPacket::new_checked(&buf[..n]).unwrap();
+        let r = TcpRepr::parse(&pkt, *SERVER.ip(), *GUEST.ip(), true).unwrap();
+        assert!(r.sack_ranges[0].is_some());
+        sent += r.payload.len();
+    }
+    assert_eq!(sent, 5000);
+}
+
+#[test]
 fn data_after_guest_fin_is_ignored() {
     let mut h = established();
     send!(h, g(G1).ack(S1).fin());
