@@ -9,6 +9,7 @@
 
 /// The set already holds `N` ranges and the new one touches none of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct AssemblerFull;
 
 /// See the module documentation. Ranges are `[start, end)` offsets from the origin, sorted,

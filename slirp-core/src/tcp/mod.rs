@@ -175,6 +175,7 @@ impl fmt::Display for TcpState {
 
 /// What happened during one call, for the glue to act on (a small bit set).
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Events(u16);
 
 impl Events {
@@ -255,6 +256,7 @@ impl fmt::Debug for Events {
 
 /// Per-connection counters (saturating).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TcpCounters {
     /// Segments handed to [`Tcb::on_segment`].
     pub segments_in: u64,

@@ -619,7 +619,7 @@ impl<'a> Tcb<'a> {
 
     fn challenge_ack(&mut self, now: Instant) {
         if self.rate_limited_ack(now) {
-            self.counters.challenge_acks += 1;
+            self.counters.challenge_acks = self.counters.challenge_acks.saturating_add(1);
         }
     }
 
@@ -665,7 +665,7 @@ impl<'a> Tcb<'a> {
         self.counters.segments_in = self.counters.segments_in.saturating_add(1);
         let mut ev = Events::NONE;
         match self.state {
-            TcpState::Closed => self.counters.dropped += 1,
+            TcpState::Closed => self.counters.dropped = self.counters.dropped.saturating_add(1),
             TcpState::SynSent => self.input_syn_sent(now, seg, &mut ev),
             TcpState::SynReceived if self.awaiting_host => self.input_awaiting_host(seg, &mut ev),
             _ => self.input_synchronized(now, seg, &mut to_host, &mut ev),
@@ -681,7 +681,7 @@ impl<'a> Tcb<'a> {
             if seg.control != TcpControl::Rst {
                 self.pending_rst = seg.ack_number.map(|a| (a, None));
             }
-            self.counters.dropped += 1;
+            self.counters.dropped = self.counters.dropped.saturating_add(1);
             return;
         }
         match seg.control {
@@ -690,7 +690,7 @@ impl<'a> Tcb<'a> {
                     self.enter_closed(ev);
                     *ev |= Events::REFUSED;
                 } else {
-                    self.counters.dropped += 1;
+                    self.counters.dropped = self.counters.dropped.saturating_add(1);
                 }
             }
             TcpControl::Syn => {
@@ -716,7 +716,7 @@ impl<'a> Tcb<'a> {
                     }
                 }
             }
-            _ => self.counters.dropped += 1,
+            _ => self.counters.dropped = self.counters.dropped.saturating_add(1),
         }
     }
 
@@ -729,13 +729,13 @@ impl<'a> Tcb<'a> {
                     // The guest gave up on the old ISN and retries the same four-tuple afresh.
                     self.take_syn(seg);
                 }
-                self.counters.syns_absorbed += 1;
+                self.counters.syns_absorbed = self.counters.syns_absorbed.saturating_add(1);
             }
             TcpControl::Rst if seg.seq_number == self.rcv_nxt => {
                 self.enter_closed(ev);
                 *ev |= Events::RESET;
             }
-            _ => self.counters.dropped += 1,
+            _ => self.counters.dropped = self.counters.dropped.saturating_add(1),
         }
     }
 
@@ -778,9 +778,9 @@ impl<'a> Tcb<'a> {
         if self.state == TcpState::SynReceived && seg.control == TcpControl::Syn && seg.ack_number.is_none() {
             if seq == self.irs {
                 self.snd_nxt = self.iss;
-                self.counters.syns_absorbed += 1;
+                self.counters.syns_absorbed = self.counters.syns_absorbed.saturating_add(1);
             } else {
-                self.counters.dropped += 1;
+                self.counters.dropped = self.counters.dropped.saturating_add(1);
             }
             return;
         }
@@ -788,14 +788,14 @@ impl<'a> Tcb<'a> {
         if self.ts_ok && seg.control != TcpControl::Rst {
             if let Some((tsval, _)) = seg.timestamp {
                 if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
-                    self.counters.dropped += 1;
+                    self.counters.dropped = self.counters.dropped.saturating_add(1);
                     self.ack_dropped(now, seg);
                     return;
                 }
             }
         }
         if !self.acceptable(seq, seg.segment_len()) {
-            self.counters.dropped += 1;
+            self.counters.dropped = self.counters.dropped.saturating_add(1);
             if seg.control != TcpControl::Rst {
                 self.ack_dropped(now, seg);
             }
@@ -822,7 +822,7 @@ impl<'a> Tcb<'a> {
             return;
         }
         let Some(ack) = seg.ack_number else {
-            self.counters.dropped += 1;
+            self.counters.dropped = self.counters.dropped.saturating_add(1);
             return;
         };
         if self.ts_ok && seq.diff(self.rcv_nxt) <= 0 {
@@ -843,7 +843,7 @@ impl<'a> Tcb<'a> {
                 self.enter_established(ev);
             } else {
                 self.pending_rst = Some((ack, None));
-                self.counters.dropped += 1;
+                self.counters.dropped = self.counters.dropped.saturating_add(1);
                 return;
             }
         }
@@ -868,13 +868,13 @@ impl<'a> Tcb<'a> {
         if ack.diff(self.snd_max) > 0 {
             // Acknowledges something never sent: answer with an ACK and drop.
             self.ack_now = true;
-            self.counters.dropped += 1;
+            self.counters.dropped = self.counters.dropped.saturating_add(1);
             return false;
         }
         let max_back = self.snd_wnd_max.max(u32::from(self.snd_mss)).min(i32::MAX as u32) as i32;
         if ack.diff(self.snd_una) < -max_back {
             self.challenge_ack(now);
-            self.counters.dropped += 1;
+            self.counters.dropped = self.counters.dropped.saturating_add(1);
             return false;
         }
         let scaled_wnd = u32::from(seg.window_len) << self.snd_wscale;
@@ -944,7 +944,7 @@ impl<'a> Tcb<'a> {
                 self.cwnd = cwnd;
                 self.ssthresh = ssthresh;
                 self.snd_nxt = self.snd_max;
-                self.counters.spurious_timeouts += 1;
+                self.counters.spurious_timeouts = self.counters.spurious_timeouts.saturating_add(1);
                 true
             }
             _ => false,
@@ -995,7 +995,7 @@ impl<'a> Tcb<'a> {
     }
 
     fn dup_ack(&mut self) {
-        self.counters.dup_acks += 1;
+        self.counters.dup_acks = self.counters.dup_acks.saturating_add(1);
         let mss = self.send_mss() as u32;
         if self.recovery.is_some() {
             // Each further duplicate means a segment left the network (RFC 6582 3.2 step 3,
@@ -1022,7 +1022,7 @@ impl<'a> Tcb<'a> {
                 (self.ssthresh.saturating_sub(above) / mss).clamp(1, 8) as u8
             };
             self.rtt_probe = None;
-            self.counters.fast_retransmits += 1;
+            self.counters.fast_retransmits = self.counters.fast_retransmits.saturating_add(1);
         }
     }
 
@@ -1088,9 +1088,9 @@ impl<'a> Tcb<'a> {
             let (s, e) = (offset as u32, (offset + data.len()) as u32);
             if self.ooo.add(s, e).is_ok() {
                 self.rx.write_unallocated(offset, data);
-                self.counters.out_of_order += 1;
+                self.counters.out_of_order = self.counters.out_of_order.saturating_add(1);
             } else {
-                self.counters.dropped += 1;
+                self.counters.dropped = self.counters.dropped.saturating_add(1);
             }
             self.ack_now = true;
             return false;
@@ -1273,7 +1273,7 @@ impl<'a> Tcb<'a> {
         self.rtx_at = None;
         match self.state {
             TcpState::SynSent | TcpState::SynReceived => {
-                self.counters.timeouts += 1;
+                self.counters.timeouts = self.counters.timeouts.saturating_add(1);
                 self.backoff = self.backoff.saturating_add(1).min(32);
                 self.rtt_probe = None;
                 // Resend SYN or SYN-ACK; the handshake deadline decides when to give up.
@@ -1282,7 +1282,7 @@ impl<'a> Tcb<'a> {
             }
             TcpState::TimeWait | TcpState::FinWait2 | TcpState::Closed => {}
             _ if self.snd_max != self.snd_una => {
-                self.counters.timeouts += 1;
+                self.counters.timeouts = self.counters.timeouts.saturating_add(1);
                 self.backoff = self.backoff.saturating_add(1).min(32);
                 self.rtt_probe = None;
                 self.retries = self.retries.saturating_add(1);
@@ -1441,7 +1441,7 @@ impl<'a> Tcb<'a> {
         let out = buf.get_mut(..n)?;
         repr.emit(out, *self.local.ip(), *self.remote.ip());
         if self.snd_max != self.iss {
-            self.counters.retransmits += 1;
+            self.counters.retransmits = self.counters.retransmits.saturating_add(1);
         } else {
             self.rtt_probe = Some((self.iss + 1, now));
         }
@@ -1482,7 +1482,7 @@ impl<'a> Tcb<'a> {
             // guest must answer with an ACK carrying its window (the Linux way; it puts no new
             // byte in flight).
             self.probe_now = false;
-            self.counters.probes += 1;
+            self.counters.probes = self.counters.probes.saturating_add(1);
             return self.emit_ack(now, buf, seq_back(self.snd_una, 1));
         }
         if self.ack_now {
@@ -1594,7 +1594,7 @@ impl<'a> Tcb<'a> {
 
         let end = seq + len + usize::from(fin);
         if seq.diff(self.snd_max) < 0 {
-            self.counters.retransmits += 1;
+            self.counters.retransmits = self.counters.retransmits.saturating_add(1);
             if self.rtt_probe.is_some_and(|(e, _)| e.diff(seq) > 0) {
                 self.rtt_probe = None; // Karn: never time a retransmitted segment.
             }
