@@ -1416,6 +1416,35 @@ impl<'a> Tcb<'a> {
         out
     }
 
+    /// Whether [`emit_next`](Self::emit_next) may have a segment now (never false when it has
+    /// one; may be true when sender-side silly window avoidance then holds a small segment back).
+    /// Cheap, for a glue that keeps a list of flows with output.
+    pub fn has_output(&self, now: Instant) -> bool {
+        if self.pending_rst.is_some() {
+            return true;
+        }
+        match self.state {
+            TcpState::Closed => false,
+            TcpState::SynSent => self.snd_nxt == self.iss,
+            TcpState::SynReceived if self.awaiting_host => false,
+            TcpState::SynReceived if self.snd_nxt == self.iss => true,
+            _ => {
+                self.ack_now
+                    || self.probe_now
+                    || self.delack_at.is_some_and(|t| t <= now)
+                    || (self.sending() && (self.recovery.is_some() && self.rtx_credit > 0 || self.has_sendable()))
+            }
+        }
+    }
+
+    fn has_sendable(&self) -> bool {
+        let avail = self.tx.len().saturating_sub(seq_sub(self.snd_nxt, self.tx_base));
+        if avail == 0 {
+            return self.fin_seq.is_some_and(|f| self.snd_nxt.diff(f) <= 0);
+        }
+        self.snd_wnd.min(self.cwnd) as usize > seq_sub(self.snd_nxt, self.snd_una)
+    }
+
     fn emit_syn(&mut self, now: Instant, buf: &mut [u8], synack: bool) -> Option<usize> {
         let repr = TcpRepr {
             control: TcpControl::Syn,

@@ -187,7 +187,9 @@ impl H {
 
     fn recv(&mut self) -> Option<Seg> {
         let mut buf = vec![0u8; 70000];
+        let promised = self.tcb.has_output(self.now);
         let n = self.tcb.emit_next(self.now, &mut buf)?;
+        assert!(promised, "has_output() said nothing was due");
         let pkt = TcpPacket::new_checked(&buf[..n]).expect("header");
         let r = TcpRepr::parse(&pkt, *SERVER.ip(), *GUEST.ip(), true).expect("valid segment with checksum");
         assert_eq!((r.src_port, r.dst_port), (SERVER.port(), GUEST.port()));
@@ -1895,7 +1897,9 @@ mod props {
         fn emit(&mut self, now: Instant, out: &mut Vec<(Instant, Vec<u8>)>, rng: &mut Rng, loss: u64) {
             let mut buf = vec![0u8; 1600];
             for _ in 0..64 {
+                let promised = self.tcb.has_output(now);
                 let Some(n) = self.tcb.emit_next(now, &mut buf) else { break };
+                assert!(promised, "has_output() said nothing was due");
                 self.tcb.check_invariants();
                 if rng.below(1000) < loss {
                     continue;
