@@ -2,7 +2,7 @@
 //!
 //! The guest is the TCB's remote peer; we impersonate whatever address the guest dialled (or the
 //! host client, for port forwards). The TCB is sans-IO and allocation-free: segments come in as
-//! [`TcpRepr`](crate::wire::TcpRepr)s through [`Tcb::on_segment`], segments for the guest are
+//! [`TcpRepr`]s through [`Tcb::on_segment`], segments for the guest are
 //! pulled with [`Tcb::emit_next`] (header, options, payload straight from the send ring, checksum)
 //! whenever the guest link has room, time is a value, and [`Tcb::poll_at`] says when to call
 //! [`Tcb::on_timeout`]. The host side is the glue's: it reports the host connect, host EOF and
@@ -12,6 +12,23 @@
 //! Tuned for a virtual link (microsecond RTTs, loss only from queue overflow): millisecond RTO
 //! with a low floor, large scaled windows, delayed ACK of at most a millisecond that never holds
 //! back more than two segments, SACK, timestamps, a short TIME_WAIT.
+//!
+//! What the glue does per flow:
+//! - guest SYN ([`is_connection_request`]): [`Tcb::accept`], start the host connect; on success
+//!   [`Tcb::host_connected`], on refusal [`Tcb::host_refused`] (RST|ACK to the guest), on
+//!   unreachable [`Tcb::discard`] and an ICMP error from the glue;
+//! - segments for no TCB: answer with [`reset_reply`];
+//! - every guest segment: [`Tcb::on_segment`] with a closure writing to the host socket, then act
+//!   on the returned [`Events`];
+//! - host readable: read into [`Tcb::write_send_buffer`] while [`Tcb::send_buffer_free`] is
+//!   non-zero; host EOF: [`Tcb::host_eof`]; host error: [`Tcb::abort`];
+//! - host writable: write [`Tcb::pending_to_host`] (out of band for the first
+//!   [`Tcb::urgent_to_host`] bytes), report with [`Tcb::host_accepted`]; once
+//!   [`Tcb::should_shutdown_host_write`], shut the host socket's write side;
+//! - whenever the guest link has room and [`Tcb::has_output`]: [`Tcb::emit_next`] into the TCP
+//!   part of a frame (source [`Tcb::local`], destination [`Tcb::remote`]);
+//! - at [`Tcb::poll_at`]: [`Tcb::on_timeout`]; on [`Events::CLOSED`], drain `emit_next`, free
+//!   the slot and take the buffers back with [`Tcb::into_buffers`].
 
 mod assembler;
 mod buffer;
