@@ -127,6 +127,9 @@ pub struct Tcb<'a> {
     ssthresh: u32,
     dupacks: u8,
     recovery: Option<SeqNumber>,
+    /// SND.MAX when loss was last detected (RFC 6582 `recover`): duplicate ACKs below it come
+    /// from our own repairs and must not start another fast retransmit.
+    recover: SeqNumber,
     rtx_next: SeqNumber,
     rtx_credit: u8,
     scoreboard: Assembler<SCOREBOARD>,
@@ -210,6 +213,7 @@ impl<'a> Tcb<'a> {
             ssthresh: CWND_MAX,
             dupacks: 0,
             recovery: None,
+            recover: iss,
             rtx_next: iss,
             rtx_credit: 0,
             scoreboard: Assembler::default(),
@@ -1005,12 +1009,13 @@ impl<'a> Tcb<'a> {
             return;
         }
         self.dupacks = self.dupacks.saturating_add(1);
-        if self.dupacks == 3 {
+        if self.dupacks == 3 && self.snd_una.diff(self.recover) >= 0 {
             // Fast retransmit (RFC 5681 3.2): halve, retransmit the first unacknowledged segment.
             let flight = seq_sub(self.snd_max, self.snd_una) as u32;
             self.ssthresh = (flight / 2).max(2 * mss);
             self.cwnd = self.ssthresh.saturating_add(3 * mss).min(CWND_MAX);
             self.recovery = Some(self.snd_max);
+            self.recover = self.snd_max;
             self.rtx_next = self.snd_una;
             // With SACK, the holes below the highest SACKed byte count as lost and the bytes
             // SACKed as delivered (RFC 6675 pipe): the reduced window covers repairing several
@@ -1301,6 +1306,7 @@ impl<'a> Tcb<'a> {
                 self.ssthresh = (flight / 2).max(2 * mss);
                 self.cwnd = mss;
                 self.snd_nxt = self.snd_una;
+                self.recover = self.snd_max;
                 self.recovery = None;
                 self.rtx_credit = 0;
                 self.dupacks = 0;

@@ -1332,6 +1332,22 @@ fn fast_retransmit_after_three_dup_acks_rfc5681_3_2() {
 }
 
 #[test]
+fn no_fast_retransmit_from_dup_acks_after_a_timeout_rfc6582_3_2() {
+    let mut h = established();
+    h.tcb.enqueue(&data(6 * 1460));
+    assert_eq!(h.recv_all().len(), 6);
+    h.fire();
+    h.recv_all();
+    // The guest had the later segments: our go-back-N repeats draw duplicate ACKs below
+    // `recover`, which must not start a fast retransmit.
+    for _ in 0..4 {
+        send!(h, g(G1).ack(S1 + 1460));
+    }
+    send!(h, g(G1).ack(S1 + 1460));
+    assert_eq!(h.tcb.counters().fast_retransmits, 0);
+}
+
+#[test]
 fn sack_recovery_resends_only_holes_rfc6675() {
     let mut h = established_opts();
     let mss = h.tcb.send_mss() as u32;
