@@ -53,6 +53,9 @@ pub struct Config {
     pub arp_hold_timeout: Duration,
     /// How long an incomplete set of IP fragments is kept.
     pub reassembly_timeout: Duration,
+    /// TCP settings (RTO bounds, delayed ACK, options, timeouts). Its `mtu` is ignored: the
+    /// guest link's [`mtu`](Self::mtu) rules.
+    pub tcp: crate::tcp::TcpConfig,
     /// Secret that keys the flow tables' hashes (and, later, TCP initial sequence numbers). Give
     /// each instance a random value so a guest cannot predict hash collisions.
     pub seed: u64,
@@ -75,6 +78,7 @@ impl Default for Config {
             lease_time: Duration::from_secs(24 * 3600),
             arp_hold_timeout: Duration::from_secs(1),
             reassembly_timeout: Duration::from_secs(30),
+            tcp: crate::tcp::TcpConfig::default(),
             seed: 0x736c_6972_705f_7365,
         }
     }

@@ -192,6 +192,65 @@ pub trait HostSocket {
     fn dns_upstream(&self) -> Option<SocketAddrV4> {
         None
     }
+
+    /// Starts a nonblocking TCP connect to `dst` under `id` and watches the socket for
+    /// readability and writability. `Ok` means connected or in progress: completion is reported
+    /// as writability, after which [`tcp_connect_result`](Self::tcp_connect_result) tells the
+    /// outcome. Immediate failures (refused, unreachable) are errors here.
+    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddrV4) -> Result<(), HostError> {
+        let _ = (id, dst);
+        Err(HostError::Unsupported)
+    }
+
+    /// The outcome of a connect once the socket became writable: `Ok` connected, `WouldBlock`
+    /// still in progress, or why it failed (SO_ERROR).
+    fn tcp_connect_result(&mut self, id: SocketId) -> Result<(), HostError> {
+        let _ = id;
+        Err(HostError::Unsupported)
+    }
+
+    /// Writes bytes; returns how many the socket took (`WouldBlock` when none).
+    fn tcp_send(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
+        let _ = (id, data);
+        Err(HostError::Unsupported)
+    }
+
+    /// Writes urgent (out-of-band) bytes, MSG_OOB.
+    fn tcp_send_urgent(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
+        self.tcp_send(id, data)
+    }
+
+    /// Reads bytes into `buf`; `Ok(0)` is the end of the stream, `WouldBlock` when none wait.
+    /// A reset by the peer is [`HostError::Refused`].
+    fn tcp_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<usize, HostError> {
+        let _ = (id, buf);
+        Err(HostError::Unsupported)
+    }
+
+    /// Shuts down the write side (sends FIN); reading goes on.
+    fn tcp_shutdown_write(&mut self, id: SocketId) -> Result<(), HostError> {
+        let _ = id;
+        Err(HostError::Unsupported)
+    }
+
+    /// Closes with a reset (SO_LINGER 0) and stops watching. Unknown ids are ignored.
+    fn tcp_abort(&mut self, id: SocketId) {
+        self.close(id)
+    }
+
+    /// Listens on `local` under `id` (watched for readability = a connection to accept).
+    /// Returns the address actually bound.
+    fn tcp_listen(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+        let _ = (id, local);
+        Err(HostError::Unsupported)
+    }
+
+    /// Accepts one pending connection of `listener` as socket `id` (watched like a connected
+    /// socket); returns the client's address. `WouldBlock` when none is pending.
+    fn tcp_accept(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddrV4, HostError> {
+        let _ = (listener, id);
+        Err(HostError::Unsupported)
+    }
 }
 
 /// A host with no network: every flow toward the outside is refused.
@@ -232,5 +291,32 @@ impl<H: HostSocket + ?Sized> HostSocket for &mut H {
     }
     fn dns_upstream(&self) -> Option<SocketAddrV4> {
         (**self).dns_upstream()
+    }
+    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddrV4) -> Result<(), HostError> {
+        (**self).tcp_connect(id, dst)
+    }
+    fn tcp_connect_result(&mut self, id: SocketId) -> Result<(), HostError> {
+        (**self).tcp_connect_result(id)
+    }
+    fn tcp_send(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
+        (**self).tcp_send(id, data)
+    }
+    fn tcp_send_urgent(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
+        (**self).tcp_send_urgent(id, data)
+    }
+    fn tcp_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<usize, HostError> {
+        (**self).tcp_recv(id, buf)
+    }
+    fn tcp_shutdown_write(&mut self, id: SocketId) -> Result<(), HostError> {
+        (**self).tcp_shutdown_write(id)
+    }
+    fn tcp_abort(&mut self, id: SocketId) {
+        (**self).tcp_abort(id)
+    }
+    fn tcp_listen(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+        (**self).tcp_listen(id, local)
+    }
+    fn tcp_accept(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddrV4, HostError> {
+        (**self).tcp_accept(listener, id)
     }
 }

@@ -49,6 +49,7 @@ mod stack;
 mod stats;
 #[cfg(feature = "critical-section")]
 pub mod sync;
+pub mod tcp_nat;
 
 pub use config::{Config, ConfigError};
 pub use host::{EchoKind, EchoReply, HostError, HostSocket, NoHost, SocketId, UdpEvent};
@@ -56,4 +57,5 @@ pub use nat::{ForwardError, UdpForward};
 pub use stack::{Slirp, TxFrame};
 pub use stats::{DropReason, Stats};
 pub use storage::{ReassemblySlot, Storage};
+pub use tcp_nat::{TcpConnectionInfo, TcpForward};
 pub use time::{Clock, Instant};

@@ -149,31 +149,39 @@ impl Default for EchoNat {
 
 /// Which of our sockets a [`SocketId`] names. The kind lives in the top byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Flow(FlowId),
     Echo,
     PseudoPing,
     Forward(u32),
+    TcpFlow(FlowId),
+    TcpListener(u32),
 }
 
 const KIND_FLOW: u64 = 1;
 const KIND_ECHO: u64 = 2;
 const KIND_PSEUDO: u64 = 3;
 const KIND_FORWARD: u64 = 4;
+const KIND_TCP: u64 = 5;
+const KIND_TCP_LISTENER: u64 = 6;
 
-fn encode(kind: Kind) -> SocketId {
+pub(crate) fn encode(kind: Kind) -> SocketId {
     SocketId(match kind {
         Kind::Flow(f) => (KIND_FLOW << 56) | (u64::from(f.generation()) << 32) | f.index() as u64,
+        Kind::TcpFlow(f) => (KIND_TCP << 56) | (u64::from(f.generation()) << 32) | f.index() as u64,
+        Kind::TcpListener(id) => (KIND_TCP_LISTENER << 56) | u64::from(id),
         Kind::Echo => KIND_ECHO << 56,
         Kind::PseudoPing => KIND_PSEUDO << 56,
         Kind::Forward(id) => (KIND_FORWARD << 56) | u64::from(id),
     })
 }
 
-fn decode(id: SocketId) -> Option<Kind> {
+pub(crate) fn decode(id: SocketId) -> Option<Kind> {
     let v = id.0;
     match v >> 56 {
         KIND_FLOW => Some(Kind::Flow(FlowId::from_parts(v as u32, (v >> 32) as u32))),
+        KIND_TCP => Some(Kind::TcpFlow(FlowId::from_parts(v as u32, (v >> 32) as u32))),
+        KIND_TCP_LISTENER => Some(Kind::TcpListener(v as u32)),
         KIND_ECHO => Some(Kind::Echo),
         KIND_PSEUDO => Some(Kind::PseudoPing),
         KIND_FORWARD => Some(Kind::Forward(v as u32)),
@@ -183,14 +191,22 @@ fn decode(id: SocketId) -> Option<Kind> {
 
 /// A FIFO of sockets waiting for room toward the guest, in a fixed region.
 #[derive(Debug)]
-struct ReadyRing<'a> {
+pub(crate) struct ReadyRing<'a> {
     buf: ManagedSlice<'a, u64>,
     head: usize,
     len: usize,
 }
 
 impl<'a> ReadyRing<'a> {
-    fn push(&mut self, id: SocketId) -> bool {
+    pub(crate) fn new(buf: ManagedSlice<'a, u64>) -> Self {
+        ReadyRing { buf, head: 0, len: 0 }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn push(&mut self, id: SocketId) -> bool {
         let cap = self.buf.len();
         if self.len == cap {
             return false;
@@ -201,7 +217,7 @@ impl<'a> ReadyRing<'a> {
     }
 
     /// Removes `id` wherever it waits (O(len); only when a ready socket is closed).
-    fn remove(&mut self, id: SocketId) {
+    pub(crate) fn remove(&mut self, id: SocketId) {
         let cap = self.buf.len();
         let mut kept = 0;
         for i in 0..self.len {
@@ -214,7 +230,7 @@ impl<'a> ReadyRing<'a> {
         self.len = kept;
     }
 
-    fn pop(&mut self) -> Option<SocketId> {
+    pub(crate) fn pop(&mut self) -> Option<SocketId> {
         if self.len == 0 {
             return None;
         }
@@ -232,7 +248,8 @@ pub(crate) struct Nat<'a> {
     ready: ReadyRing<'a>,
     echo: EchoNat,
     forwards: heapless::Vec<UdpForward, MAX_FORWARDS>,
-    next_rule: u32,
+    /// Rule ids, shared by UDP and TCP forwards so an id names one rule.
+    pub(crate) next_rule: u32,
     /// Identifier of our raw-socket echo requests: per instance (from the seed), so two
     /// instances on one host do not take each other's replies.
     echo_ident: u16,
@@ -247,7 +264,7 @@ impl<'a> Nat<'a> {
     ) -> Self {
         Nat {
             udp: FlowTable::new(udp_slots, udp_index, seed),
-            ready: ReadyRing { buf: ready, head: 0, len: 0 },
+            ready: ReadyRing::new(ready),
             echo: EchoNat::default(),
             forwards: heapless::Vec::new(),
             next_rule: 1,
@@ -264,7 +281,7 @@ impl<'a> Nat<'a> {
     }
 
     pub(crate) fn has_ready(&self) -> bool {
-        self.ready.len > 0
+        self.ready.len() > 0
     }
 
     /// Number of UDP mappings.
@@ -292,7 +309,7 @@ impl<'a> Nat<'a> {
                 Some(f) => &mut f.ready,
                 None => return,
             },
-            None => return,
+            Some(Kind::TcpFlow(_) | Kind::TcpListener(_)) | None => return,
         };
         // The ring has room for every socket at once, and a socket is in it at most once (the
         // flag) and leaves it when closed, so the push only fails if that invariant broke; then
@@ -315,13 +332,13 @@ impl<'a> Nat<'a> {
                     f.ready = false;
                 }
             }
-            None => {}
+            Some(Kind::TcpFlow(_) | Kind::TcpListener(_)) | None => {}
         }
     }
 }
 
 /// Where a guest datagram goes on the host side.
-enum Target {
+pub(crate) enum Target {
     To(SocketAddrV4),
     Refuse(u8),
     Drop(DropReason),
@@ -329,7 +346,7 @@ enum Target {
 
 impl<'a> Inner<'a> {
     /// Maps a guest destination to the host side (see the module documentation).
-    fn host_target<H: HostSocket>(&self, dst: SocketAddrV4, host: &H) -> Target {
+    pub(crate) fn host_target<H: HostSocket>(&self, dst: SocketAddrV4, host: &H) -> Target {
         let c = &self.config;
         let ip = *dst.ip();
         if ip == c.dns {
@@ -360,7 +377,7 @@ impl<'a> Inner<'a> {
     }
 
     /// The address a host-side sender appears as to the guest.
-    fn guest_facing<H: HostSocket>(&self, from: SocketAddrV4, host: &H) -> SocketAddrV4 {
+    pub(crate) fn guest_facing<H: HostSocket>(&self, from: SocketAddrV4, host: &H) -> SocketAddrV4 {
         if host.dns_upstream() == Some(from) {
             SocketAddrV4::new(self.config.dns, 53)
         } else if from.ip().is_loopback() {
@@ -371,7 +388,7 @@ impl<'a> Inner<'a> {
     }
 
     /// The ICMP error (type, code) that tells the guest about host error `e`, if any.
-    fn icmp_for(e: HostError) -> Option<(u8, u8)> {
+    pub(crate) fn icmp_for(e: HostError) -> Option<(u8, u8)> {
         match e {
             HostError::TtlExpired => Some((icmpv4::TIME_EXCEEDED, 0)),
             e => Self::icmp_unreach_code(e).map(|c| (icmpv4::DST_UNREACHABLE, c)),
@@ -608,15 +625,38 @@ impl<'a> Inner<'a> {
         error: HostError,
         host: &H,
     ) {
-        let Some((msg_type, code)) = Self::icmp_for(error) else { return };
         let seen_dst = self.guest_facing(dst, host);
+        let mut l4 = [0u8; 8];
+        l4[0..2].copy_from_slice(&guest.port().to_be_bytes());
+        l4[2..4].copy_from_slice(&seen_dst.port().to_be_bytes());
+        l4[4..6].copy_from_slice(&8u16.to_be_bytes());
+        self.transport_error_to_guest(now, IpProtocol::Udp, guest, seen_dst, offender, error, l4, host);
+    }
+
+    /// Sends the guest an ICMP error about a packet it sent from `guest` to `seen_dst` (as the
+    /// guest addressed it), from `offender` as the guest should see it, quoting a rebuilt IP
+    /// header and the first 8 bytes `l4` of the transport header (ports, and for TCP the sequence
+    /// number the guest's stack checks).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn transport_error_to_guest<H: HostSocket>(
+        &mut self,
+        now: Instant,
+        protocol: IpProtocol,
+        guest: SocketAddrV4,
+        seen_dst: SocketAddrV4,
+        offender: Ipv4Addr,
+        error: HostError,
+        l4: [u8; 8],
+        host: &H,
+    ) {
+        let Some((msg_type, code)) = Self::icmp_for(error) else { return };
         let from = if offender.is_loopback() || offender.is_unspecified() { self.config.gateway } else { offender };
         let from = if host.dns_upstream().map(|u| *u.ip()) == Some(offender) { self.config.dns } else { from };
         let mut quote = [0u8; 28];
         let orig = Ipv4Repr {
             src_addr: *guest.ip(),
             dst_addr: *seen_dst.ip(),
-            protocol: IpProtocol::Udp,
+            protocol,
             payload_len: 8,
             ttl: 64,
             tos: 0,
@@ -626,9 +666,7 @@ impl<'a> Inner<'a> {
             frag_offset: 0,
         };
         orig.emit(&mut quote[..20]);
-        quote[20..22].copy_from_slice(&guest.port().to_be_bytes());
-        quote[22..24].copy_from_slice(&seen_dst.port().to_be_bytes());
-        quote[24..26].copy_from_slice(&8u16.to_be_bytes());
+        quote[20..].copy_from_slice(&l4);
         let head = crate::icmp::header(msg_type, code, [0; 4], &quote);
         let repr = self.reply_header(from, *guest.ip(), IpProtocol::Icmp, 255, 0xc0);
         self.stats.icmp_errors_sent += 1;
@@ -681,13 +719,27 @@ impl<'a> Slirp<'a> {
     /// The host says socket `id` is readable. Reads it (and other waiting sockets) while the
     /// guest-bound queue has room; what cannot be read now is read when the guest link drains.
     pub fn handle_host_readable<H: HostSocket>(&mut self, now: Instant, id: SocketId, host: &mut H) {
-        self.inner.nat.mark_ready(id);
-        self.service_ready(now, host);
+        match decode(id) {
+            Some(Kind::TcpFlow(flow)) => self.tcp_host_readable(now, flow, host),
+            Some(Kind::TcpListener(rule)) => self.tcp_accept_ready(now, rule, host),
+            _ => {
+                self.inner.nat.mark_ready(id);
+                self.service_ready(now, host);
+            }
+        }
+    }
+
+    /// The host says socket `id` is writable (a TCP connect completed, or a full socket buffer
+    /// drained).
+    pub fn handle_host_writable<H: HostSocket>(&mut self, now: Instant, id: SocketId, host: &mut H) {
+        if let Some(Kind::TcpFlow(flow)) = decode(id) {
+            self.tcp_host_writable(now, flow, host);
+        }
     }
 
     /// Serves the ready sockets, round robin, while the guest-bound queue has room.
     pub(crate) fn service_ready<H: HostSocket>(&mut self, now: Instant, host: &mut H) {
-        let mut turns = self.inner.nat.ready.len;
+        let mut turns = self.inner.nat.ready.len();
         while turns > 0 {
             turns -= 1;
             if !self.inner.tx_room(self.scratch.len()) {
@@ -705,8 +757,8 @@ impl<'a> Slirp<'a> {
 
     fn read_turn<H: HostSocket>(&mut self, now: Instant, id: SocketId, host: &mut H) -> Turn {
         let kind = match decode(id) {
+            Some(Kind::TcpFlow(_) | Kind::TcpListener(_)) | None => return Turn::Drained,
             Some(k) => k,
-            None => return Turn::Drained,
         };
         for _ in 0..READ_BUDGET {
             if !self.inner.tx_room(self.scratch.len()) {
@@ -752,6 +804,7 @@ impl<'a> Slirp<'a> {
                     Ok(reply) => inner.echo_reply_to_guest(now, reply.from, reply.seq_no, &buf[..reply.len], false),
                     Err(_) => return Turn::Drained,
                 },
+                Kind::TcpFlow(_) | Kind::TcpListener(_) => return Turn::Drained,
                 Kind::PseudoPing => match host.udp_recv_from(id, buf) {
                     Ok(UdpEvent::Datagram { len, from }) if from.port() == 7 => {
                         inner.echo_reply_to_guest(now, *from.ip(), 0, &buf[..len], true)
@@ -829,7 +882,9 @@ mod tests {
     #[test]
     fn socket_ids_round_trip() {
         let f = FlowId::from_parts(12345, 0xabcdef);
-        for k in [Kind::Flow(f), Kind::Echo, Kind::PseudoPing, Kind::Forward(77)] {
+        for k in
+            [Kind::Flow(f), Kind::Echo, Kind::PseudoPing, Kind::Forward(77), Kind::TcpFlow(f), Kind::TcpListener(3)]
+        {
             assert_eq!(decode(encode(k)), Some(k));
         }
         assert_eq!(decode(SocketId(0)), None);

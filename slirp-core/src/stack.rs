@@ -19,6 +19,7 @@ use crate::ip::{emit_frames, is_unicast_source};
 use crate::nat::Nat;
 use crate::stats::{DropReason, Stats};
 use crate::storage::{FrameQueue, Storage};
+use crate::tcp_nat::TcpNat;
 use crate::time::{earliest, Instant};
 use crate::wire::ethernet::{HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
 use crate::wire::icmpv4::{self, unreach};
@@ -70,6 +71,7 @@ pub(crate) struct Inner<'a> {
     pub(crate) next_ip_id: u16,
     pub(crate) stats: Stats,
     pub(crate) nat: Nat<'a>,
+    pub(crate) tcp: TcpNat<'a>,
 }
 
 /// The frame at the head of the guest-bound queue, lent out by [`Slirp::poll_transmit`].
@@ -105,6 +107,7 @@ impl<'a> Slirp<'a> {
         config.validate()?;
         let gateway_mac = EthernetAddress::slirp_virtual(config.gateway);
         let seed = config.seed;
+        let (mtu, tcp_config) = (config.mtu, config.tcp);
         Ok(Slirp {
             inner: Inner {
                 config,
@@ -115,6 +118,7 @@ impl<'a> Slirp<'a> {
                 hold: FrameQueue::new(storage.hold),
                 next_ip_id: 0,
                 nat: Nat::new(storage.udp_flows, storage.udp_index, storage.ready, seed),
+                tcp: TcpNat::new(storage.tcp, mtu, tcp_config, seed),
                 stats: Stats::default(),
             },
             reassembler: Reassembler::new(storage.reassembly),
@@ -176,6 +180,7 @@ impl<'a> Slirp<'a> {
         if self.inner.nat.has_ready() {
             self.service_ready(now, host);
         }
+        self.tcp_timeouts(now, host);
         for _ in 0..self.reassembler.expire(now) {
             self.inner.stats.drop(DropReason::FragmentTimeout);
         }
@@ -186,6 +191,9 @@ impl<'a> Slirp<'a> {
         if self.inner.nat.has_ready() {
             // The guest link drained: read host sockets that were waiting for room.
             self.service_ready(now, host);
+        }
+        if self.inner.tcp.has_output() {
+            self.tcp_emit(now, host);
         }
         if self.inner.tx.is_empty() {
             None
@@ -219,8 +227,12 @@ impl<'a> Slirp<'a> {
         if self.inner.nat.has_ready() && self.inner.tx_room(self.scratch.len()) {
             return Some(Instant::ZERO);
         }
+        if self.inner.tcp.has_output() && self.inner.tx_room(usize::from(self.inner.config.mtu)) {
+            return Some(Instant::ZERO);
+        }
         let held = self.inner.hold.peek().map(|r| r.deadline);
-        earliest(earliest(held, self.reassembler.poll_at()), self.inner.nat.poll_at())
+        let t = earliest(held, self.reassembler.poll_at());
+        earliest(earliest(t, self.inner.nat.poll_at()), self.inner.tcp.poll_at())
     }
 
     fn ipv4_input<H: HostSocket>(&mut self, now: Instant, eth: &EthernetFrame<&[u8]>, host: &mut H) {
@@ -554,7 +566,7 @@ impl<'a> Inner<'a> {
         match repr.protocol {
             IpProtocol::Udp => self.udp_input(now, link, repr, header, payload, dest, host),
             IpProtocol::Icmp => self.icmp_input(now, link, repr, header, payload, dest, host),
-            IpProtocol::Tcp => self.tcp_input(now, link, repr, header, payload, dest),
+            IpProtocol::Tcp => self.tcp_input(now, link, repr, payload, dest, host),
             IpProtocol::Unknown(_) => {
                 self.stats.drop(DropReason::Ipv4UnknownProtocol);
                 if dest == Destination::Virtual {
@@ -702,16 +714,16 @@ impl<'a> Inner<'a> {
         self.send_datagram(now, repr, LinkDest::Mac(dst_mac), &head, &body);
     }
 
-    fn tcp_input(
+    #[allow(clippy::too_many_arguments)]
+    fn tcp_input<H: HostSocket>(
         &mut self,
         now: Instant,
         link: Arrival,
         repr: &Ipv4Repr,
-        header: &[u8],
         payload: &[u8],
         dest: Destination,
+        host: &mut H,
     ) {
-        let _ = header;
         let Ok(packet) = TcpPacket::new_checked(payload) else {
             return self.stats.drop(DropReason::TcpMalformed);
         };
@@ -721,17 +733,10 @@ impl<'a> Inner<'a> {
         if matches!(dest, Destination::Broadcast | Destination::Martian) {
             return self.stats.drop(DropReason::Ipv4NoRoute);
         }
-        if self.config.restricted && dest != Destination::Virtual {
-            self.stats.drop(DropReason::Restricted);
-        } else {
-            self.stats.drop(DropReason::Ipv4NoRoute);
-        }
-        // No connection exists for this segment (TCP arrives with the TCP issue): answer as a
-        // closed port does (RFC 9293 §3.10.7.1), which makes connects fail fast.
-        self.send_reset(now, link, repr, &seg);
+        self.tcp_guest_segment(now, link, repr, &seg, host);
     }
 
-    fn send_reset(&mut self, now: Instant, link: Arrival, repr: &Ipv4Repr, seg: &TcpRepr<'_>) {
+    pub(crate) fn send_reset(&mut self, now: Instant, link: Arrival, repr: &Ipv4Repr, seg: &TcpRepr<'_>) {
         if seg.control == TcpControl::Rst {
             return; // never answer a reset
         }

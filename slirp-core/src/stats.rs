@@ -87,6 +87,16 @@ drop_reasons! {
     IcmpEchoUnavailable => "icmp_echo_unavailable",
     /// An echo reply matched no request we sent (late, duplicate or foreign).
     EchoReplyUnmatched => "echo_reply_unmatched",
+    /// A TCP segment for no connection (answered with RST).
+    TcpNoConnection => "tcp_no_connection",
+    /// The TCP table was full: a new connection was refused with RST.
+    TcpTableFull => "tcp_table_full",
+    /// No TCP buffers were left: a new connection was refused with RST.
+    TcpNoBuffers => "tcp_no_buffers",
+    /// The host could not reach a guest's TCP destination (ICMP unreachable sent).
+    TcpHostError => "tcp_host_error",
+    /// The host refused a guest's TCP connection (RST sent).
+    TcpRefused => "tcp_refused",
 }
 
 impl fmt::Display for DropReason {
@@ -116,6 +126,8 @@ pub struct Stats {
     pub reassembled: u64,
     /// Guest-bound packets split into fragments.
     pub fragmented: u64,
+    /// TCP connections opened (either direction).
+    pub tcp_connections: u64,
     drops: DropCounts,
 }
 

@@ -1039,7 +1039,8 @@ fn udp_checksum_and_length_rules_item_40() {
 fn tcp_syn_gets_rst_ack_item_52() {
     let mut net = Net::new();
     net.introduce_guest();
-    for dst in [GATEWAY, OUTSIDE, NET_9] {
+    // With no host network the connect is refused at once: RST|ACK from the address dialled.
+    for dst in [GATEWAY, OUTSIDE] {
         let syn = tcp_seg(40000, 80, TcpControl::Syn, 1000, None);
         let o = parse_ip(&net.exchange(&tcp_frame(GUEST_IP, dst, &syn))[0]);
         assert_eq!((o.ip.src_addr, o.ip.dst_addr, o.ip.ttl), (dst, GUEST_IP, 64));
@@ -1050,6 +1051,16 @@ fn tcp_syn_gets_rst_ack_item_52() {
         assert_eq!(rst.seq_number.0, 0);
         assert_eq!(rst.ack_number.map(|a| a.0), Some(1001));
     }
+    // Nobody lives at other addresses of the subnet: ICMP host unreachable quoting the SYN
+    // (ports and sequence number, which the guest's stack checks).
+    let syn = tcp_seg(40000, 80, TcpControl::Syn, 1000, None);
+    let o = parse_ip(&net.exchange(&tcp_frame(GUEST_IP, NET_9, &syn))[0]);
+    assert_eq!((o.ip.src_addr, o.ip.protocol), (GATEWAY, IpProtocol::Icmp));
+    let (t, c, _, quote) = parse_icmp(&o.payload);
+    assert_eq!((t, c), (3, 1));
+    assert_eq!(&quote[16..20], &NET_9.octets());
+    assert_eq!(&quote[20..22], &40000u16.to_be_bytes());
+    assert_eq!(&quote[24..28], &1000u32.to_be_bytes());
 }
 
 #[test]

@@ -208,6 +208,12 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
         s.entry.as_mut().map(|(_, v)| v)
     }
 
+    /// The id the next [`insert`](Self::insert) will return (`None` when full), so a host socket
+    /// can be named before the flow exists.
+    pub fn next_id(&self) -> Option<FlowId> {
+        (self.free != NONE).then(|| FlowId { index: self.free, gen: self.slots[self.free as usize].gen })
+    }
+
     /// Inserts a new flow on activity list `list` (as most recent). The key must not be present.
     pub fn insert(&mut self, key: K, value: V, list: usize) -> Result<FlowId, TableFull> {
         if self.free == NONE || list >= LISTS {
@@ -243,6 +249,12 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
         slot.next = self.free;
         self.free = id.index;
         self.len -= 1;
+        self.unindex(b);
+        entry
+    }
+
+    /// Empties index bucket `b`.
+    fn unindex(&mut self, b: usize) {
         // Backward-shift deletion keeps every probe chain unbroken without tombstones.
         let n = self.index.len();
         let mut hole = b;
@@ -265,7 +277,29 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
             j = (j + 1) % n;
         }
         self.index[hole] = NONE;
-        entry
+    }
+
+    /// Changes the key of a live flow, keeping its id. Fails if `new` is taken.
+    pub fn rekey(&mut self, id: FlowId, new: K) -> Result<(), TableFull> {
+        if self.find(&new).is_some() {
+            return Err(TableFull);
+        }
+        let old = match self.get(id) {
+            Some((k, _)) => *k,
+            None => return Err(TableFull),
+        };
+        let b = self.find_bucket(&old).ok_or(TableFull)?;
+        self.unindex(b);
+        if let Some((k, _)) = &mut self.slots[id.index as usize].entry {
+            *k = new;
+        }
+        let n = self.index.len();
+        let mut b = self.bucket_of(&new);
+        while self.index[b] != NONE {
+            b = (b + 1) % n;
+        }
+        self.index[b] = id.index;
+        Ok(())
     }
 
     /// Marks a flow as just active and moves it to the tail of `list`.
@@ -345,10 +379,27 @@ mod tests {
         assert_eq!(t.remove(a), Some((1, "a")));
         assert_eq!(t.get(a), None, "stale id");
         assert_eq!(t.find(&1), None);
+        let next = t.next_id();
         let c = t.insert(3, "c", 0).unwrap();
+        assert_eq!(next, Some(c));
+        assert_eq!(t.next_id(), None);
         assert_eq!(c.index(), a.index());
         assert_ne!(c, a);
         assert_eq!(FlowId::from_u64(c.to_u64()), c);
+    }
+
+    #[test]
+    fn rekey_keeps_the_id() {
+        let mut t: FlowTable<'static, u32, u8> = FlowTable::with_capacity(4, 3);
+        let a = t.insert(1, 10, 0).unwrap();
+        let b = t.insert(2, 20, 0).unwrap();
+        assert_eq!(t.rekey(a, 2), Err(TableFull), "taken");
+        assert_eq!(t.rekey(a, 7), Ok(()));
+        assert_eq!(t.find(&7), Some(a));
+        assert_eq!(t.find(&1), None);
+        assert_eq!(t.find(&2), Some(b));
+        assert_eq!(t.get(a).map(|(k, v)| (*k, *v)), Some((7, 10)));
+        assert_eq!(t.remove(a), Some((7, 10)));
     }
 
     #[test]

@@ -6,15 +6,24 @@
 
 mod flow_table;
 mod frame_queue;
+mod timer_heap;
 
 pub use flow_table::{FlowId, FlowSlot, FlowTable, TableFull, LISTS};
 pub use frame_queue::{FrameQueue, QueueFull, Record};
+pub use timer_heap::TimerHeap;
 
 use crate::nat::UdpFlowSlot;
+#[cfg(feature = "alloc")]
+use crate::tcp_nat::TcpFlowSlot;
+use crate::tcp_nat::TcpStorage;
 use managed::ManagedSlice;
 
 /// UDP mappings in owned storage unless told otherwise.
 pub const DEFAULT_UDP_FLOWS: usize = 1024;
+/// TCP connections at once in owned storage unless told otherwise.
+pub const DEFAULT_TCP_CONNECTIONS: usize = 1024;
+/// Each TCP connection's send and receive buffer in owned storage unless told otherwise.
+pub const DEFAULT_TCP_BUFFER: usize = 256 * 1024;
 /// Largest host datagram passed to the guest in owned storage unless told otherwise.
 pub const DEFAULT_MAX_DATAGRAM: usize = 65535;
 
@@ -50,8 +59,11 @@ pub struct Storage<'a> {
     /// Sockets waiting for room toward the guest: one per UDP flow, plus forwards and echo.
     pub ready: ManagedSlice<'a, u64>,
     /// Receive buffer for host datagrams; its length is the largest datagram passed to the guest
-    /// (65535 carries any; longer datagrams are truncated by the host).
+    /// (65535 carries any; longer datagrams are truncated by the host). TCP segments are also
+    /// built here, so it must hold at least MTU - 20 bytes for TCP to send full segments.
     pub scratch: ManagedSlice<'a, u8>,
+    /// The TCP NAT's memory (empty: no TCP connections).
+    pub tcp: TcpStorage<'a>,
 }
 
 impl<'a> Storage<'a> {
@@ -69,7 +81,28 @@ impl<'a> Storage<'a> {
             udp_index: ManagedSlice::Borrowed(&mut []),
             ready: ManagedSlice::Borrowed(&mut []),
             scratch: ManagedSlice::Borrowed(&mut []),
+            tcp: TcpStorage::default(),
         }
+    }
+
+    /// Owned TCP memory for `connections` at once, each with a `send_bytes` ring (host → guest,
+    /// bounds the data in flight toward the guest) and a `recv_bytes` buffer (guest → host, bounds
+    /// the window we advertise). Buffers are allocated when a connection needs them and reused.
+    #[cfg(feature = "alloc")]
+    pub fn with_tcp_capacity(mut self, connections: usize, send_bytes: usize, recv_bytes: usize) -> Self {
+        use alloc::vec;
+        use alloc::vec::Vec;
+        let flows: Vec<TcpFlowSlot<'a>> = (0..connections).map(|_| TcpFlowSlot::default()).collect();
+        let buffers: Vec<Option<crate::tcp::TcpBuffers<'a>>> = (0..connections).map(|_| None).collect();
+        self.tcp = TcpStorage {
+            flows: ManagedSlice::Owned(flows),
+            index: ManagedSlice::Owned(vec![u32::MAX; (connections * 2).max(1)]),
+            buffers: ManagedSlice::Owned(buffers),
+            timers: ManagedSlice::Owned(vec![(0, 0); (connections * 2).max(16)]),
+            out: ManagedSlice::Owned(vec![0u64; connections.max(1)]),
+            lazy_buffers: Some((send_bytes, recv_bytes)),
+        };
+        self
     }
 
     /// Adds the NAT's memory to borrowed storage: UDP mapping slots, their index (at least as many
@@ -119,5 +152,6 @@ impl<'a> Storage<'a> {
             (0..reassembly_slots).map(|_| ReassemblySlot::new(vec![0u8; reassembly_slot_bytes])).collect();
         Storage::new(vec![0u8; tx_bytes], vec![0u8; hold_bytes], slots)
             .with_udp_capacity(DEFAULT_UDP_FLOWS, DEFAULT_MAX_DATAGRAM)
+            .with_tcp_capacity(DEFAULT_TCP_CONNECTIONS, DEFAULT_TCP_BUFFER, DEFAULT_TCP_BUFFER)
     }
 }

@@ -1,0 +1,767 @@
+//! TCP through the NAT: guest connections become host connections, host listeners (port
+//! forwards) become connections into the guest.
+//!
+//! Each connection is a flow in a bounded [`FlowTable`] keyed by the guest's four-tuple, holding
+//! the guest-facing [`Tcb`] and the host socket's state; its two buffers come from a pool. All
+//! work is O(1) per segment and per host event:
+//! - a guest SYN to any address starts a nonblocking host connect; the SYN-ACK goes out only once
+//!   it succeeds (refused → RST, unreachable → ICMP unreachable, timeout → RST); the address map
+//!   is the UDP NAT's (DNS alias port 53 → upstream, gateway → host loopback unless disabled);
+//! - guest bytes are written to the host socket straight from the segment; only what the host
+//!   refuses stays in the receive buffer, and the window we advertise is that buffer's free space;
+//! - the host socket is read only while the send ring has room, straight into the ring;
+//! - flows with something to send wait on a FIFO and are served round robin, a burst each, while
+//!   the guest-bound queue has room (the guest link's budget paces us, we never drop for it);
+//! - timers live in a heap keyed by flow with lazy deletion.
+//!
+//! When the table or the buffer pool is full a new connection is refused with RST (counted as
+//! [`DropReason::TcpTableFull`] / [`DropReason::TcpNoBuffers`]); TIME_WAIT is short (see
+//! [`TcpConfig::time_wait`]) so closed connections do not pin slots.
+
+use crate::host::{HostError, HostSocket, SocketId};
+use crate::nat::{decode, encode, Kind, ReadyRing, Target};
+use crate::stack::{Arrival, Inner, LinkDest, Slirp};
+use crate::stats::DropReason;
+use crate::storage::{FlowId, FlowSlot, FlowTable, TimerHeap};
+use crate::tcp::{is_connection_request, Events, Tcb, TcpBuffers, TcpConfig, TcpState};
+use crate::time::Instant;
+use crate::wire::icmpv4;
+use crate::wire::{IpProtocol, Ipv4Repr, SeqNumber, TcpRepr};
+use core::hash::{Hash, Hasher};
+use core::net::SocketAddrV4;
+use managed::ManagedSlice;
+
+/// Most TCP port forwards at once.
+pub const MAX_TCP_FORWARDS: usize = 32;
+/// Segments one flow may emit per turn before the next flow gets the link.
+const EMIT_BURST: usize = 16;
+/// Connections accepted from one listener per readiness report.
+const ACCEPT_BURST: usize = 16;
+
+/// The four-tuple of a guest connection, as the guest sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TcpKey {
+    guest: SocketAddrV4,
+    remote: SocketAddrV4,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HostConn {
+    /// Connect in progress.
+    Connecting,
+    /// Connected (or accepted).
+    Connected,
+    /// Closed or reset on our side: nothing more goes to the host.
+    Gone,
+}
+
+/// One TCP connection (public only so embedders can size storage).
+#[derive(Debug)]
+pub struct TcpFlow<'a> {
+    tcb: Tcb<'a>,
+    socket: SocketId,
+    host: HostConn,
+    /// The host said readable and we stopped before it ran dry (send ring full).
+    host_readable: bool,
+    host_eof: bool,
+    host_shut: bool,
+    queued: bool,
+    timer_at: Option<Instant>,
+    /// The guest's initial sequence number (quoted in ICMP errors about its SYN).
+    guest_iss: SeqNumber,
+    /// The host destination (or client, for forwards).
+    host_peer: SocketAddrV4,
+    forwarded: bool,
+}
+
+/// A slot of the TCP flow table, for sizing [`Storage`](crate::Storage).
+pub type TcpFlowSlot<'a> = FlowSlot<TcpKey, TcpFlow<'a>>;
+
+/// A TCP port forward, as listed by [`Slirp::tcp_forwards`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpForward {
+    /// Rule id, for removal.
+    pub id: u32,
+    /// The host address the listener is bound to.
+    pub host: SocketAddrV4,
+    /// The guest endpoint connections are opened to.
+    pub guest: SocketAddrV4,
+}
+
+/// One TCP connection as listed by [`Slirp::tcp_connections`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpConnectionInfo {
+    /// The guest's end.
+    pub guest: SocketAddrV4,
+    /// The address the guest sees on the other end.
+    pub remote: SocketAddrV4,
+    /// The host-side peer (destination, or client for forwards).
+    pub host_peer: SocketAddrV4,
+    /// Guest-facing state.
+    pub state: TcpState,
+    /// Host bytes not yet acknowledged by the guest.
+    pub send_queue: usize,
+    /// Guest bytes the host has not taken yet.
+    pub recv_queue: usize,
+    /// Opened from a port forward.
+    pub forwarded: bool,
+}
+
+/// The TCP NAT's state, owned by the engine.
+#[derive(Debug)]
+pub(crate) struct TcpNat<'a> {
+    flows: FlowTable<'a, TcpKey, TcpFlow<'a>>,
+    pool: ManagedSlice<'a, Option<TcpBuffers<'a>>>,
+    pool_free: usize,
+    /// With `alloc`: buffer sizes to allocate when the pool runs dry, and how many exist.
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    lazy: Option<(usize, usize)>,
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    allocated: usize,
+    timers: TimerHeap<'a>,
+    out: ReadyRing<'a>,
+    forwards: heapless::Vec<TcpForward, MAX_TCP_FORWARDS>,
+    pub(crate) config: TcpConfig,
+    seed: u64,
+}
+
+/// Memory for the TCP NAT inside [`Storage`](crate::Storage).
+#[derive(Debug)]
+pub struct TcpStorage<'a> {
+    /// Connection slots (the most connections at once).
+    pub flows: ManagedSlice<'a, TcpFlowSlot<'a>>,
+    /// Hash index over the slots: at least as long, twice is best.
+    pub index: ManagedSlice<'a, u32>,
+    /// Buffer pairs, one per open connection. `None` entries are filled on demand (with
+    /// `alloc`, see [`Storage::with_tcp_capacity`](crate::Storage::with_tcp_capacity)).
+    pub buffers: ManagedSlice<'a, Option<TcpBuffers<'a>>>,
+    /// Timer heap entries: twice the slots.
+    pub timers: ManagedSlice<'a, (u64, u64)>,
+    /// Output queue entries: one per slot.
+    pub out: ManagedSlice<'a, u64>,
+    /// With `alloc`: (send, receive) buffer sizes to allocate on demand.
+    pub lazy_buffers: Option<(usize, usize)>,
+}
+
+impl Default for TcpStorage<'_> {
+    fn default() -> Self {
+        TcpStorage {
+            flows: ManagedSlice::Borrowed(&mut []),
+            index: ManagedSlice::Borrowed(&mut []),
+            buffers: ManagedSlice::Borrowed(&mut []),
+            timers: ManagedSlice::Borrowed(&mut []),
+            out: ManagedSlice::Borrowed(&mut []),
+            lazy_buffers: None,
+        }
+    }
+}
+
+struct IssHasher(u64);
+
+impl Hasher for IssHasher {
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(7);
+        }
+    }
+}
+
+impl<'a> TcpNat<'a> {
+    pub(crate) fn new(storage: TcpStorage<'a>, mtu: u16, config: TcpConfig, seed: u64) -> Self {
+        let mut pool = storage.buffers;
+        // Compact the supplied buffers to the front: entries [0, pool_free) are free buffers.
+        let mut free = 0;
+        for i in 0..pool.len() {
+            if pool[i].is_some() {
+                pool.swap(free, i);
+                free += 1;
+            }
+        }
+        TcpNat {
+            flows: FlowTable::new(storage.flows, storage.index, seed ^ 0x7463_705f_666c_6f77),
+            pool,
+            pool_free: free,
+            lazy: storage.lazy_buffers,
+            allocated: free,
+            timers: TimerHeap::new(storage.timers),
+            out: ReadyRing::new(storage.out),
+            forwards: heapless::Vec::new(),
+            config: TcpConfig { mtu: usize::from(mtu), ..config },
+            seed,
+        }
+    }
+
+    fn take_buffers(&mut self) -> Option<TcpBuffers<'a>> {
+        if self.pool_free > 0 {
+            self.pool_free -= 1;
+            return self.pool[self.pool_free].take();
+        }
+        #[cfg(feature = "alloc")]
+        if let Some((send, recv)) = self.lazy {
+            if self.allocated < self.pool.len() {
+                self.allocated += 1;
+                return Some(TcpBuffers::new(alloc::vec![0u8; send], alloc::vec![0u8; recv]));
+            }
+        }
+        None
+    }
+
+    fn give_buffers(&mut self, b: TcpBuffers<'a>) {
+        if self.pool_free < self.pool.len() {
+            self.pool[self.pool_free] = Some(b);
+            self.pool_free += 1;
+        }
+    }
+
+    fn iss(&self, now: Instant, key: &TcpKey) -> SeqNumber {
+        // RFC 6528: a keyed hash of the four-tuple plus a 4 µs clock.
+        let mut h = IssHasher(self.seed);
+        key.hash(&mut h);
+        SeqNumber((h.finish() as u32).wrapping_add((now.total_micros() / 4) as u32))
+    }
+
+    pub(crate) fn poll_at(&self) -> Option<Instant> {
+        self.timers.peek().map(|(t, _)| t)
+    }
+
+    pub(crate) fn has_output(&self) -> bool {
+        self.out.len() > 0
+    }
+
+    fn enqueue_out(&mut self, id: FlowId) {
+        if let Some(f) = self.flows.get_mut(id) {
+            if !f.queued && self.out.push(encode(Kind::TcpFlow(id))) {
+                f.queued = true;
+            }
+        }
+    }
+
+    /// Re-arms a flow's timer after anything touched its TCB.
+    fn schedule(&mut self, id: FlowId) {
+        let Some(f) = self.flows.get_mut(id) else { return };
+        let t = f.tcb.poll_at();
+        if t == f.timer_at {
+            return;
+        }
+        f.timer_at = t;
+        let Some(t) = t else { return };
+        if !self.timers.push(t, encode(Kind::TcpFlow(id)).0) {
+            // Full of stale entries: rebuild from the flows' current deadlines (amortized O(1)).
+            self.timers.clear();
+            for (fid, _, flow) in self.flows.iter() {
+                if let Some(at) = flow.timer_at {
+                    let _ = self.timers.push(at, encode(Kind::TcpFlow(fid)).0);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn connection_count(&self) -> usize {
+        self.flows.len()
+    }
+}
+
+fn flow_of(socket: u64) -> Option<FlowId> {
+    match decode(SocketId(socket)) {
+        Some(Kind::TcpFlow(f)) => Some(f),
+        _ => None,
+    }
+}
+
+impl<'a> Inner<'a> {
+    /// A guest TCP segment (checksum verified) for `dest`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn tcp_guest_segment<H: HostSocket>(
+        &mut self,
+        now: Instant,
+        link: Arrival,
+        repr: &Ipv4Repr,
+        seg: &TcpRepr<'_>,
+        host: &mut H,
+    ) {
+        let key = TcpKey {
+            guest: SocketAddrV4::new(repr.src_addr, seg.src_port),
+            remote: SocketAddrV4::new(repr.dst_addr, seg.dst_port),
+        };
+        if let Some(id) = self.tcp.flows.find(&key) {
+            let ev = self.tcp_deliver(now, id, seg, host);
+            if !ev.contains(Events::REOPEN) {
+                return;
+            }
+            // A new SYN for a four-tuple in TIME_WAIT (RFC 6191): the old incarnation is done.
+            self.tcp_finish(id, host);
+        }
+        if !is_connection_request(seg) {
+            self.stats.drop(DropReason::TcpNoConnection);
+            return self.send_reset(now, link, repr, seg);
+        }
+        self.tcp_open(now, link, repr, seg, key, host);
+    }
+
+    fn tcp_deliver<H: HostSocket>(&mut self, now: Instant, id: FlowId, seg: &TcpRepr<'_>, host: &mut H) -> Events {
+        let Some(f) = self.tcp.flows.get_mut(id) else { return Events::NONE };
+        let socket = f.socket;
+        let connected = f.host == HostConn::Connected;
+        let ev = f.tcb.on_segment(now, seg, |bytes| {
+            if !connected {
+                return 0;
+            }
+            host.tcp_send(socket, bytes).unwrap_or(0)
+        });
+        self.tcp_events(now, id, ev, host);
+        ev
+    }
+
+    fn tcp_open<H: HostSocket>(
+        &mut self,
+        now: Instant,
+        link: Arrival,
+        repr: &Ipv4Repr,
+        seg: &TcpRepr<'_>,
+        key: TcpKey,
+        host: &mut H,
+    ) {
+        if self.config.restricted {
+            self.stats.drop(DropReason::Restricted);
+            return self.send_reset(now, link, repr, seg);
+        }
+        let target = match self.host_target(key.remote, host) {
+            Target::To(t) => t,
+            Target::Refuse(code) => {
+                self.stats.drop(DropReason::Ipv4NoRoute);
+                return self.tcp_icmp_about_syn(now, key, seg.seq_number, icmpv4::DST_UNREACHABLE, code);
+            }
+            Target::Drop(reason) => return self.stats.drop(reason),
+        };
+        let Some(id) = self.tcp.flows.next_id() else {
+            self.stats.drop(DropReason::TcpTableFull);
+            return self.send_reset(now, link, repr, seg);
+        };
+        let Some(buffers) = self.tcp.take_buffers() else {
+            self.stats.drop(DropReason::TcpNoBuffers);
+            return self.send_reset(now, link, repr, seg);
+        };
+        let iss = self.tcp.iss(now, &key);
+        let tcb = Tcb::accept(self.tcp.config, buffers, key.remote, key.guest, seg, iss, now);
+        let socket = encode(Kind::TcpFlow(id));
+        let flow = TcpFlow {
+            tcb,
+            socket,
+            host: HostConn::Connecting,
+            host_readable: false,
+            host_eof: false,
+            host_shut: false,
+            queued: false,
+            timer_at: None,
+            guest_iss: seg.seq_number,
+            host_peer: target,
+            forwarded: false,
+        };
+        let Ok(id) = self.tcp.flows.insert(key, flow, 0) else {
+            self.stats.drop(DropReason::TcpTableFull);
+            return;
+        };
+        self.stats.tcp_connections += 1;
+        match host.tcp_connect(socket, target) {
+            Ok(()) => {}
+            Err(e) => self.tcp_connect_failed(now, id, e, host),
+        }
+        self.tcp.schedule(id);
+        self.tcp.enqueue_out(id);
+    }
+
+    /// The host connect failed: RST for a refusal, ICMP unreachable for routing errors (the TCB
+    /// then goes away silently), RST otherwise.
+    fn tcp_connect_failed<H: HostSocket>(&mut self, now: Instant, id: FlowId, e: HostError, host: &mut H) {
+        let Some(f) = self.tcp.flows.get_mut(id) else { return };
+        host.close(f.socket);
+        f.host = HostConn::Gone;
+        let icmp = match e {
+            HostError::NetUnreachable | HostError::HostUnreachable | HostError::PermissionDenied => Self::icmp_for(e),
+            _ => None,
+        };
+        match icmp {
+            Some((t, c)) => {
+                f.tcb.discard();
+                let (key, iss) = match self.tcp.flows.get(id) {
+                    Some((k, f)) => (*k, f.guest_iss),
+                    None => return,
+                };
+                self.stats.drop(DropReason::TcpHostError);
+                self.tcp_icmp_about_syn(now, key, iss, t, c);
+            }
+            None => {
+                f.tcb.host_refused();
+                self.stats.drop(DropReason::TcpRefused);
+            }
+        }
+        self.tcp.schedule(id);
+        self.tcp.enqueue_out(id);
+    }
+
+    fn tcp_icmp_about_syn(&mut self, now: Instant, key: TcpKey, seq: SeqNumber, msg_type: u8, code: u8) {
+        let mut l4 = [0u8; 8];
+        l4[0..2].copy_from_slice(&key.guest.port().to_be_bytes());
+        l4[2..4].copy_from_slice(&key.remote.port().to_be_bytes());
+        l4[4..8].copy_from_slice(&seq.0.to_be_bytes());
+        let error = match (msg_type, code) {
+            (icmpv4::TIME_EXCEEDED, _) => HostError::TtlExpired,
+            (_, icmpv4::unreach::NET) => HostError::NetUnreachable,
+            (_, icmpv4::unreach::ADMIN_PROHIBITED) => HostError::PermissionDenied,
+            (_, icmpv4::unreach::PORT) => HostError::Refused,
+            _ => HostError::HostUnreachable,
+        };
+        let offender = if key.remote.ip() == &self.config.dns { self.config.dns } else { self.config.gateway };
+        self.transport_error_to_guest(
+            now,
+            IpProtocol::Tcp,
+            key.guest,
+            key.remote,
+            offender,
+            error,
+            l4,
+            &crate::host::NoHost,
+        );
+    }
+
+    /// Acts on what a TCB reported.
+    fn tcp_events<H: HostSocket>(&mut self, now: Instant, id: FlowId, ev: Events, host: &mut H) {
+        if ev.contains(Events::RESET) || ev.contains(Events::REFUSED) || ev.contains(Events::TIMED_OUT) {
+            if let Some(f) = self.tcp.flows.get_mut(id) {
+                if f.host != HostConn::Gone {
+                    host.tcp_abort(f.socket);
+                    f.host = HostConn::Gone;
+                }
+            }
+        }
+        if ev.contains(Events::RECV_READY) || ev.contains(Events::GUEST_FIN) {
+            self.tcp_flush_to_host(id, host);
+        }
+        let wants_data = ev.contains(Events::SEND_SPACE) || ev.contains(Events::ESTABLISHED);
+        if wants_data && self.tcp.flows.get(id).is_some_and(|(_, f)| f.host_readable) {
+            self.tcp_read_host(now, id, host);
+        }
+        self.tcp.schedule(id);
+        self.tcp.enqueue_out(id);
+    }
+
+    /// Writes what the guest sent and the host refused earlier; shuts the host's write side
+    /// once the guest finished and everything went through.
+    fn tcp_flush_to_host<H: HostSocket>(&mut self, id: FlowId, host: &mut H) {
+        let Some(f) = self.tcp.flows.get_mut(id) else { return };
+        if f.host != HostConn::Connected {
+            return;
+        }
+        loop {
+            let urgent = f.tcb.urgent_to_host();
+            let pending = f.tcb.pending_to_host();
+            if pending.is_empty() {
+                break;
+            }
+            let res = if urgent > 0 {
+                host.tcp_send_urgent(f.socket, &pending[..urgent.min(pending.len())])
+            } else {
+                host.tcp_send(f.socket, pending)
+            };
+            match res {
+                Ok(0) | Err(HostError::WouldBlock) => break,
+                Ok(n) => f.tcb.host_accepted(n),
+                Err(_) => {
+                    host.tcp_abort(f.socket);
+                    f.host = HostConn::Gone;
+                    f.tcb.abort();
+                    return;
+                }
+            }
+        }
+        if f.tcb.should_shutdown_host_write() && !f.host_shut {
+            f.host_shut = true;
+            let _ = host.tcp_shutdown_write(f.socket);
+        }
+    }
+
+    /// Reads the host socket into the send ring while it has room.
+    fn tcp_read_host<H: HostSocket>(&mut self, now: Instant, id: FlowId, host: &mut H) {
+        let _ = now;
+        let Some(f) = self.tcp.flows.get_mut(id) else { return };
+        if f.host != HostConn::Connected || f.host_eof {
+            f.host_readable = false;
+            return;
+        }
+        f.host_readable = true;
+        loop {
+            if f.tcb.send_buffer_free() == 0 {
+                return; // stays readable: SEND_SPACE brings us back
+            }
+            let socket = f.socket;
+            let mut res = Ok(0);
+            f.tcb.write_send_buffer(|buf| {
+                res = host.tcp_recv(socket, buf);
+                *res.as_ref().unwrap_or(&0)
+            });
+            match res {
+                Ok(0) => {
+                    f.host_eof = true;
+                    f.host_readable = false;
+                    f.tcb.host_eof();
+                    return;
+                }
+                Ok(_) => {}
+                Err(HostError::WouldBlock) => {
+                    f.host_readable = false;
+                    return;
+                }
+                Err(_) => {
+                    // Reset by the peer: the guest gets a RST too (the old slirp sent FIN).
+                    f.host_readable = false;
+                    host.tcp_abort(socket);
+                    f.host = HostConn::Gone;
+                    f.tcb.abort();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Frees a flow whose TCB is closed and has nothing left to send.
+    fn tcp_finish<H: HostSocket>(&mut self, id: FlowId, host: &mut H) {
+        if let Some((_, f)) = self.tcp.flows.remove(id) {
+            if f.host != HostConn::Gone {
+                host.close(f.socket);
+            }
+            if f.queued {
+                self.tcp.out.remove(f.socket);
+            }
+            let bufs = f.tcb.into_buffers();
+            self.tcp.give_buffers(bufs);
+        }
+    }
+}
+
+impl<'a> Slirp<'a> {
+    pub(crate) fn tcp_host_readable<H: HostSocket>(&mut self, now: Instant, id: FlowId, host: &mut H) {
+        let inner = &mut self.inner;
+        let Some(f) = inner.tcp.flows.get_mut(id) else { return };
+        f.host_readable = true;
+        if f.host == HostConn::Connecting {
+            // An error on a connecting socket shows as readable too; the writable path decides.
+            return self.tcp_host_writable(now, id, host);
+        }
+        inner.tcp_read_host(now, id, host);
+        inner.tcp.schedule(id);
+        inner.tcp.enqueue_out(id);
+        self.tcp_emit(now, host);
+    }
+
+    pub(crate) fn tcp_host_writable<H: HostSocket>(&mut self, now: Instant, id: FlowId, host: &mut H) {
+        let inner = &mut self.inner;
+        let Some(f) = inner.tcp.flows.get_mut(id) else { return };
+        if f.host == HostConn::Connecting {
+            match host.tcp_connect_result(f.socket) {
+                Ok(()) => {
+                    f.host = HostConn::Connected;
+                    f.tcb.host_connected(now);
+                }
+                Err(HostError::WouldBlock) => return,
+                Err(e) => {
+                    inner.tcp_connect_failed(now, id, e, host);
+                    return self.tcp_emit(now, host);
+                }
+            }
+            if f.host_readable {
+                inner.tcp_read_host(now, id, host);
+            }
+        }
+        inner.tcp_flush_to_host(id, host);
+        inner.tcp.schedule(id);
+        inner.tcp.enqueue_out(id);
+        self.tcp_emit(now, host);
+    }
+
+    /// Accepts pending connections on a forward's listener and opens them toward the guest.
+    pub(crate) fn tcp_accept_ready<H: HostSocket>(&mut self, now: Instant, rule: u32, host: &mut H) {
+        let inner = &mut self.inner;
+        let Some(fwd) = inner.tcp.forwards.iter().find(|f| f.id == rule).copied() else { return };
+        let listener = encode(Kind::TcpListener(rule));
+        for _ in 0..ACCEPT_BURST {
+            let Some(id) = inner.tcp.flows.next_id() else {
+                inner.stats.drop(DropReason::TcpTableFull);
+                break; // the listener's backlog holds the rest until a slot frees
+            };
+            let socket = encode(Kind::TcpFlow(id));
+            let peer = match host.tcp_accept(listener, socket) {
+                Ok(p) => p,
+                Err(_) => break,
+            };
+            let seen = inner.guest_facing(peer, host);
+            let key = TcpKey { guest: fwd.guest, remote: seen };
+            if inner.tcp.flows.find(&key).is_some() {
+                host.tcp_abort(socket);
+                continue;
+            }
+            let Some(buffers) = inner.tcp.take_buffers() else {
+                inner.stats.drop(DropReason::TcpNoBuffers);
+                host.tcp_abort(socket);
+                continue;
+            };
+            let iss = inner.tcp.iss(now, &key);
+            let tcb = Tcb::connect(inner.tcp.config, buffers, seen, fwd.guest, iss, now);
+            let flow = TcpFlow {
+                tcb,
+                socket,
+                host: HostConn::Connected,
+                host_readable: true,
+                host_eof: false,
+                host_shut: false,
+                queued: false,
+                timer_at: None,
+                guest_iss: SeqNumber(0),
+                host_peer: peer,
+                forwarded: true,
+            };
+            match inner.tcp.flows.insert(key, flow, 0) {
+                Ok(id) => {
+                    inner.stats.tcp_connections += 1;
+                    inner.tcp.schedule(id);
+                    inner.tcp.enqueue_out(id);
+                }
+                Err(_) => host.tcp_abort(socket),
+            }
+        }
+        self.tcp_emit(now, host);
+    }
+
+    /// Emits segments of flows with output, round robin, while the guest queue has room.
+    pub(crate) fn tcp_emit<H: HostSocket>(&mut self, now: Instant, host: &mut H) {
+        let mtu = usize::from(self.inner.config.mtu);
+        let seg_room = (mtu - 20).min(self.scratch.len());
+        let mut turns = self.inner.tcp.out.len();
+        while turns > 0 {
+            turns -= 1;
+            if !self.inner.tx_room(mtu) {
+                return;
+            }
+            let Some(sock) = self.inner.tcp.out.pop() else { return };
+            let Some(id) = flow_of(sock.0) else { continue };
+            let mut more = false;
+            for _ in 0..EMIT_BURST {
+                if !self.inner.tx_room(mtu) {
+                    more = true;
+                    break;
+                }
+                let Some(f) = self.inner.tcp.flows.get_mut(id) else { break };
+                let buf = &mut self.scratch[..seg_room];
+                let Some(n) = f.tcb.emit_next(now, buf) else { break };
+                let (src, dst) = (*f.tcb.local().ip(), *f.tcb.remote().ip());
+                let repr = self.inner.reply_header(src, dst, IpProtocol::Tcp, 64, 0);
+                self.inner.send_datagram(now, repr, LinkDest::Resolve, &[], &self.scratch[..n]);
+                more = true;
+            }
+            let Some(f) = self.inner.tcp.flows.get_mut(id) else { continue };
+            if more && !f.tcb.is_closed() {
+                if !self.inner.tcp.out.push(sock) {
+                    f.queued = false;
+                }
+            } else if more {
+                // Closed with a last segment out: one more turn finds nothing and frees it.
+                if !self.inner.tcp.out.push(sock) {
+                    f.queued = false;
+                }
+            } else {
+                f.queued = false;
+                if f.tcb.is_closed() {
+                    self.inner.tcp_finish(id, host);
+                    continue;
+                }
+                // A host that was told to wait for send space may now read again.
+                if f.host_readable && f.tcb.send_buffer_free() > 0 {
+                    self.inner.tcp_read_host(now, id, host);
+                    self.inner.tcp.enqueue_out(id);
+                }
+            }
+            self.inner.tcp.schedule(id);
+        }
+    }
+
+    /// Runs the TCP timers due at `now`.
+    pub(crate) fn tcp_timeouts<H: HostSocket>(&mut self, now: Instant, host: &mut H) {
+        while let Some((at, key)) = self.inner.tcp.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.inner.tcp.timers.pop();
+            let Some(id) = flow_of(key) else { continue };
+            let Some(f) = self.inner.tcp.flows.get_mut(id) else { continue };
+            if f.timer_at != Some(at) {
+                continue; // stale entry
+            }
+            f.timer_at = None;
+            let ev = f.tcb.on_timeout(now);
+            self.inner.tcp_events(now, id, ev, host);
+        }
+        self.tcp_emit(now, host);
+    }
+
+    /// Adds a TCP port forward: listens on `host_addr` and opens every accepted connection toward
+    /// `guest` (0.0.0.0 means the first DHCP address). Returns the rule id.
+    pub fn add_tcp_forward<H: HostSocket>(
+        &mut self,
+        host: &mut H,
+        host_addr: SocketAddrV4,
+        guest: SocketAddrV4,
+    ) -> Result<u32, crate::ForwardError> {
+        use crate::ForwardError;
+        let c = &self.inner.config;
+        let guest_ip = if guest.ip().is_unspecified() { c.dhcp_start } else { *guest.ip() };
+        if !c.is_host(guest_ip) || guest_ip == c.gateway || guest_ip == c.dns {
+            return Err(ForwardError::GuestOutsideNetwork);
+        }
+        let guest = SocketAddrV4::new(guest_ip, guest.port());
+        if self.inner.tcp.forwards.is_full() {
+            return Err(ForwardError::TableFull);
+        }
+        let id = self.inner.nat.next_rule;
+        let bound = host.tcp_listen(encode(Kind::TcpListener(id)), host_addr).map_err(ForwardError::Host)?;
+        self.inner.nat.next_rule = id.wrapping_add(1).max(1);
+        let _ = self.inner.tcp.forwards.push(TcpForward { id, host: bound, guest });
+        Ok(id)
+    }
+
+    /// Removes a TCP port forward (its listener closes; open connections go on).
+    pub fn remove_tcp_forward<H: HostSocket>(&mut self, host: &mut H, id: u32) -> Result<(), crate::ForwardError> {
+        let tcp = &mut self.inner.tcp;
+        let pos = tcp.forwards.iter().position(|f| f.id == id).ok_or(crate::ForwardError::NotFound)?;
+        tcp.forwards.swap_remove(pos);
+        host.close(encode(Kind::TcpListener(id)));
+        Ok(())
+    }
+
+    /// The TCP forwarding rules.
+    pub fn tcp_forwards(&self) -> impl Iterator<Item = TcpForward> + '_ {
+        self.inner.tcp.forwards.iter().copied()
+    }
+
+    /// Open TCP connections.
+    pub fn tcp_connection_count(&self) -> usize {
+        self.inner.tcp.connection_count()
+    }
+
+    /// Every TCP connection (slab order).
+    pub fn tcp_connections(&self) -> impl Iterator<Item = TcpConnectionInfo> + use<'_, 'a> {
+        self.inner.tcp.flows.iter().map(|(_, k, f)| TcpConnectionInfo {
+            guest: k.guest,
+            remote: k.remote,
+            host_peer: f.host_peer,
+            state: f.tcb.state(),
+            send_queue: f.tcb.send_queue_len(),
+            recv_queue: f.tcb.recv_queue_len(),
+            forwarded: f.forwarded,
+        })
+    }
+}
