@@ -1,0 +1,338 @@
+//! The TCP glue with a scripted host: when the SYN-ACK goes out, how host refusals and
+//! unreachables reach the guest, data both ways, half-close, resets, forwards, full tables.
+
+mod common;
+
+use common::*;
+use core::net::{Ipv4Addr, SocketAddrV4};
+use slirp_core::wire::{TcpControl, TcpPacket, TcpRepr};
+use slirp_core::{Config, DropReason, HostError, HostSocket, Instant, Slirp, SocketId, Storage};
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Default)]
+struct Sock {
+    dst: Option<SocketAddrV4>,
+    connect: Option<Result<(), HostError>>,
+    sent: Vec<u8>,
+    inbox: VecDeque<u8>,
+    eof: bool,
+    reset: bool,
+    shut: bool,
+    aborted: bool,
+    closed: bool,
+    accept_from: Option<SocketAddrV4>,
+}
+
+/// A host whose sockets the test scripts.
+#[derive(Default)]
+struct Script {
+    socks: HashMap<u64, Sock>,
+    connect_now: Option<Result<(), HostError>>,
+    send_limit: Option<usize>,
+    pending_accepts: VecDeque<SocketAddrV4>,
+    listener: Option<SocketId>,
+}
+
+impl Script {
+    fn only(&self) -> (SocketId, &Sock) {
+        let (id, s) = self.socks.iter().find(|(_, s)| !s.closed && s.accept_from.is_none() || s.dst.is_some()).unwrap();
+        (SocketId(*id), s)
+    }
+}
+
+impl HostSocket for Script {
+    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddrV4) -> Result<(), HostError> {
+        if let Some(Err(e)) = self.connect_now {
+            return Err(e);
+        }
+        let s = self.socks.entry(id.0).or_default();
+        s.dst = Some(dst);
+        s.connect = self.connect_now;
+        Ok(())
+    }
+    fn tcp_connect_result(&mut self, id: SocketId) -> Result<(), HostError> {
+        self.socks.get(&id.0).and_then(|s| s.connect).unwrap_or(Err(HostError::WouldBlock))
+    }
+    fn tcp_send(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
+        let limit = self.send_limit.unwrap_or(usize::MAX);
+        let s = self.socks.get_mut(&id.0).ok_or(HostError::Other)?;
+        let n = data.len().min(limit.saturating_sub(s.sent.len()));
+        if n == 0 {
+            return Err(HostError::WouldBlock);
+        }
+        s.sent.extend_from_slice(&data[..n]);
+        Ok(n)
+    }
+    fn tcp_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<usize, HostError> {
+        let s = self.socks.get_mut(&id.0).ok_or(HostError::Other)?;
+        if s.reset {
+            return Err(HostError::Refused);
+        }
+        if s.inbox.is_empty() {
+            return if s.eof { Ok(0) } else { Err(HostError::WouldBlock) };
+        }
+        let n = buf.len().min(s.inbox.len());
+        for b in buf.iter_mut().take(n) {
+            *b = s.inbox.pop_front().unwrap();
+        }
+        Ok(n)
+    }
+    fn tcp_shutdown_write(&mut self, id: SocketId) -> Result<(), HostError> {
+        self.socks.get_mut(&id.0).ok_or(HostError::Other)?.shut = true;
+        Ok(())
+    }
+    fn tcp_abort(&mut self, id: SocketId) {
+        if let Some(s) = self.socks.get_mut(&id.0) {
+            s.aborted = true;
+            s.closed = true;
+        }
+    }
+    fn close(&mut self, id: SocketId) {
+        if let Some(s) = self.socks.get_mut(&id.0) {
+            s.closed = true;
+        }
+    }
+    fn tcp_listen(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+        self.listener = Some(id);
+        Ok(local)
+    }
+    fn tcp_accept(&mut self, _: SocketId, id: SocketId) -> Result<SocketAddrV4, HostError> {
+        let peer = self.pending_accepts.pop_front().ok_or(HostError::WouldBlock)?;
+        self.socks.insert(id.0, Sock { accept_from: Some(peer), connect: Some(Ok(())), ..Sock::default() });
+        Ok(peer)
+    }
+    fn dns_upstream(&self) -> Option<SocketAddrV4> {
+        Some(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 53), 53))
+    }
+}
+
+struct T {
+    slirp: Slirp<'static>,
+    host: Script,
+    now: Instant,
+}
+
+const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+
+impl T {
+    fn new(config: Config, storage: Storage<'static>) -> T {
+        let mut t =
+            T { slirp: Slirp::new(config, storage).unwrap(), host: Script::default(), now: Instant::from_millis(1) };
+        // Teach the engine the guest's MAC.
+        t.frames(&arp_request(GUEST_MAC, GUEST_IP, GATEWAY));
+        t
+    }
+
+    fn frames(&mut self, frame: &[u8]) -> Vec<Vec<u8>> {
+        self.slirp.handle_guest_frame(self.now, frame, &mut self.host);
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 70000];
+        while let Some(n) = self.slirp.poll_transmit_into(self.now, &mut self.host, &mut buf) {
+            check_frame(&buf[..n], usize::from(self.slirp.config().mtu)).unwrap();
+            out.push(buf[..n].to_vec());
+        }
+        out
+    }
+
+    fn tcp_out(&mut self) -> Vec<(Ipv4Addr, TcpRepr<'static>, Vec<u8>)> {
+        self.drain().iter().filter_map(|f| seg_of(f)).collect()
+    }
+
+    fn send(&mut self, dst: Ipv4Addr, seg: &TcpRepr<'_>) -> Vec<(Ipv4Addr, TcpRepr<'static>, Vec<u8>)> {
+        self.frames(&tcp_frame(GUEST_IP, dst, seg)).iter().filter_map(|f| seg_of(f)).collect()
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now = self.now + core::time::Duration::from_millis(ms);
+        self.slirp.handle_timeout(self.now, &mut self.host);
+    }
+}
+
+/// (source address, segment without payload reference, payload) of a TCP frame.
+fn seg_of(frame: &[u8]) -> Option<(Ipv4Addr, TcpRepr<'static>, Vec<u8>)> {
+    let o = parse_ip(frame);
+    if o.ip.protocol != slirp_core::wire::IpProtocol::Tcp {
+        return None;
+    }
+    let p = TcpPacket::new_checked(&o.payload[..]).unwrap();
+    let r = TcpRepr::parse(&p, o.ip.src_addr, o.ip.dst_addr, true).unwrap();
+    let payload = r.payload.to_vec();
+    Some((o.ip.src_addr, TcpRepr { payload: &[], ..r }, payload))
+}
+
+fn syn(port: u16) -> TcpRepr<'static> {
+    TcpRepr { max_seg_size: Some(1460), ..tcp_seg(port, 80, TcpControl::Syn, 1000, None) }
+}
+
+fn ack(port: u16, seq: u32, ack: u32, payload: &'static [u8]) -> TcpRepr<'static> {
+    TcpRepr {
+        payload,
+        control: if payload.is_empty() { TcpControl::None } else { TcpControl::Psh },
+        ..tcp_seg(port, 80, TcpControl::None, seq, Some(ack))
+    }
+}
+
+/// Opens a connection through the NAT; returns our ISS.
+fn establish(t: &mut T, port: u16) -> u32 {
+    t.host.connect_now = Some(Ok(()));
+    let out = t.send(REMOTE, &syn(port));
+    assert!(out.is_empty(), "no SYN-ACK before the host connect completes: {out:?}");
+    let (id, _) = t.host.only();
+    t.slirp.handle_host_writable(t.now, id, &mut t.host);
+    let out = t.tcp_out();
+    assert_eq!(out.len(), 1);
+    let (src, sa, _) = &out[0];
+    assert_eq!(*src, REMOTE);
+    assert_eq!(sa.control, TcpControl::Syn);
+    assert_eq!(sa.ack_number.map(|a| a.0), Some(1001));
+    assert_eq!(sa.max_seg_size, Some(1460));
+    let iss = sa.seq_number.0;
+    assert!(t.send(REMOTE, &ack(port, 1001, iss.wrapping_add(1), b"")).is_empty());
+    iss
+}
+
+#[test]
+fn syn_ack_waits_for_the_host_connect_and_data_flows_both_ways() {
+    let mut t = T::new(Config::default(), Storage::with_capacity(256 * 1024, 64 * 1024, 2, 65535));
+    let iss = establish(&mut t, 40000);
+    let (id, s) = t.host.only();
+    assert_eq!(s.dst, Some(SocketAddrV4::new(REMOTE, 80)));
+    // Guest → host, straight through.
+    let out = t.send(REMOTE, &ack(40000, 1001, iss.wrapping_add(1), b"GET / HTTP/1.0\r\n\r\n"));
+    assert_eq!(t.host.socks[&id.0].sent, b"GET / HTTP/1.0\r\n\r\n");
+    t.advance(5);
+    let acks: Vec<_> = out.into_iter().chain(t.tcp_out()).collect();
+    assert!(acks.iter().any(|(_, s, _)| s.ack_number.map(|a| a.0) == Some(1001 + 18)), "data acknowledged");
+    // Host → guest.
+    t.host.socks.get_mut(&id.0).unwrap().inbox.extend(b"HTTP/1.0 200 OK\r\n\r\nhello".iter());
+    t.slirp.handle_host_readable(t.now, id, &mut t.host);
+    let out = t.tcp_out();
+    let data: Vec<u8> = out.iter().flat_map(|(_, _, p)| p.clone()).collect();
+    assert_eq!(data, b"HTTP/1.0 200 OK\r\n\r\nhello");
+    // Host EOF → FIN to the guest.
+    t.host.socks.get_mut(&id.0).unwrap().eof = true;
+    t.slirp.handle_host_readable(t.now, id, &mut t.host);
+    let out = t.tcp_out();
+    assert!(out.iter().any(|(_, s, _)| s.control == TcpControl::Fin), "{out:?}");
+    assert_eq!(t.slirp.tcp_connection_count(), 1);
+    assert_eq!(t.slirp.tcp_connections().next().map(|c| c.guest), Some(SocketAddrV4::new(GUEST_IP, 40000)));
+}
+
+#[test]
+fn refused_connect_is_rst_ack_and_unreachable_is_icmp() {
+    let mut t = T::new(Config::default(), Storage::with_capacity(256 * 1024, 64 * 1024, 2, 65535));
+    // Refused at once.
+    t.host.connect_now = Some(Err(HostError::Refused));
+    let out = t.send(REMOTE, &syn(40001));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.control, TcpControl::Rst);
+    assert_eq!(out[0].1.ack_number.map(|a| a.0), Some(1001));
+    assert_eq!(t.slirp.stats().dropped(DropReason::TcpRefused), 1);
+    // Refused later (SO_ERROR after the socket became writable).
+    t.host.connect_now = Some(Err(HostError::WouldBlock));
+    t.host.connect_now = None;
+    assert!(t.send(REMOTE, &syn(40002)).is_empty());
+    let id = t.host.socks.iter().find(|(_, s)| s.dst.is_some() && !s.closed).map(|(k, _)| SocketId(*k)).unwrap();
+    t.host.socks.get_mut(&id.0).unwrap().connect = Some(Err(HostError::Refused));
+    t.slirp.handle_host_writable(t.now, id, &mut t.host);
+    let out = t.tcp_out();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.control, TcpControl::Rst);
+    // Network unreachable at once: ICMP net unreachable quoting the SYN's ports and sequence.
+    t.host.connect_now = Some(Err(HostError::NetUnreachable));
+    let frames = t.frames(&tcp_frame(GUEST_IP, REMOTE, &syn(40003)));
+    assert_eq!(frames.len(), 1);
+    let o = parse_ip(&frames[0]);
+    let (ty, code, _, quote) = parse_icmp(&o.payload);
+    assert_eq!((ty, code), (3, 0));
+    assert_eq!(&quote[20..22], &40003u16.to_be_bytes());
+    assert_eq!(&quote[24..28], &1000u32.to_be_bytes());
+    // Every flow is gone once its last segment left.
+    t.advance(10);
+    assert_eq!(t.slirp.tcp_connection_count(), 0);
+}
+
+#[test]
+fn guest_fin_shuts_the_host_write_side_after_the_data_and_reset_aborts() {
+    let mut t = T::new(Config::default(), Storage::with_capacity(256 * 1024, 64 * 1024, 2, 65535));
+    let iss = establish(&mut t, 40004);
+    let (id, _) = t.host.only();
+    // The host takes only 4 bytes now: the rest waits in our receive buffer.
+    t.host.send_limit = Some(4);
+    let fin = TcpRepr { control: TcpControl::Fin, payload: b"abcdefgh", ..ack(40004, 1001, iss.wrapping_add(1), b"") };
+    t.send(REMOTE, &fin);
+    assert_eq!(t.host.socks[&id.0].sent, b"abcd");
+    assert!(!t.host.socks[&id.0].shut, "not before the data went through");
+    t.host.send_limit = None;
+    t.slirp.handle_host_writable(t.now, id, &mut t.host);
+    assert_eq!(t.host.socks[&id.0].sent, b"abcdefgh");
+    assert!(t.host.socks[&id.0].shut, "FIN → SHUT_WR once everything reached the host");
+    // The host resets: the guest gets a RST, the host socket is aborted.
+    t.host.socks.get_mut(&id.0).unwrap().reset = true;
+    t.slirp.handle_host_readable(t.now, id, &mut t.host);
+    let out = t.tcp_out();
+    assert!(out.iter().any(|(_, s, _)| s.control == TcpControl::Rst), "{out:?}");
+    assert!(t.host.socks[&id.0].aborted);
+    assert_eq!(t.slirp.tcp_connection_count(), 0);
+}
+
+#[test]
+fn forward_opens_toward_the_guest_and_guest_refusal_closes_the_client() {
+    let mut t = T::new(Config::default(), Storage::with_capacity(256 * 1024, 64 * 1024, 2, 65535));
+    let rule = t
+        .slirp
+        .add_tcp_forward(&mut t.host, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080), SocketAddrV4::new(GUEST_IP, 80))
+        .unwrap();
+    assert_eq!(t.slirp.tcp_forwards().count(), 1);
+    let listener = t.host.listener.unwrap();
+    t.host.pending_accepts.push_back(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50000));
+    t.slirp.handle_host_readable(t.now, listener, &mut t.host);
+    let out = t.tcp_out();
+    assert_eq!(out.len(), 1);
+    let (src, s, _) = &out[0];
+    assert_eq!((*src, s.src_port, s.dst_port, s.control), (GATEWAY, 50000, 80, TcpControl::Syn));
+    // The guest has no listener: RST|ACK → the host client's connection is aborted.
+    let rst = TcpRepr {
+        src_port: 80,
+        dst_port: 50000,
+        ..tcp_seg(80, 50000, TcpControl::Rst, 0, Some(s.seq_number.0.wrapping_add(1)))
+    };
+    t.frames(&tcp_frame(GUEST_IP, GATEWAY, &rst));
+    let accepted = t.host.socks.values().find(|s| s.accept_from.is_some()).unwrap();
+    assert!(accepted.aborted);
+    t.slirp.remove_tcp_forward(&mut t.host, rule).unwrap();
+    assert_eq!(t.slirp.tcp_forwards().count(), 0);
+}
+
+#[test]
+fn full_table_refuses_with_rst() {
+    let storage = Storage::with_capacity(256 * 1024, 64 * 1024, 2, 65535).with_tcp_capacity(1, 4096, 4096);
+    let mut t = T::new(Config::default(), storage);
+    t.host.connect_now = None;
+    assert!(t.send(REMOTE, &syn(40010)).is_empty(), "first connection pending");
+    let out = t.send(REMOTE, &syn(40011));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.control, TcpControl::Rst);
+    assert_eq!(t.slirp.stats().dropped(DropReason::TcpTableFull), 1);
+}
+
+#[test]
+fn black_hole_connect_times_out_with_rst() {
+    let mut t = T::new(Config::default(), Storage::with_capacity(256 * 1024, 64 * 1024, 2, 65535));
+    t.host.connect_now = None;
+    assert!(t.send(REMOTE, &syn(40020)).is_empty());
+    // Retransmitted SYNs while connecting are absorbed.
+    assert!(t.send(REMOTE, &syn(40020)).is_empty());
+    let at = t.slirp.poll_at().expect("connect timer");
+    assert!(at <= Instant::from_secs(76), "{at:?}");
+    t.now = at;
+    t.slirp.handle_timeout(t.now, &mut t.host);
+    let out = t.tcp_out();
+    assert!(out.iter().any(|(_, s, _)| s.control == TcpControl::Rst), "{out:?}");
+    assert!(t.host.socks.values().all(|s| s.closed));
+    assert_eq!(t.slirp.tcp_connection_count(), 0);
+}
