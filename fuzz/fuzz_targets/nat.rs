@@ -24,6 +24,11 @@ enum Step {
     Udp { src_last: u8, dst: [u8; 4], sport: u16, dport: u16, ttl: u8, data: Vec<u8> },
     Ping { src_last: u8, dst: [u8; 4], ident: u16, seq: u16, data: Vec<u8> },
     Raw(Vec<u8>),
+    Tcp { src_last: u8, dst: [u8; 4], sport: u16, dport: u16, flags: u8, seq: u32, ack: u32, win: u16, data: Vec<u8> },
+    Writable { which: u8, connect: u8 },
+    TcpData { which: u8, data: Vec<u8>, eof: bool },
+    AddTcpForward { port: u16, gport: u16 },
+    Accept { port: u16 },
     Readable { which: u8, answers: Vec<HostAnswer> },
     AddForward { port: u16, guest_last: u8, gport: u16 },
     RemoveForward(u32),
@@ -55,6 +60,10 @@ fn err(code: u8) -> HostError {
 
 #[derive(Default)]
 struct FuzzHost {
+    tcp_inbox: std::collections::HashMap<u64, (Vec<u8>, bool)>,
+    connect_result: Option<HostError>,
+    accepts: VecDeque<SocketAddrV4>,
+    listeners: Vec<SocketId>,
     open: HashSet<u64>,
     known: Vec<SocketId>,
     queue: VecDeque<HostAnswer>,
@@ -129,6 +138,54 @@ impl HostSocket for FuzzHost {
     fn dns_upstream(&self) -> Option<SocketAddrV4> {
         Some(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 53), 53))
     }
+    fn tcp_connect(&mut self, id: SocketId, _: SocketAddrV4) -> Result<(), HostError> {
+        if self.bind_fails {
+            return Err(HostError::Refused);
+        }
+        assert!(self.open.insert(id.0), "tcp socket id reused while open");
+        self.known.push(id);
+        Ok(())
+    }
+    fn tcp_connect_result(&mut self, id: SocketId) -> Result<(), HostError> {
+        assert!(self.open.contains(&id.0));
+        match self.connect_result {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+    fn tcp_send(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
+        assert!(self.open.contains(&id.0), "tcp send on a closed socket");
+        Ok(data.len().min(3000))
+    }
+    fn tcp_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<usize, HostError> {
+        assert!(self.open.contains(&id.0), "tcp recv on a closed socket");
+        let Some((data, eof)) = self.tcp_inbox.get_mut(&id.0) else { return Err(HostError::WouldBlock) };
+        if data.is_empty() {
+            return if *eof { Ok(0) } else { Err(HostError::WouldBlock) };
+        }
+        let n = buf.len().min(data.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        data.drain(..n);
+        Ok(n)
+    }
+    fn tcp_shutdown_write(&mut self, id: SocketId) -> Result<(), HostError> {
+        assert!(self.open.contains(&id.0));
+        Ok(())
+    }
+    fn tcp_abort(&mut self, id: SocketId) {
+        self.open.remove(&id.0);
+    }
+    fn tcp_listen(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+        self.open.insert(id.0);
+        self.listeners.push(id);
+        Ok(local)
+    }
+    fn tcp_accept(&mut self, _: SocketId, id: SocketId) -> Result<SocketAddrV4, HostError> {
+        let peer = self.accepts.pop_front().ok_or(HostError::WouldBlock)?;
+        assert!(self.open.insert(id.0), "accepted socket id reused while open");
+        self.known.push(id);
+        Ok(peer)
+    }
 }
 
 fn frame(proto: u8, src_last: u8, dst: [u8; 4], ttl: u8, l4: &[u8]) -> Vec<u8> {
@@ -161,7 +218,11 @@ fn check_output(frame: &[u8], mtu: usize) {
 
 fuzz_target!(|input: Input| {
     let config = Config { restricted: input.restricted, disable_host_loopback: input.no_loopback, ..Config::default() };
-    let storage = Storage::with_capacity(64 * 1024, 16 * 1024, 2, 65535).with_udp_capacity(8, 9000);
+    let storage = Storage::with_capacity(64 * 1024, 16 * 1024, 2, 65535).with_udp_capacity(8, 9000).with_tcp_capacity(
+        4,
+        16 * 1024,
+        16 * 1024,
+    );
     let mut slirp = Slirp::new(config, storage).expect("config");
     let mut host = FuzzHost { echo_ok: input.echo_ok, bind_fails: input.bind_fails, ..FuzzHost::default() };
     let mut now = Instant::from_millis(0);
@@ -188,6 +249,72 @@ fuzz_target!(|input: Input| {
                 slirp.handle_guest_frame(now, &frame(1, src_last, dst, 64, &l4), &mut host);
             }
             Step::Raw(f) => slirp.handle_guest_frame(now, &f, &mut host),
+            Step::Tcp { src_last, dst, sport, dport, flags, seq, ack, win, data } => {
+                let n = data.len().min(4000);
+                let mut l4 = vec![0u8; 20 + n];
+                l4[0..2].copy_from_slice(&sport.to_be_bytes());
+                l4[2..4].copy_from_slice(&dport.to_be_bytes());
+                l4[4..8].copy_from_slice(&seq.to_be_bytes());
+                l4[8..12].copy_from_slice(&ack.to_be_bytes());
+                l4[12] = 5 << 4;
+                l4[13] = flags;
+                l4[14..16].copy_from_slice(&win.to_be_bytes());
+                l4[20..].copy_from_slice(&data[..n]);
+                let src = Ipv4Addr::new(10, 0, 2, src_last);
+                let c = {
+                    let mut acc = slirp_core::wire::checksum::pseudo_header(
+                        src,
+                        dst.into(),
+                        slirp_core::wire::IpProtocol::Tcp,
+                        l4.len() as u32,
+                    );
+                    acc += slirp_core::wire::checksum::sum(&l4);
+                    slirp_core::wire::checksum::finish(acc)
+                };
+                l4[16..18].copy_from_slice(&c.to_be_bytes());
+                slirp.handle_guest_frame(now, &frame(6, src_last, dst, 64, &l4), &mut host);
+            }
+            Step::Writable { which, connect } => {
+                if host.known.is_empty() {
+                    continue;
+                }
+                let id = host.known[usize::from(which) % host.known.len()];
+                if !host.open.contains(&id.0) {
+                    continue;
+                }
+                host.connect_result = match connect % 4 {
+                    0 | 1 => None,
+                    2 => Some(HostError::WouldBlock),
+                    _ => Some(err(connect)),
+                };
+                slirp.handle_host_writable(now, id, &mut host);
+            }
+            Step::TcpData { which, data, eof } => {
+                if host.known.is_empty() {
+                    continue;
+                }
+                let id = host.known[usize::from(which) % host.known.len()];
+                if !host.open.contains(&id.0) {
+                    continue;
+                }
+                let e = host.tcp_inbox.entry(id.0).or_default();
+                e.0.extend_from_slice(&data);
+                e.1 |= eof;
+                slirp.handle_host_readable(now, id, &mut host);
+            }
+            Step::AddTcpForward { port, gport } => {
+                let _ = slirp.add_tcp_forward(
+                    &mut host,
+                    SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
+                    SocketAddrV4::new(Ipv4Addr::new(10, 0, 2, 15), gport),
+                );
+            }
+            Step::Accept { port } => {
+                if let Some(&l) = host.listeners.first() {
+                    host.accepts.push_back(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
+                    slirp.handle_host_readable(now, l, &mut host);
+                }
+            }
             Step::Readable { which, answers } => {
                 if host.known.is_empty() {
                     continue;
