@@ -120,6 +120,7 @@ pub(crate) struct TcpNat<'a> {
     allocated: usize,
     timers: TimerHeap<'a>,
     out: ReadyRing<'a>,
+    out_fast: ReadyRing<'a>,
     forwards: heapless::Vec<TcpForward, MAX_TCP_FORWARDS>,
     pub(crate) config: TcpConfig,
     seed: u64,
@@ -137,8 +138,10 @@ pub struct TcpStorage<'a> {
     pub buffers: ManagedSlice<'a, Option<TcpBuffers<'a>>>,
     /// Timer heap entries: twice the slots.
     pub timers: ManagedSlice<'a, (u64, u64)>,
-    /// Output queue entries: one per slot.
+    /// Bulk output queue entries: one per slot.
     pub out: ManagedSlice<'a, u64>,
+    /// Interactive output queue entries: one per slot.
+    pub out_fast: ManagedSlice<'a, u64>,
     /// With `alloc`: (send, receive) buffer sizes to allocate on demand.
     pub lazy_buffers: Option<(usize, usize)>,
 }
@@ -151,6 +154,7 @@ impl Default for TcpStorage<'_> {
             buffers: ManagedSlice::Borrowed(&mut []),
             timers: ManagedSlice::Borrowed(&mut []),
             out: ManagedSlice::Borrowed(&mut []),
+            out_fast: ManagedSlice::Borrowed(&mut []),
             lazy_buffers: None,
         }
     }
@@ -191,6 +195,7 @@ impl<'a> TcpNat<'a> {
             allocated: free,
             timers: TimerHeap::new(storage.timers),
             out: ReadyRing::new(storage.out),
+            out_fast: ReadyRing::new(storage.out_fast),
             forwards: heapless::Vec::new(),
             config: TcpConfig { mtu: usize::from(mtu), ..config },
             seed,
@@ -231,14 +236,28 @@ impl<'a> TcpNat<'a> {
     }
 
     pub(crate) fn has_output(&self) -> bool {
-        self.out.len() > 0
+        self.out.len() > 0 || self.out_fast.len() > 0
     }
 
+    fn ring(&mut self, fast: bool) -> &mut ReadyRing<'a> {
+        if fast {
+            &mut self.out_fast
+        } else {
+            &mut self.out
+        }
+    }
+
+    /// Puts a flow in line for output: the interactive line when at most one segment's worth
+    /// waits toward the guest, the bulk line otherwise.
     fn enqueue_out(&mut self, id: FlowId) {
-        if let Some(f) = self.flows.get_mut(id) {
-            if !f.queued && self.out.push(encode(Kind::TcpFlow(id))) {
-                f.queued = true;
-            }
+        let Some(f) = self.flows.get_mut(id) else { return };
+        if f.queued {
+            return;
+        }
+        let fast = f.tcb.send_queue_len() <= f.tcb.send_mss();
+        let ring = if fast { &mut self.out_fast } else { &mut self.out };
+        if ring.push(encode(Kind::TcpFlow(id))) {
+            f.queued = true;
         }
     }
 
@@ -537,6 +556,7 @@ impl<'a> Inner<'a> {
             }
             if f.queued {
                 self.tcp.out.remove(f.socket);
+                self.tcp.out_fast.remove(f.socket);
             }
             let bufs = f.tcb.into_buffers();
             self.tcp.give_buffers(bufs);
@@ -637,56 +657,54 @@ impl<'a> Slirp<'a> {
         self.tcp_emit(now, host);
     }
 
-    /// Emits segments of flows with output, round robin, while the guest queue has room.
+    /// Emits segments while the guest queue has room: interactive flows first (little queued
+    /// toward the guest: keystrokes, requests, ACKs), then bulk flows round robin, a burst each.
     pub(crate) fn tcp_emit<H: HostSocket>(&mut self, now: Instant, host: &mut H) {
+        for fast in [true, false] {
+            let mut turns = self.inner.tcp.ring(fast).len();
+            while turns > 0 {
+                turns -= 1;
+                if !self.inner.tx_room(usize::from(self.inner.config.mtu)) {
+                    return;
+                }
+                let Some(sock) = self.inner.tcp.ring(fast).pop() else { break };
+                let Some(id) = flow_of(sock.0) else { continue };
+                self.tcp_emit_turn(now, id, host);
+            }
+        }
+    }
+
+    /// One flow's turn: up to [`EMIT_BURST`] segments.
+    fn tcp_emit_turn<H: HostSocket>(&mut self, now: Instant, id: FlowId, host: &mut H) {
         let mtu = usize::from(self.inner.config.mtu);
         let seg_room = (mtu - 20).min(self.scratch.len());
-        let mut turns = self.inner.tcp.out.len();
-        while turns > 0 {
-            turns -= 1;
+        let mut drained = false;
+        for _ in 0..EMIT_BURST {
             if !self.inner.tx_room(mtu) {
-                return;
+                break;
             }
-            let Some(sock) = self.inner.tcp.out.pop() else { return };
-            let Some(id) = flow_of(sock.0) else { continue };
-            let mut more = false;
-            for _ in 0..EMIT_BURST {
-                if !self.inner.tx_room(mtu) {
-                    more = true;
-                    break;
-                }
-                let Some(f) = self.inner.tcp.flows.get_mut(id) else { break };
-                let buf = &mut self.scratch[..seg_room];
-                let Some(n) = f.tcb.emit_next(now, buf) else { break };
-                let (src, dst) = (*f.tcb.local().ip(), *f.tcb.remote().ip());
-                let repr = self.inner.reply_header(src, dst, IpProtocol::Tcp, 64, 0);
-                self.inner.send_datagram(now, repr, LinkDest::Resolve, &[], &self.scratch[..n]);
-                more = true;
-            }
-            let Some(f) = self.inner.tcp.flows.get_mut(id) else { continue };
-            if more && !f.tcb.is_closed() {
-                if !self.inner.tcp.out.push(sock) {
-                    f.queued = false;
-                }
-            } else if more {
-                // Closed with a last segment out: one more turn finds nothing and frees it.
-                if !self.inner.tcp.out.push(sock) {
-                    f.queued = false;
-                }
-            } else {
-                f.queued = false;
-                if f.tcb.is_closed() {
-                    self.inner.tcp_finish(id, host);
-                    continue;
-                }
-                // A host that was told to wait for send space may now read again.
-                if f.host_readable && f.tcb.send_buffer_free() > 0 {
-                    self.inner.tcp_read_host(now, id, host);
-                    self.inner.tcp.enqueue_out(id);
-                }
-            }
-            self.inner.tcp.schedule(id);
+            let Some(f) = self.inner.tcp.flows.get_mut(id) else { return };
+            let Some(n) = f.tcb.emit_next(now, &mut self.scratch[..seg_room]) else {
+                drained = true;
+                break;
+            };
+            let (src, dst) = (*f.tcb.local().ip(), *f.tcb.remote().ip());
+            let repr = self.inner.reply_header(src, dst, IpProtocol::Tcp, 64, 0);
+            self.inner.send_datagram(now, repr, LinkDest::Resolve, &[], &self.scratch[..n]);
         }
+        let Some(f) = self.inner.tcp.flows.get_mut(id) else { return };
+        f.queued = false;
+        if !drained {
+            // Budget used or the guest queue filled: back in line.
+            self.inner.tcp.enqueue_out(id);
+        } else if f.tcb.is_closed() {
+            return self.inner.tcp_finish(id, host);
+        } else if f.host_readable && f.tcb.send_buffer_free() > 0 {
+            // The host was waiting for send space, which the guest's ACKs made.
+            self.inner.tcp_read_host(now, id, host);
+            self.inner.tcp.enqueue_out(id);
+        }
+        self.inner.tcp.schedule(id);
     }
 
     /// Runs the TCP timers due at `now`.

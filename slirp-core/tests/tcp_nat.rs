@@ -31,6 +31,7 @@ struct Script {
     send_limit: Option<usize>,
     pending_accepts: VecDeque<SocketAddrV4>,
     listener: Option<SocketId>,
+    last_connect: Option<SocketId>,
 }
 
 impl Script {
@@ -45,6 +46,7 @@ impl HostSocket for Script {
         if let Some(Err(e)) = self.connect_now {
             return Err(e);
         }
+        self.last_connect = Some(id);
         let s = self.socks.entry(id.0).or_default();
         s.dst = Some(dst);
         s.connect = self.connect_now;
@@ -181,7 +183,7 @@ fn establish(t: &mut T, port: u16) -> u32 {
     t.host.connect_now = Some(Ok(()));
     let out = t.send(REMOTE, &syn(port));
     assert!(out.is_empty(), "no SYN-ACK before the host connect completes: {out:?}");
-    let (id, _) = t.host.only();
+    let id = t.host.last_connect.unwrap();
     t.slirp.handle_host_writable(t.now, id, &mut t.host);
     let out = t.tcp_out();
     assert_eq!(out.len(), 1);
@@ -335,4 +337,34 @@ fn black_hole_connect_times_out_with_rst() {
     assert!(out.iter().any(|(_, s, _)| s.control == TcpControl::Rst), "{out:?}");
     assert!(t.host.socks.values().all(|s| s.closed));
     assert_eq!(t.slirp.tcp_connection_count(), 0);
+}
+
+#[test]
+fn interactive_flow_goes_before_a_bulk_backlog() {
+    // A guest-bound queue of a few frames: the bulk flow fills it and waits in line.
+    let mut t = T::new(Config::default(), Storage::with_capacity(8 * 1024, 64 * 1024, 2, 65535));
+    establish(&mut t, 41000);
+    let bulk = t.host.last_connect.unwrap();
+    establish(&mut t, 41001);
+    let chat = t.host.last_connect.unwrap();
+    // Both hosts have data at the same instant: 200 KiB for one, a keystroke for the other.
+    t.host.socks.get_mut(&bulk.0).unwrap().inbox.extend(std::iter::repeat_n(7u8, 200 * 1024));
+    t.host.socks.get_mut(&chat.0).unwrap().inbox.extend(b"k".iter());
+    t.slirp.handle_host_readable(t.now, bulk, &mut t.host);
+    t.slirp.handle_host_readable(t.now, chat, &mut t.host);
+    // Pull frames one at a time, as a guest with a tiny RX ring would.
+    let mut buf = vec![0u8; 70000];
+    let mut order = Vec::new();
+    for _ in 0..12 {
+        let Some(n) = t.slirp.poll_transmit_into(t.now, &mut t.host, &mut buf) else { break };
+        if let Some((_, s, p)) = seg_of(&buf[..n]) {
+            if !p.is_empty() {
+                order.push(s.dst_port);
+            }
+        }
+    }
+    let chat_at = order.iter().position(|&p| p == 41001).expect("the keystroke went out");
+    // Only what was already in the guest-bound queue goes first (without the interactive line
+    // the keystroke would wait for the bulk flow's whole initial window of 10 segments).
+    assert!(chat_at <= 5, "keystroke waited behind {chat_at} bulk segments: {order:?}");
 }

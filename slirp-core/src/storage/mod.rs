@@ -100,6 +100,7 @@ impl<'a> Storage<'a> {
             buffers: ManagedSlice::Owned(buffers),
             timers: ManagedSlice::Owned(vec![(0, 0); (connections * 2).max(16)]),
             out: ManagedSlice::Owned(vec![0u64; connections.max(1)]),
+            out_fast: ManagedSlice::Owned(vec![0u64; connections.max(1)]),
             lazy_buffers: Some((send_bytes, recv_bytes)),
         };
         self
