@@ -8,14 +8,18 @@
 //! | `{"execute":"add_hostfwd","arguments":{"proto":"udp","host_addr":"0.0.0.0","host_port":8080,"guest_addr":"10.0.2.100","guest_port":80}}` | `{"return":{"id":1}}` |
 //! | `{"execute":"list_hostfwd"}` | `{"entries":[{"id":1,"proto":"udp","host_addr":"0.0.0.0","host_port":8080,"guest_addr":"10.0.2.100","guest_port":80}]}` |
 //! | `{"execute":"remove_hostfwd","arguments":{"id":1}}` | `{"return":{}}` |
-//! | `{"execute":"list_connections"}` | `{"return":{"connections":[{"proto":"udp","guest_addr":"10.0.2.100","guest_port":5353,"idle_ms":120}]}}` |
+//! | `{"execute":"list_connections"}` | `{"return":{"connections":[{"proto":"udp","guest_addr":"10.0.2.100","guest_port":5353,"idle_ms":120},{"proto":"tcp","state":"ESTABLISHED","guest_addr":"10.0.2.100","guest_port":40000,"remote_addr":"198.51.100.1","remote_port":80,"host_peer_addr":"198.51.100.1","host_peer_port":80,"send_queue":0,"recv_queue":0,"forwarded":false}]}}` |
 //! | `{"execute":"stats"}` | `{"return":{"rx_frames":..,"drops":{"reason":n,..},..}}` |
 //!
 //! Anything wrong gets `{"error":{"desc":"..."}}`. `host_addr` defaults to 0.0.0.0 and
 //! `guest_addr` to the same address `--hostfwd` uses when it names none. `list_hostfwd` shows
-//! every forward, also those made by `--hostfwd`, with the host address actually bound and the
-//! guest address actually used. `"proto":"tcp"` is refused until the core has TCP forwarding.
-//! (`list_hostfwd` answers without `"return"`, exactly as slirp4netns does.)
+//! every forward, TCP and UDP, also those made by `--hostfwd`, with the host address actually bound
+//! and the guest address actually used, in id order; TCP and UDP forwards share one id space, so
+//! `remove_hostfwd` needs no protocol. (`list_hostfwd` answers without `"return"`, exactly as
+//! slirp4netns does.) In `list_connections`, a TCP connection's `remote` is the address the guest
+//! sees, `host_peer` the host-side peer (the destination, or the client of a forward),
+//! `send_queue` the host's bytes not yet acknowledged by the guest and `recv_queue` the guest's
+//! bytes the host has not taken yet.
 //!
 //! Robustness: everything runs on the event loop's thread, nonblocking, in bounded work per
 //! event. A request is read until one complete JSON value has arrived, recognised by an O(1)
@@ -201,22 +205,22 @@ fn run(req: &Request, cx: &mut Context<'_, '_>) -> Result<Value, ApiError> {
             let guest = SocketAddrV4::new(a.guest_addr.unwrap_or(cx.default_guest), a.guest_port);
             let id = match a.proto {
                 FwdProto::Udp => cx.slirp.add_udp_forward(cx.host, a.host, guest),
-                // TCP forwards: one arm here once the core has them (and one in each of
-                // list_hostfwd and remove_hostfwd).
-                FwdProto::Tcp => return Err(ApiError("tcp forwarding is not available yet".into())),
+                FwdProto::Tcp => cx.slirp.add_tcp_forward(cx.host, a.host, guest),
             }
             .map_err(|e| ApiError(format!("add_hostfwd: {e}")))?;
-            if let Some(f) = cx.slirp.udp_forwards().find(|f| f.id == id) {
-                log::info!("api: forwarding {} {} to {} (id {id})", proto_name(a.proto), f.host, f.guest);
+            if let Some((_, proto, host, guest)) = forwards(cx.slirp).into_iter().find(|f| f.0 == id) {
+                log::info!("api: forwarding {} {host} to {guest} (id {id})", proto_name(proto));
             }
             Ok(json!({ "return": { "id": id } }))
         }
         Request::ListHostfwd => {
-            let entries: Vec<Value> =
-                cx.slirp.udp_forwards().map(|f| forward_entry(f.id, FwdProto::Udp, f.host, f.guest)).collect();
+            let entries: Vec<Value> = forwards(cx.slirp)
+                .into_iter()
+                .map(|(id, proto, host, guest)| forward_entry(id, proto, host, guest))
+                .collect();
             Ok(json!({ "entries": entries }))
         }
-        Request::RemoveHostfwd(id) => match cx.slirp.remove_udp_forward(cx.host, id) {
+        Request::RemoveHostfwd(id) => match remove_forward(cx, id) {
             Ok(()) => {
                 log::info!("api: removed forward {id}");
                 Ok(json!({ "return": {} }))
@@ -237,11 +241,45 @@ fn run(req: &Request, cx: &mut Context<'_, '_>) -> Result<Value, ApiError> {
                         "idle_ms": now.saturating_duration_since(last).as_millis() as u64,
                     })
                 })
+                .chain(cx.slirp.tcp_connections().map(|c| {
+                    json!({
+                        "proto": "tcp",
+                        "state": c.state.to_string(),
+                        "guest_addr": c.guest.ip().to_string(),
+                        "guest_port": c.guest.port(),
+                        "remote_addr": c.remote.ip().to_string(),
+                        "remote_port": c.remote.port(),
+                        "host_peer_addr": c.host_peer.ip().to_string(),
+                        "host_peer_port": c.host_peer.port(),
+                        "send_queue": c.send_queue,
+                        "recv_queue": c.recv_queue,
+                        "forwarded": c.forwarded,
+                    })
+                }))
                 .collect();
             Ok(json!({ "return": { "connections": connections } }))
         }
         Request::Stats => Ok(json!({ "return": stats(cx) })),
     }
+}
+
+/// Removes forward `id`, whichever protocol it is (one id space).
+fn remove_forward(cx: &mut Context<'_, '_>, id: u32) -> Result<(), ForwardError> {
+    match cx.slirp.remove_udp_forward(cx.host, id) {
+        Err(ForwardError::NotFound) => cx.slirp.remove_tcp_forward(cx.host, id),
+        r => r,
+    }
+}
+
+/// Every forward, TCP and UDP, in id order: (id, proto, host address bound, guest endpoint).
+fn forwards(slirp: &Slirp<'_>) -> Vec<(u32, FwdProto, SocketAddrV4, SocketAddrV4)> {
+    let mut all: Vec<_> = slirp
+        .udp_forwards()
+        .map(|f| (f.id, FwdProto::Udp, f.host, f.guest))
+        .chain(slirp.tcp_forwards().map(|f| (f.id, FwdProto::Tcp, f.host, f.guest)))
+        .collect();
+    all.sort_unstable_by_key(|f| f.0);
+    all
 }
 
 fn forward_entry(id: u32, proto: FwdProto, host: SocketAddrV4, guest: SocketAddrV4) -> Value {
@@ -271,6 +309,9 @@ fn stats(cx: &Context<'_, '_>) -> Value {
         "drops": drops,
         "udp_flows": cx.slirp.udp_flow_count(),
         "udp_forwards": cx.slirp.udp_forwards().count(),
+        "tcp_connections": cx.slirp.tcp_connection_count(),
+        "tcp_connections_total": s.tcp_connections,
+        "tcp_forwards": cx.slirp.tcp_forwards().count(),
         "host_sockets": cx.host.open_sockets(),
         "guest_tx_queue": cx.slirp.tx_queue_len(),
     })
@@ -786,15 +827,64 @@ mod tests {
         assert_eq!(ask(&mut slirp, &mut host, r#"{"execute":"list_hostfwd"}"#), json!({"entries":[]}));
     }
 
+    /// A free TCP port on 127.0.0.1 (bound and released).
+    fn free_tcp_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
     #[test]
-    fn tcp_and_guest_outside_are_honest_errors() {
+    fn tcp_and_udp_forwards_share_ids_list_and_remove() {
+        let (mut slirp, mut host) = (engine(), StdHost::default());
+        let (tport, uport) = (free_tcp_port(), free_udp_port());
+        let add = |proto: &str, port: u16, guest_port: u16| {
+            format!(
+                r#"{{"execute":"add_hostfwd","arguments":{{"proto":"{proto}","host_addr":"127.0.0.1","host_port":{port},"guest_port":{guest_port}}}}}"#
+            )
+        };
+        let v = ask(&mut slirp, &mut host, &add("udp", uport, 53));
+        let uid = v["return"]["id"].as_u64().unwrap_or_else(|| panic!("{v}"));
+        let v = ask(&mut slirp, &mut host, &add("tcp", tport, 80));
+        let tid = v["return"]["id"].as_u64().unwrap_or_else(|| panic!("{v}"));
+        assert_ne!(uid, tid, "one id space");
+        assert_eq!(host.open_sockets(), 2);
+        // The listener is real: a client's connect completes (the kernel accepts for us).
+        let c = std::net::TcpStream::connect(("127.0.0.1", tport)).unwrap();
+        drop(c);
+        // The same TCP port again: the bind fails, and says why.
+        let v = ask(&mut slirp, &mut host, &add("tcp", tport, 81));
+        assert!(v["error"]["desc"].as_str().unwrap().contains("address in use"), "{v}");
+        let v = ask(&mut slirp, &mut host, r#"{"execute":"list_hostfwd"}"#);
+        assert_eq!(
+            v,
+            json!({"entries":[
+                {"id":uid,"proto":"udp","host_addr":"127.0.0.1","host_port":uport,"guest_addr":"10.0.2.100","guest_port":53},
+                {"id":tid,"proto":"tcp","host_addr":"127.0.0.1","host_port":tport,"guest_addr":"10.0.2.100","guest_port":80}
+            ]})
+        );
+        let v = ask(&mut slirp, &mut host, r#"{"execute":"stats"}"#);
+        assert_eq!((v["return"]["tcp_forwards"].as_u64(), v["return"]["udp_forwards"].as_u64()), (Some(1), Some(1)));
+        // Removal by id alone, whichever protocol.
+        let rm = |id| format!(r#"{{"execute":"remove_hostfwd","arguments":{{"id":{id}}}}}"#);
+        assert_eq!(ask(&mut slirp, &mut host, &rm(tid)), json!({"return":{}}));
+        assert_eq!(host.open_sockets(), 1);
+        assert_eq!(ask(&mut slirp, &mut host, &rm(uid)), json!({"return":{}}));
+        assert_eq!(host.open_sockets(), 0);
+        let v = ask(&mut slirp, &mut host, &rm(tid));
+        assert!(v["error"]["desc"].as_str().unwrap().contains(&format!("no forward has id {tid}")), "{v}");
+        // The port is free again at once (SO_REUSEADDR, nothing left listening).
+        let v = ask(&mut slirp, &mut host, &add("tcp", tport, 80));
+        assert!(v["return"]["id"].is_u64(), "{v}");
+    }
+
+    #[test]
+    fn guest_outside_and_garbage_are_honest_errors() {
         let (mut slirp, mut host) = (engine(), StdHost::default());
         let v = ask(
             &mut slirp,
             &mut host,
-            r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_port":8080,"guest_port":80}}"#,
+            r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_port":8080,"guest_addr":"192.168.1.1","guest_port":80}}"#,
         );
-        assert_eq!(v, json!({"error":{"desc":"tcp forwarding is not available yet"}}));
+        assert!(v["error"]["desc"].as_str().unwrap().contains("outside the virtual network"), "{v}");
         let v = ask(
             &mut slirp,
             &mut host,

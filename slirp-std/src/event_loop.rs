@@ -11,7 +11,13 @@
 //! Host sockets are registered edge-triggered (see [`StdHost`]); no readiness is lost because
 //! the core reads a socket until it would block, or, when the guest-bound queue fills first,
 //! keeps it on its own ready list and resumes it from [`Slirp::poll_transmit`] once the link
-//! takes frames again (the loop calls it whenever the link becomes writable).
+//! takes frames again (the loop calls it whenever the link becomes writable). Writability of a
+//! TCP socket (a connect finished, or a send buffer that refused bytes has room) goes to
+//! [`Slirp::handle_host_writable`], readability, errors and hang-ups to
+//! [`Slirp::handle_host_readable`]: O(1) per event. A TCP listener accepts a bounded burst per
+//! report; when the burst took connections without draining the backlog
+//! ([`StdHost::listener_backlog`]) the loop reports it again at the next turn instead of waiting
+//! for an edge that would not come.
 //!
 //! Tokens: 0-15 belong to the loop (guest link 0-1, signals, exit fd, child, waker 2-6, the
 //! control API's listener 7), host sockets count up from 16, and the control API's connections
@@ -93,8 +99,8 @@ pub struct EventLoop<'a> {
     tx_blocked: bool,
     /// A QEMU guest is waiting to be accepted.
     accept_pending: bool,
-    /// Host sockets reported ready since the last turn.
-    host_ready: Vec<SocketId>,
+    /// Host sockets reported ready since the last turn: (id, readable/error/hang-up, writable).
+    host_ready: Vec<(SocketId, bool, bool)>,
     /// The control API socket, if one is served.
     api: Option<ApiServer>,
 }
@@ -205,6 +211,18 @@ impl<'a> EventLoop<'a> {
         self.slirp.remove_udp_forward(&mut self.host, id)
     }
 
+    /// Listens on `host` and opens every accepted connection toward the guest endpoint `guest`
+    /// (guest address 0.0.0.0: the first DHCP address); returns the rule id (one id space with
+    /// UDP forwards). See [`Slirp::add_tcp_forward`].
+    pub fn add_tcp_forward(&mut self, host: SocketAddrV4, guest: SocketAddrV4) -> Result<u32, ForwardError> {
+        self.slirp.add_tcp_forward(&mut self.host, host, guest)
+    }
+
+    /// Removes TCP forwarding rule `id` and closes its listener (open connections go on).
+    pub fn remove_tcp_forward(&mut self, id: u32) -> Result<(), ForwardError> {
+        self.slirp.remove_tcp_forward(&mut self.host, id)
+    }
+
     /// Runs until a stop condition (see [`Exit`]) or a fatal error of the guest link.
     pub fn run(&mut self) -> io::Result<Exit> {
         if let Some(fd) = self.ready_fd.take() {
@@ -259,7 +277,10 @@ impl<'a> EventLoop<'a> {
                     token if self.api.as_mut().is_some_and(|a| a.event(token)) => {}
                     token => {
                         if let Some(id) = self.host.socket_event(token, ev.is_error()) {
-                            self.host_ready.push(id);
+                            let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                            // An error also ends a pending connect or a blocked send.
+                            let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                            self.host_ready.push((id, readable, writable));
                         }
                     }
                 }
@@ -281,7 +302,7 @@ impl<'a> EventLoop<'a> {
         if self.rx_pending && self.link.is_connected() {
             return Some(Duration::ZERO);
         }
-        if self.api.as_ref().is_some_and(ApiServer::has_pending) {
+        if !self.host_ready.is_empty() || self.api.as_ref().is_some_and(ApiServer::has_pending) {
             return Some(Duration::ZERO);
         }
         let api_deadline = self.api.as_ref().and_then(ApiServer::poll_at);
@@ -333,12 +354,25 @@ impl<'a> EventLoop<'a> {
         }
         if !self.host_ready.is_empty() {
             let mut ready = std::mem::take(&mut self.host_ready);
-            for id in ready.drain(..) {
+            let mut again = Vec::new();
+            for (id, readable, writable) in ready.drain(..) {
                 let now = self.clock.now();
-                self.slirp.handle_host_readable(now, id, &mut self.host);
+                // Writable first: a finished connect, and room for what the guest sent (which
+                // opens the guest's window), before reading the reply.
+                if writable {
+                    self.slirp.handle_host_writable(now, id, &mut self.host);
+                }
+                if readable {
+                    let accepted = self.host.accepted();
+                    self.slirp.handle_host_readable(now, id, &mut self.host);
+                    if self.host.accepted() != accepted && self.host.listener_backlog(id) {
+                        again.push((id, true, false));
+                    }
+                }
                 // What the socket had for the guest goes out before the next one is read.
                 self.transmit()?;
             }
+            ready.extend(again);
             self.host_ready = ready;
         }
         if let Some(server) = &mut self.api {

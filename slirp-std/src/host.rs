@@ -13,11 +13,23 @@
 //!   back to its UDP pseudo-ping. On a raw socket the identifier on the wire is this host's own
 //!   random one (so two instances on one host never take each other's replies); replies are
 //!   reported with the identifier the core asked for.
+//! - **TCP**: nonblocking stream sockets with `TCP_NODELAY` (the core coalesces toward the
+//!   guest; the host kernel must not add Nagle's delay to interactive flows). A connect returns
+//!   at once (`EINPROGRESS` is `Ok`); completion shows as writability and
+//!   [`HostSocket::tcp_connect_result`] reads `SO_ERROR`. Sends use `MSG_NOSIGNAL` (a peer that
+//!   went away is an error, not a SIGPIPE). [`HostSocket::tcp_abort`] sets `SO_LINGER` 0 before
+//!   closing, so the peer gets a RST. Listeners (port forwards) use `SO_REUSEADDR`; accepted
+//!   sockets are nonblocking, `TCP_NODELAY`, and watched like connected ones. The kernel's socket
+//!   buffers are left to its autotuning.
 //! - **Readiness**: each socket is registered with the event loop's [`mio::Registry`] (given with
 //!   [`StdHost::attach`]) under a token of its own, at or above [`FIRST_TOKEN`]; the loop turns
 //!   an event back into the core's id with [`StdHost::socket_event`]. Registration is
 //!   edge-triggered: the core reads until [`HostError::WouldBlock`] or keeps the socket on its
-//!   own ready list, so one event is enough.
+//!   own ready list, so one event is enough. UDP, echo sockets and TCP listeners are watched for
+//!   readability; TCP streams for readability and writability (a finished connect, or room in a
+//!   send buffer that refused bytes). A listener whose backlog the core did not drain (it accepts
+//!   a bounded burst per event) is reported by [`StdHost::listener_backlog`] so the loop can
+//!   offer it again without a new edge.
 //!
 //! Every operation is O(1): a hash lookup by id, a slab lookup by token.
 
@@ -54,6 +66,10 @@ enum Kind {
     Ping,
     /// Raw ICMP socket: receives whole IPv4 packets.
     Raw,
+    /// TCP stream (connecting, connected or accepted).
+    Tcp,
+    /// TCP listener of a port forward.
+    Listener,
 }
 
 #[derive(Debug)]
@@ -67,6 +83,9 @@ struct Sock {
     errqueue: bool,
     /// The identifier the core last used on a raw echo socket.
     core_ident: u16,
+    /// Listener: the last accept took a connection (more may be waiting, and edge-triggered
+    /// readiness will not say so again).
+    backlog: bool,
 }
 
 /// The host side of one slirp instance on a std platform. See the module documentation.
@@ -82,6 +101,8 @@ pub struct StdHost {
     raw_ident: u16,
     /// Scratch for building echo requests.
     packet: Vec<u8>,
+    /// Connections accepted since the start (see [`StdHost::accepted`]).
+    accepted: u64,
 }
 
 impl Default for StdHost {
@@ -103,6 +124,7 @@ impl StdHost {
             free_tokens: Vec::new(),
             raw_ident,
             packet: Vec::new(),
+            accepted: 0,
         }
     }
 
@@ -144,6 +166,21 @@ impl StdHost {
         self.sockets.len()
     }
 
+    /// Whether `id` is a TCP listener whose last accept succeeded, so connections may still wait
+    /// in its backlog with no new readiness edge to announce them. The event loop offers such a
+    /// listener to the core again at its next turn (after a turn in which the core accepted
+    /// nothing, for instance because its table is full, the flag stays as it was, and the loop
+    /// stops offering: see [`EventLoop`](crate::EventLoop)).
+    pub fn listener_backlog(&self, id: SocketId) -> bool {
+        self.sockets.get(&id).is_some_and(|s| s.kind == Kind::Listener && s.backlog)
+    }
+
+    /// How many connections were accepted so far, on all listeners (the loop compares it before
+    /// and after handing a listener's event to the core).
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
     fn register(&mut self, id: SocketId) -> Result<(), HostError> {
         let Some(registry) = &self.registry else { return Ok(()) };
         let Some(sock) = self.sockets.get_mut(&id) else { return Ok(()) };
@@ -158,7 +195,11 @@ impl StdHost {
             }
         };
         let token = Token(FIRST_TOKEN + slot);
-        if let Err(e) = registry.register(&mut SourceFd(&sock.fd.as_raw_fd()), token, Interest::READABLE) {
+        let interest = match sock.kind {
+            Kind::Tcp => Interest::READABLE | Interest::WRITABLE,
+            _ => Interest::READABLE,
+        };
+        if let Err(e) = registry.register(&mut SourceFd(&sock.fd.as_raw_fd()), token, interest) {
             self.free_tokens.push(slot);
             log::warn!("cannot watch a host socket: {e}");
             return Err(io_error(&e));
@@ -171,7 +212,8 @@ impl StdHost {
     /// Adds `fd` under `id` (replacing and closing whatever had that id) and watches it.
     fn insert(&mut self, id: SocketId, fd: OwnedFd, kind: Kind) -> Result<(), HostError> {
         self.close(id);
-        self.sockets.insert(id, Sock { fd, token: None, kind, ttl: None, errqueue: false, core_ident: 0 });
+        self.sockets
+            .insert(id, Sock { fd, token: None, kind, ttl: None, errqueue: false, core_ident: 0, backlog: false });
         if let Err(e) = self.register(id) {
             self.sockets.remove(&id);
             return Err(e);
@@ -181,7 +223,7 @@ impl StdHost {
 
     fn sock(&mut self, id: SocketId, kind: Kind) -> Result<&mut Sock, HostError> {
         match self.sockets.get_mut(&id) {
-            Some(s) if s.kind == kind || (kind != Kind::Udp && s.kind != Kind::Udp) => Ok(s),
+            Some(s) if s.kind == kind || (kind == Kind::Ping && s.kind == Kind::Raw) => Ok(s),
             _ => Err(HostError::Other),
         }
     }
@@ -217,6 +259,32 @@ impl StdHost {
     }
 }
 
+/// Pending connections a forward's listener holds for us (the kernel caps it at somaxconn).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// A fresh nonblocking TCP socket with `TCP_NODELAY`.
+fn tcp_socket() -> Result<OwnedFd, HostError> {
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let fd = rustix::net::socket_with(AddressFamily::INET, SocketType::STREAM, flags, Some(ipproto::TCP))
+        .map_err(map_errno)?;
+    if let Err(e) = rustix::net::sockopt::set_tcp_nodelay(&fd, true) {
+        // Still correct, only slower for small writes.
+        log::debug!("TCP_NODELAY: {e}");
+    }
+    Ok(fd)
+}
+
+/// `send` on a stream, again after EINTR; `WouldBlock` when the buffer is full.
+fn send_retrying(sock: &Sock, data: &[u8], flags: SendFlags) -> Result<usize, HostError> {
+    loop {
+        match rustix::net::send(&sock.fd, data, flags) {
+            Ok(n) => return Ok(n),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(map_errno(e)),
+        }
+    }
+}
+
 /// Applies the guest's TTL to a socket, with one syscall only when it changes.
 fn apply_ttl(sock: &mut Sock, ttl: Option<u8>) {
     if sock.ttl == ttl {
@@ -239,7 +307,9 @@ fn map_errno(e: Errno) -> HostError {
         Errno::AGAIN | Errno::INTR => HostError::WouldBlock,
         Errno::NETUNREACH | Errno::NETDOWN => HostError::NetUnreachable,
         Errno::HOSTUNREACH | Errno::HOSTDOWN => HostError::HostUnreachable,
-        Errno::CONNREFUSED => HostError::Refused,
+        Errno::TIMEDOUT => HostError::HostUnreachable,
+        // A reset (or a write after one) is the core's "refused".
+        Errno::CONNREFUSED | Errno::CONNRESET | Errno::CONNABORTED | Errno::PIPE => HostError::Refused,
         Errno::ACCESS | Errno::PERM => HostError::PermissionDenied,
         Errno::ADDRINUSE => HostError::AddrInUse,
         Errno::MSGSIZE => HostError::TooLarge,
@@ -391,7 +461,7 @@ impl HostSocket for StdHost {
             match s.kind {
                 Kind::Ping => return Ok(EchoKind::Datagram),
                 Kind::Raw => return Ok(EchoKind::Raw),
-                Kind::Udp => {}
+                Kind::Udp | Kind::Tcp | Kind::Listener => {}
             }
         }
         let (fd, kind) = self.open_echo()?;
@@ -484,6 +554,123 @@ impl HostSocket for StdHost {
             buf.copy_within(start + 8..n, 0);
             return Ok(EchoReply { from: *from.ip(), ident, seq_no, len: n - start - 8 });
         }
+    }
+
+    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddrV4) -> Result<(), HostError> {
+        let fd = tcp_socket()?;
+        match rustix::net::connect(&fd, &dst) {
+            Ok(()) | Err(Errno::INPROGRESS) => {}
+            // Interrupted: the connect goes on in the background, as with EINPROGRESS.
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(map_errno(e)),
+        }
+        self.insert(id, fd, Kind::Tcp)
+    }
+
+    fn tcp_connect_result(&mut self, id: SocketId) -> Result<(), HostError> {
+        let sock = self.sock(id, Kind::Tcp)?;
+        match rustix::net::sockopt::socket_error(&sock.fd) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) | Err(e) => return Err(map_errno(e)),
+        }
+        // No error: connected, or still on its way (a readiness report that came early).
+        match rustix::net::getpeername(&sock.fd) {
+            Ok(_) => Ok(()),
+            Err(Errno::NOTCONN) => Err(HostError::WouldBlock),
+            Err(e) => Err(map_errno(e)),
+        }
+    }
+
+    fn tcp_send(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
+        let sock = self.sock(id, Kind::Tcp)?;
+        send_retrying(sock, data, SendFlags::NOSIGNAL)
+    }
+
+    fn tcp_send_urgent(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
+        let sock = self.sock(id, Kind::Tcp)?;
+        send_retrying(sock, data, SendFlags::NOSIGNAL | SendFlags::OOB)
+    }
+
+    fn tcp_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<usize, HostError> {
+        let sock = self.sock(id, Kind::Tcp)?;
+        if buf.is_empty() {
+            return Err(HostError::WouldBlock);
+        }
+        loop {
+            match rustix::net::recv(&sock.fd, &mut *buf, RecvFlags::empty()) {
+                Ok((n, _)) => return Ok(n),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(map_errno(e)),
+            }
+        }
+    }
+
+    fn tcp_shutdown_write(&mut self, id: SocketId) -> Result<(), HostError> {
+        let sock = self.sock(id, Kind::Tcp)?;
+        match rustix::net::shutdown(&sock.fd, rustix::net::Shutdown::Write) {
+            // Already reset or never connected: nothing left to finish.
+            Ok(()) | Err(Errno::NOTCONN) => Ok(()),
+            Err(e) => Err(map_errno(e)),
+        }
+    }
+
+    fn tcp_abort(&mut self, id: SocketId) {
+        if let Some(sock) = self.sockets.get(&id) {
+            if sock.kind == Kind::Tcp {
+                // A zero linger time makes close() send a RST and drop unsent data.
+                if let Err(e) = rustix::net::sockopt::set_socket_linger(&sock.fd, Some(std::time::Duration::ZERO)) {
+                    log::debug!("SO_LINGER 0: {e}");
+                }
+            }
+        }
+        self.close(id);
+    }
+
+    fn tcp_listen(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+        let fd = rustix::net::socket_with(AddressFamily::INET, SocketType::STREAM, flags, Some(ipproto::TCP))
+            .map_err(map_errno)?;
+        // A forward re-added right after its removal (or after a restart) must not wait out
+        // TIME_WAIT connections on the port.
+        rustix::net::sockopt::set_socket_reuseaddr(&fd, true).map_err(map_errno)?;
+        rustix::net::bind(&fd, &local).map_err(map_errno)?;
+        rustix::net::listen(&fd, LISTEN_BACKLOG).map_err(map_errno)?;
+        let bound = v4(rustix::net::getsockname(&fd).ok()).unwrap_or(local);
+        self.insert(id, fd, Kind::Listener)?;
+        Ok(bound)
+    }
+
+    fn tcp_accept(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddrV4, HostError> {
+        let sock = self.sock(listener, Kind::Listener)?;
+        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+        // Bounded: each round consumes one pending connection (or an interruption).
+        let (fd, peer) = (|| {
+            for _ in 0..64 {
+                match rustix::net::acceptfrom_with(&sock.fd, flags) {
+                    Ok((fd, from)) => match v4(from) {
+                        Some(peer) => return Ok((fd, peer)),
+                        None => continue,
+                    },
+                    // The client gave up before we got to it: try the next one.
+                    Err(Errno::INTR | Errno::CONNABORTED | Errno::PROTO) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(Errno::AGAIN)
+        })()
+        .map_err(|e| {
+            if e == Errno::AGAIN {
+                sock.backlog = false;
+            }
+            map_errno(e)
+        })?;
+        sock.backlog = true;
+        self.accepted += 1;
+        if let Err(e) = rustix::net::sockopt::set_tcp_nodelay(&fd, true) {
+            log::debug!("TCP_NODELAY: {e}");
+        }
+        self.insert(id, fd, Kind::Tcp)?;
+        Ok(peer)
     }
 
     /// The upstream resolver, when it is IPv4 (the core's NAT speaks IPv4 toward the host).
@@ -628,6 +815,13 @@ mod tests {
         assert_eq!(map_errno(Errno::ADDRINUSE), HostError::AddrInUse);
         assert_eq!(map_errno(Errno::ACCESS), HostError::PermissionDenied);
         assert_eq!(map_errno(Errno::MFILE), HostError::Exhausted);
+        // TCP: a reset is the core's "refused"; a connect that timed out is an unreachable host.
+        assert_eq!(map_errno(Errno::CONNREFUSED), HostError::Refused);
+        assert_eq!(map_errno(Errno::CONNRESET), HostError::Refused);
+        assert_eq!(map_errno(Errno::PIPE), HostError::Refused);
+        assert_eq!(map_errno(Errno::HOSTUNREACH), HostError::HostUnreachable);
+        assert_eq!(map_errno(Errno::TIMEDOUT), HostError::HostUnreachable);
+        assert_eq!(map_errno(Errno::INPROGRESS), HostError::Other);
     }
 
     #[test]
@@ -695,6 +889,132 @@ mod tests {
             }
         }
         assert_eq!(host.icmp_echo_recv(ECHO, &mut buf), Err(HostError::WouldBlock));
+    }
+
+    const T1: SocketId = SocketId(5 << 56 | 1);
+    const T2: SocketId = SocketId(5 << 56 | 2);
+    const L: SocketId = SocketId(6 << 56 | 1);
+
+    fn local(port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
+    }
+
+    /// Sends all of `data`, waiting while the socket is full.
+    fn send_all(host: &mut StdHost, id: SocketId, mut data: &[u8]) {
+        while !data.is_empty() {
+            let n = wait(|| host.tcp_send(id, data)).unwrap();
+            data = &data[n..];
+        }
+    }
+
+    /// Reads until `want` bytes or EOF.
+    fn recv_n(host: &mut StdHost, id: SocketId, want: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while got.len() < want {
+            let n = wait(|| host.tcp_recv(id, &mut buf)).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    #[test]
+    fn tcp_connect_send_recv_half_close_through_a_listener() {
+        let mut host = StdHost::default();
+        let bound = host.tcp_listen(L, local(0)).unwrap();
+        assert_eq!(*bound.ip(), Ipv4Addr::LOCALHOST);
+        assert_ne!(bound.port(), 0);
+        assert_eq!(host.tcp_accept(L, T2), Err(HostError::WouldBlock), "nobody connected yet");
+        assert!(!host.listener_backlog(L));
+        host.tcp_connect(T1, bound).unwrap();
+        assert_eq!(wait(|| host.tcp_connect_result(T1)), Ok(()));
+        let peer = wait(|| host.tcp_accept(L, T2)).unwrap();
+        assert_eq!(*peer.ip(), Ipv4Addr::LOCALHOST);
+        assert!(host.listener_backlog(L), "an accept succeeded: more may wait");
+        assert_eq!(host.accepted(), 1);
+        assert_eq!(host.tcp_accept(L, SocketId(T2.0 + 1)), Err(HostError::WouldBlock));
+        assert!(!host.listener_backlog(L), "drained");
+        // TCP_NODELAY on both ends.
+        assert!(rustix::net::sockopt::tcp_nodelay(&host.sockets[&T1].fd).unwrap());
+        assert!(rustix::net::sockopt::tcp_nodelay(&host.sockets[&T2].fd).unwrap());
+        // More than a socket buffer holds each way (the writer sees WouldBlock and waits).
+        let data: Vec<u8> = (0..3 << 20).map(|i: usize| (i * 13 + i / 4099) as u8).collect();
+        let mut got = Vec::new();
+        let mut sent = 0;
+        let mut buf = vec![0u8; 65536];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < data.len() {
+            assert!(Instant::now() < deadline, "stalled at {} of {}", got.len(), data.len());
+            if sent < data.len() {
+                match host.tcp_send(T1, &data[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(HostError::WouldBlock) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            match host.tcp_recv(T2, &mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(HostError::WouldBlock) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(got == data, "bytes damaged on the way");
+        // Half-close: T1 finishes, T2 reads EOF and can still answer.
+        host.tcp_shutdown_write(T1).unwrap();
+        assert_eq!(wait(|| host.tcp_recv(T2, &mut buf)), Ok(0), "EOF after shutdown");
+        send_all(&mut host, T2, b"still here");
+        assert_eq!(recv_n(&mut host, T1, 10), b"still here");
+        host.close(T2);
+        assert_eq!(wait(|| host.tcp_recv(T1, &mut buf)), Ok(0));
+        host.close(T1);
+        host.close(L);
+        assert_eq!(host.open_sockets(), 0);
+    }
+
+    #[test]
+    fn tcp_abort_resets_the_peer_and_refusals_are_refused() {
+        let mut host = StdHost::default();
+        let bound = host.tcp_listen(L, local(0)).unwrap();
+        host.tcp_connect(T1, bound).unwrap();
+        assert_eq!(wait(|| host.tcp_connect_result(T1)), Ok(()));
+        wait(|| host.tcp_accept(L, T2)).unwrap();
+        host.tcp_abort(T1);
+        let mut buf = [0u8; 16];
+        assert_eq!(wait(|| host.tcp_recv(T2, &mut buf)), Err(HostError::Refused), "ECONNRESET");
+        assert_eq!(host.tcp_send(T1, b"x"), Err(HostError::Other), "unknown id after abort");
+        host.close(L);
+        // A port nobody listens on: refused at once or when the connect completes.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let res = host.tcp_connect(T1, local(closed)).and_then(|()| wait(|| host.tcp_connect_result(T1)));
+        assert_eq!(res, Err(HostError::Refused));
+        // A listener's address in use by another listener.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        assert_eq!(host.tcp_listen(L, local(port)), Err(HostError::AddrInUse));
+    }
+
+    #[test]
+    fn tcp_sockets_are_watched_for_writability_and_listeners_for_readability() {
+        let mut poll = mio::Poll::new().unwrap();
+        let mut host = StdHost::default();
+        host.attach(poll.registry().try_clone().unwrap()).unwrap();
+        let bound = host.tcp_listen(L, local(0)).unwrap();
+        host.tcp_connect(T1, bound).unwrap();
+        let mut events = mio::Events::with_capacity(8);
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !(seen.contains(&(T1, false, true)) && seen.iter().any(|e| e.0 == L && e.1)) {
+            assert!(Instant::now() < deadline, "events so far: {seen:?}");
+            poll.poll(&mut events, Some(Duration::from_millis(100))).unwrap();
+            for e in events.iter() {
+                let id = host.socket_event(e.token(), e.is_error()).unwrap();
+                seen.push((id, e.is_readable(), e.is_writable()));
+            }
+        }
+        assert_eq!(host.tcp_connect_result(T1), Ok(()));
     }
 
     #[test]

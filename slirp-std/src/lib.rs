@@ -1,8 +1,8 @@
 //! # slirp-std
 //!
 //! slirp on Linux: the event loop that drives the sans-IO core ([`slirp_core::Slirp`]) with a
-//! monotonic clock, the host side of the NAT ([`StdHost`]: UDP and ICMP echo over nonblocking
-//! sockets), guest links (a TAP created inside a network namespace, QEMU's `-netdev
+//! monotonic clock, the host side of the NAT ([`StdHost`]: TCP, UDP and ICMP echo over
+//! nonblocking sockets), guest links (a TAP created inside a network namespace, QEMU's `-netdev
 //! stream` unix socket, or any descriptor an embedder already holds), a pcap capture of the
 //! link, the control API socket ([`api`], slirp4netns' JSON API), and the `slirp` command built
 //! from them.
@@ -49,8 +49,32 @@ pub use pcap::PcapWriter;
 
 use slirp_core::Storage;
 
+/// TCP connections at once by default.
+pub const DEFAULT_TCP_CONNECTIONS: usize = 1024;
+/// Default size of each TCP connection's send and receive buffers: 256 KiB each way, so one
+/// connection can keep a window of that size in flight (the core advertises the receive buffer's
+/// free space, scaled).
+pub const DEFAULT_TCP_BUFFER: usize = 256 * 1024;
+/// Smallest TCP buffer [`storage`] accepts: a few full segments at the largest MTU.
+pub const MIN_TCP_BUFFER: usize = 16 * 1024;
+/// Largest TCP buffer [`storage`] accepts (the window scale allows up to 1 GiB; this is plenty
+/// for a local link).
+pub const MAX_TCP_BUFFER: usize = 64 * 1024 * 1024;
+
 /// Memory for one instance on a std host: 1 MiB of guest-bound queue, 256 KiB for packets
-/// waiting on ARP, and 8 reassembly slots of 64 KiB.
+/// waiting on ARP, 8 reassembly slots of 64 KiB, and TCP for [`DEFAULT_TCP_CONNECTIONS`]
+/// connections with [`DEFAULT_TCP_BUFFER`] each way.
 pub fn default_storage() -> Storage<'static> {
-    Storage::with_capacity(1024 * 1024, 256 * 1024, 8, 65535)
+    storage(DEFAULT_TCP_CONNECTIONS, DEFAULT_TCP_BUFFER)
+}
+
+/// [`default_storage`] with `tcp_connections` connection slots and `tcp_buffer` bytes for each
+/// connection's send and receive buffer (clamped to [`MIN_TCP_BUFFER`]..=[`MAX_TCP_BUFFER`]).
+///
+/// The slots are allocated at once (a few hundred bytes each); the buffers only when a connection
+/// opens, and reused after it closes, so memory follows the most connections open at once: at
+/// most `tcp_connections * 2 * tcp_buffer` (512 MiB for the defaults, if all 1024 were open).
+pub fn storage(tcp_connections: usize, tcp_buffer: usize) -> Storage<'static> {
+    let buffer = tcp_buffer.clamp(MIN_TCP_BUFFER, MAX_TCP_BUFFER);
+    Storage::with_capacity(1024 * 1024, 256 * 1024, 8, 65535).with_tcp_capacity(tcp_connections, buffer, buffer)
 }

@@ -19,7 +19,7 @@ use slirp_std::api::ApiServer;
 use slirp_std::netlink::{configure_here, InterfaceSetup};
 use slirp_std::netns::{enter_new_netns, open_tap_here, recv_fd, send_fd};
 use slirp_std::options::{host_nameserver, parse_dns_upstream, FwdProto};
-use slirp_std::{default_storage, sys, Cidr, EventLoop, Exit, GuestLink, HostFwd, NetnsTarget, PcapWriter, StdHost};
+use slirp_std::{sys, Cidr, EventLoop, Exit, GuestLink, HostFwd, NetnsTarget, PcapWriter, StdHost};
 
 #[derive(Parser, Debug)]
 #[command(name = "slirp", version, about = "User-mode TCP/IP networking for network namespaces and virtual machines")]
@@ -74,8 +74,8 @@ struct Common {
         help = "Forward a host port to the guest, QEMU syntax [tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT \
                 (repeatable). HOSTADDR defaults to 0.0.0.0 (all addresses). GUESTADDR defaults to the address \
                 slirp gave the guest: .100 with `attach --configure` and `run` (as slirp4netns), else the first \
-                DHCP address .15 (as QEMU). UDP rules take effect; TCP rules are checked but not active until \
-                TCP NAT lands"
+                DHCP address .15 (as QEMU). TCP connections from loopback clients reach the guest from the \
+                gateway address (10.0.2.2), others from the client's own address"
     )]
     hostfwd: Vec<String>,
     #[arg(
@@ -86,6 +86,19 @@ struct Common {
                 replaced; the socket is removed on exit"
     )]
     api_socket: Option<PathBuf>,
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = slirp_std::DEFAULT_TCP_BUFFER,
+        value_parser = parse_tcp_buffer,
+        help = "Size of each TCP connection's send and receive buffer (16384 to 67108864; suffixes K and M). \
+                The window the guest sees is at most this; allocated when a connection opens"
+    )]
+    tcp_buffer: usize,
+    /// Most TCP connections at once; more are refused with RST (counted as tcp_table_full).
+    #[arg(long, value_name = "N", default_value_t = slirp_std::DEFAULT_TCP_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    tcp_connections: u32,
     /// Write a capture of the guest link to FILE (pcap).
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
@@ -227,28 +240,45 @@ fn check_hostfwds(c: &Common) -> Result<Vec<HostFwd>, Fail> {
     Ok(rules)
 }
 
-/// Installs the UDP forwarding rules; says plainly that TCP rules are not active yet.
+/// Installs the forwarding rules.
 ///
 /// `default_guest` is the guest address for rules that name none: the address slirp configured
 /// in the guest (.100) when it did, else 0.0.0.0 (the core picks the first DHCP address).
 fn install_hostfwds(ev: &mut EventLoop<'_>, rules: &[HostFwd], default_guest: Ipv4Addr) -> Result<(), Fail> {
     for r in rules {
-        match r.proto {
-            FwdProto::Tcp => log::warn!(
-                "--hostfwd {r}: accepted, but NOT active: TCP port forwarding takes effect once TCP NAT lands"
-            ),
-            FwdProto::Udp => {
-                let host = SocketAddrV4::new(r.host_addr, r.host_port);
-                let guest = SocketAddrV4::new(r.guest_addr.unwrap_or(default_guest), r.guest_port);
-                let id = ev.add_udp_forward(host, guest).map_err(|e| Fail(format!("--hostfwd {r}: {e}")))?;
-                let rule = ev.slirp().udp_forwards().find(|f| f.id == id);
-                if let Some(f) = rule {
-                    log::info!("--hostfwd {r}: forwarding udp {} to {}", f.host, f.guest);
-                }
+        let host = SocketAddrV4::new(r.host_addr, r.host_port);
+        let guest = SocketAddrV4::new(r.guest_addr.unwrap_or(default_guest), r.guest_port);
+        let rule = match r.proto {
+            FwdProto::Tcp => {
+                let id = ev.add_tcp_forward(host, guest).map_err(|e| Fail(format!("--hostfwd {r}: {e}")))?;
+                ev.slirp().tcp_forwards().find(|f| f.id == id).map(|f| ("tcp", f.host, f.guest))
             }
+            FwdProto::Udp => {
+                let id = ev.add_udp_forward(host, guest).map_err(|e| Fail(format!("--hostfwd {r}: {e}")))?;
+                ev.slirp().udp_forwards().find(|f| f.id == id).map(|f| ("udp", f.host, f.guest))
+            }
+        };
+        if let Some((proto, host, guest)) = rule {
+            log::info!("--hostfwd {r}: forwarding {proto} {host} to {guest}");
         }
     }
     Ok(())
+}
+
+/// Parses `--tcp-buffer`: bytes, or with a K or M suffix (binary multiples).
+fn parse_tcp_buffer(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (digits, mult) = match t.as_bytes().last() {
+        Some(b'k' | b'K') => (&t[..t.len() - 1], 1024),
+        Some(b'm' | b'M') => (&t[..t.len() - 1], 1024 * 1024),
+        _ => (t, 1),
+    };
+    let n: usize = digits.parse().map_err(|_| format!("{s:?} is not a size (like 262144, 256K or 4M)"))?;
+    let bytes = n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))?;
+    if !(slirp_std::MIN_TCP_BUFFER..=slirp_std::MAX_TCP_BUFFER).contains(&bytes) {
+        return Err(format!("{s:?}: must be {} to {} bytes", slirp_std::MIN_TCP_BUFFER, slirp_std::MAX_TCP_BUFFER));
+    }
+    Ok(bytes)
 }
 
 fn dns_upstream(c: &Common) -> Option<SocketAddr> {
@@ -302,7 +332,8 @@ fn build_loop(c: &Common, p: Prepared, link: GuestLink, default_guest: Ipv4Addr)
         None => log::info!("no DNS upstream: /etc/resolv.conf has no nameserver; the DNS alias refuses queries"),
     }
     let host = StdHost::new(p.dns_upstream);
-    let slirp = Slirp::new(p.config, default_storage()).map_err(|e| Fail(e.to_string()))?;
+    let storage = slirp_std::storage(c.tcp_connections as usize, c.tcp_buffer);
+    let slirp = Slirp::new(p.config, storage).map_err(|e| Fail(e.to_string()))?;
     let mut ev = EventLoop::new(slirp, host, link)?;
     install_hostfwds(&mut ev, &p.hostfwds, default_guest)?;
     if let Some(path) = &c.pcap {
