@@ -42,6 +42,10 @@ use slirp_core::{EchoKind, EchoReply, HostError, HostSocket, Instant, SocketId, 
 use crate::dns;
 use crate::sim::SimHost;
 
+mod tcp;
+
+pub use tcp::{ConnId, TcpConnRecord, TcpService, DEFAULT_TCP_RECV_BUFFER, DEFAULT_TCP_SEND_BUFFER};
+
 /// Ports handed out to sockets bound to port 0.
 pub const EPHEMERAL_PORTS: core::ops::RangeInclusive<u16> = 40000..=60999;
 /// Default one-way latency between the host and the fake internet.
@@ -161,6 +165,25 @@ pub struct FakeNetStats {
     pub unknown_socket_calls: u64,
     /// Readiness reports handed to the simulation.
     pub readiness_reports: u64,
+    /// Writability reports handed to the simulation (TCP connects done, send space back).
+    pub writable_reports: u64,
+    /// TCP connects the core started (accepted by `tcp_connect`).
+    pub tcp_connects: u64,
+    /// TCP connects that failed at once (no route, loopback refusal, socket limit).
+    pub tcp_connect_failures: u64,
+    /// Connections the core accepted from listeners.
+    pub tcp_accepts: u64,
+    /// TCP sends that took less than offered (the send buffer filled).
+    pub tcp_short_sends: u64,
+    /// Sends after the core shut its write side (a core bug).
+    pub tcp_send_after_shutdown: u64,
+    /// Reads with an empty buffer, which a real socket answers with 0 = end of stream (a core
+    /// bug).
+    pub tcp_empty_reads: u64,
+    /// Connections the core ended with RST (abort, or close with unread data).
+    pub tcp_resets_by_core: u64,
+    /// Closes that discarded unread received data (Linux then sends RST).
+    pub tcp_close_discarded: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -190,6 +213,8 @@ enum Event {
     Client { client: SocketAddrV4, from: SocketAddrV4, data: Vec<u8> },
     /// A datagram arrives at a service, which may answer.
     Service { service: SocketAddrV4, from: SocketAddrV4, socket: SocketId, data: Vec<u8> },
+    /// Something of TCP connection (index) is due.
+    TcpWake(usize),
 }
 
 /// The fake host network. See the [module documentation](self).
@@ -220,6 +245,7 @@ pub struct FakeNet {
     service_log: Vec<(SocketAddrV4, SocketAddrV4, Vec<u8>)>,
     closed: Vec<SocketId>,
     stats: FakeNetStats,
+    tcp: tcp::TcpNet,
 }
 
 impl Default for FakeNet {
@@ -262,21 +288,26 @@ impl FakeNet {
             service_log: Vec::new(),
             closed: Vec::new(),
             stats: FakeNetStats::default(),
+            tcp: tcp::TcpNet::default(),
         }
     }
 
     /// A small internet most tests need (the addresses are the `*_ADDR` constants of this
-    /// module): a UDP echo server at 198.51.100.7:7 that also answers pings, a server at
-    /// 203.0.113.5:9 that echoes from 203.0.113.6:99, a DNS resolver at 198.51.100.53:53 that
-    /// knows `example.com` (198.51.100.7) and `echo.test` (198.51.100.7, 203.0.113.5), a host
-    /// at 198.51.100.9 that answers pings but serves no port, and 192.0.2.0/24 behind a router
-    /// (192.0.2.254) that reports it unreachable.
+    /// module): a UDP and TCP echo server at 198.51.100.7:7 that also answers pings, a server at
+    /// 203.0.113.5:9 that echoes from 203.0.113.6:99, a DNS resolver at 198.51.100.53:53 (UDP
+    /// and TCP) that knows `example.com` (198.51.100.7) and `echo.test` (198.51.100.7,
+    /// 203.0.113.5), a host at 198.51.100.9 that answers pings but serves no port (TCP connects
+    /// are refused), and 192.0.2.0/24 behind a router (192.0.2.254) that reports it unreachable
+    /// (TCP connects fail with [`HostError::NetUnreachable`] after a round trip). Addresses
+    /// nobody knows swallow TCP SYNs (the connect never completes).
     pub fn internet() -> FakeNet {
         let mut net = FakeNet::new();
         net.add_udp_service(ECHO_ADDR, UdpService::Echo);
+        net.add_tcp_service(ECHO_ADDR, TcpService::Echo);
         net.add_ping_host(*ECHO_ADDR.ip());
         net.add_udp_service(INDIRECT_ADDR, UdpService::EchoFrom(INDIRECT_REPLY_ADDR));
         net.set_dns_server(DNS_ADDR);
+        net.add_tcp_service(DNS_ADDR, TcpService::Dns);
         net.add_dns_record("example.com", &[*ECHO_ADDR.ip()]);
         net.add_dns_record("echo.test", &[*ECHO_ADDR.ip(), *INDIRECT_ADDR.ip()]);
         net.add_ping_host(QUIET_HOST);
@@ -396,14 +427,14 @@ impl FakeNet {
         self.stats
     }
 
-    /// Open sockets, echo socket included.
+    /// Open sockets: UDP, echo, TCP connections and listeners.
     pub fn open_sockets(&self) -> usize {
-        self.sockets.len()
+        self.sockets.len() + self.tcp.open_count()
     }
 
-    /// Whether socket `id` is open.
+    /// Whether socket `id` (of any kind) is open.
     pub fn is_open(&self, id: SocketId) -> bool {
-        self.sockets.contains_key(&id)
+        self.sockets.contains_key(&id) || self.tcp.owns(id)
     }
 
     /// The address UDP socket `id` is bound to.
@@ -487,7 +518,7 @@ impl FakeNet {
             self.stats.bind_failures += 1;
             return Err(HostError::Other);
         }
-        if self.socket_limit.is_some_and(|limit| self.sockets.len() >= limit) {
+        if self.socket_limit.is_some_and(|limit| self.open_sockets() >= limit) {
             self.stats.bind_failures += 1;
             return Err(HostError::Exhausted);
         }
@@ -670,6 +701,9 @@ impl HostSocket for FakeNet {
     }
 
     fn close(&mut self, id: SocketId) {
+        if self.tcp_close_impl(id, false) {
+            return;
+        }
         let Some(sock) = self.check(id) else { return };
         if let SockKind::Udp(addr) = sock.kind {
             self.bound.remove(&addr);
@@ -746,6 +780,44 @@ impl HostSocket for FakeNet {
     fn dns_upstream(&self) -> Option<SocketAddrV4> {
         self.dns_upstream
     }
+
+    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddrV4) -> Result<(), HostError> {
+        self.tcp_connect_impl(id, dst)
+    }
+
+    fn tcp_connect_result(&mut self, id: SocketId) -> Result<(), HostError> {
+        self.tcp_connect_result_impl(id)
+    }
+
+    fn tcp_send(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
+        self.tcp_send_impl(id, data, false)
+    }
+
+    fn tcp_send_urgent(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
+        self.tcp_send_impl(id, data, true)
+    }
+
+    fn tcp_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<usize, HostError> {
+        self.tcp_recv_impl(id, buf)
+    }
+
+    fn tcp_shutdown_write(&mut self, id: SocketId) -> Result<(), HostError> {
+        self.tcp_shutdown_write_impl(id)
+    }
+
+    fn tcp_abort(&mut self, id: SocketId) {
+        if !self.tcp_close_impl(id, true) {
+            self.close(id);
+        }
+    }
+
+    fn tcp_listen(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+        self.tcp_listen_impl(id, local)
+    }
+
+    fn tcp_accept(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddrV4, HostError> {
+        self.tcp_accept_impl(listener, id)
+    }
 }
 
 impl FakeNet {
@@ -777,6 +849,7 @@ impl SimHost for FakeNet {
                     }
                 }
                 Event::Service { service, from, socket, data } => self.serve(service, from, socket, data),
+                Event::TcpWake(c) => self.tcp_wake(c),
             }
         }
     }
@@ -784,6 +857,12 @@ impl SimHost for FakeNet {
     fn take_readable(&mut self) -> Option<SocketId> {
         let id = self.readable.pop_front()?;
         self.stats.readiness_reports += 1;
+        Some(id)
+    }
+
+    fn take_writable(&mut self) -> Option<SocketId> {
+        let id = self.tcp.writable.pop_front()?;
+        self.stats.writable_reports += 1;
         Some(id)
     }
 }

@@ -7,7 +7,7 @@ use slirp_core::Instant;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
 
-use smoltcp::socket::{dhcpv4, dns, icmp, udp, AnySocket};
+use smoltcp::socket::{dhcpv4, dns, icmp, tcp, udp, AnySocket};
 use smoltcp::wire::{
     EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr,
 };
@@ -265,6 +265,45 @@ impl SmolGuest {
         let (data, meta) = self.sockets.get_mut::<udp::Socket>(handle).recv().ok()?;
         let IpAddress::Ipv4(ip) = meta.endpoint.addr;
         Some((SocketAddrV4::new(ip, meta.endpoint.port), data.to_vec()))
+    }
+
+    /// Opens a TCP connection from local port `local_port` to `dst` with `buffer_bytes` of send
+    /// and receive buffer (window scaling follows from the size). The handshake runs on the next
+    /// polls; watch the socket's state with [`SmolGuest::socket_mut`].
+    ///
+    /// # Panics
+    /// If smoltcp refuses the connect (port 0, no address yet): a bug in the test.
+    pub fn tcp_connect(&mut self, dst: SocketAddrV4, local_port: u16, buffer_bytes: usize) -> SocketHandle {
+        let mut socket = Self::tcp_socket(buffer_bytes);
+        socket
+            .connect(self.iface.context(), (IpAddress::Ipv4(*dst.ip()), dst.port()), local_port)
+            .expect("connect starts");
+        self.sockets.add(socket)
+    }
+
+    /// A TCP socket listening on `port` with `buffer_bytes` each way.
+    ///
+    /// # Panics
+    /// If `port` is 0.
+    pub fn tcp_listen(&mut self, port: u16, buffer_bytes: usize) -> SocketHandle {
+        let mut socket = Self::tcp_socket(buffer_bytes);
+        socket.listen(port).expect("a nonzero port listens");
+        self.sockets.add(socket)
+    }
+
+    /// Removes a socket (a closed TCP socket, say) from the guest.
+    pub fn remove_socket(&mut self, handle: SocketHandle) {
+        self.sockets.remove(handle);
+    }
+
+    fn tcp_socket(buffer_bytes: usize) -> tcp::Socket<'static> {
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; buffer_bytes]),
+            tcp::SocketBuffer::new(vec![0; buffer_bytes]),
+        );
+        // Nagle would hold back the small writes of interactive tests.
+        socket.set_nagle_enabled(false);
+        socket
     }
 
     /// Starts resolving `name` (type A) with the resolvers of the lease, or `servers` if given;

@@ -28,14 +28,18 @@ pub mod fakenet;
 pub mod guest;
 pub mod link;
 pub mod pcap;
+pub mod sha256;
 pub mod sim;
 pub mod trace;
 
 pub use clock::VirtualClock;
-pub use fakenet::{EchoMode, FakeNet, FakeNetStats, RouteFault, SentDatagram, SentEcho, UdpService};
+pub use fakenet::{
+    ConnId, EchoMode, FakeNet, FakeNetStats, RouteFault, SentDatagram, SentEcho, TcpConnRecord, TcpService, UdpService,
+};
 pub use guest::{DhcpLease, EchoReply, PingError, SmolGuest, GUEST_MAC};
 pub use link::{Delivery, Direction, GuestLink, LinkFaults, LinkStats, SendReport};
 pub use pcap::PcapWriter;
+pub use sha256::Sha256;
 pub use sim::{
     PingReply, SimConfig, SimError, SimHost, Simulation, StorageSizes, TraceEvent, TraceKind, Tracer, PING_IDENT,
 };

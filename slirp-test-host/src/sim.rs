@@ -2,7 +2,7 @@
 
 use core::time::Duration;
 
-use slirp_core::storage::{DEFAULT_MAX_DATAGRAM, DEFAULT_UDP_FLOWS};
+use slirp_core::storage::{DEFAULT_MAX_DATAGRAM, DEFAULT_TCP_BUFFER, DEFAULT_TCP_CONNECTIONS, DEFAULT_UDP_FLOWS};
 use slirp_core::{Clock, Config, ConfigError, HostSocket, Instant, NoHost, Slirp, SocketId, Storage};
 use smoltcp::wire::Ipv4Address;
 
@@ -23,7 +23,8 @@ const MAX_ROUNDS_PER_INSTANT: usize = 100_000;
 ///
 /// At every round of an instant the simulation calls [`advance`](SimHost::advance), then hands
 /// each id [`take_readable`](SimHost::take_readable) returns to
-/// [`Slirp::handle_host_readable`], then delivers the link's frames.
+/// [`Slirp::handle_host_readable`] and each id [`take_writable`](SimHost::take_writable)
+/// returns to [`Slirp::handle_host_writable`], then delivers the link's frames.
 pub trait SimHost: HostSocket {
     /// When the host next has something to do on its own (`None`: only when called).
     fn poll_at(&self) -> Option<Instant> {
@@ -37,6 +38,12 @@ pub trait SimHost: HostSocket {
 
     /// The next socket that became readable (and has not been reported since), if any.
     fn take_readable(&mut self) -> Option<SocketId> {
+        None
+    }
+
+    /// The next socket that became writable (a TCP connect finished, or send space came back
+    /// after a short write), if any.
+    fn take_writable(&mut self) -> Option<SocketId> {
         None
     }
 }
@@ -58,6 +65,12 @@ pub struct StorageSizes {
     pub udp_flows: usize,
     /// Largest datagram read from a host socket.
     pub max_datagram: usize,
+    /// TCP connections at once.
+    pub tcp_connections: usize,
+    /// Each TCP connection's send ring (host → guest bytes not yet acknowledged by the guest).
+    pub tcp_send_bytes: usize,
+    /// Each TCP connection's receive buffer (guest → host bytes the host has not taken).
+    pub tcp_recv_bytes: usize,
 }
 
 impl Default for StorageSizes {
@@ -69,6 +82,9 @@ impl Default for StorageSizes {
             reassembly_slot_bytes: 65_535,
             udp_flows: DEFAULT_UDP_FLOWS,
             max_datagram: DEFAULT_MAX_DATAGRAM,
+            tcp_connections: DEFAULT_TCP_CONNECTIONS,
+            tcp_send_bytes: DEFAULT_TCP_BUFFER,
+            tcp_recv_bytes: DEFAULT_TCP_BUFFER,
         }
     }
 }
@@ -231,7 +247,8 @@ impl<H: SimHost> Simulation<H> {
             sizes.reassembly_slots,
             sizes.reassembly_slot_bytes,
         )
-        .with_udp_capacity(sizes.udp_flows, sizes.max_datagram);
+        .with_udp_capacity(sizes.udp_flows, sizes.max_datagram)
+        .with_tcp_capacity(sizes.tcp_connections, sizes.tcp_send_bytes, sizes.tcp_recv_bytes);
         let core = Slirp::new(config.core, storage)?;
         let clock = VirtualClock::new();
         let mut link = GuestLink::new(config.seed);
@@ -414,6 +431,10 @@ impl<H: SimHost> Simulation<H> {
             self.host.advance(now);
             while let Some(id) = self.host.take_readable() {
                 self.core.handle_host_readable(now, id, &mut self.host);
+                busy = true;
+            }
+            while let Some(id) = self.host.take_writable() {
+                self.core.handle_host_writable(now, id, &mut self.host);
                 busy = true;
             }
             while let Some(delivery) = self.link.pop_due(now) {

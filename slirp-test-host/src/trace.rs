@@ -159,12 +159,42 @@ fn describe_tcp(src: impl std::fmt::Display, dst: impl std::fmt::Display, bytes:
             flags.push(name);
         }
     }
+    let mut opts = String::new();
+    let mut rest = tcp.options();
+    while !rest.is_empty() {
+        let Ok((next, opt)) = smoltcp::wire::TcpOption::parse(rest) else { break };
+        use smoltcp::wire::TcpOption as O;
+        match opt {
+            O::EndOfList => break,
+            O::NoOperation => {}
+            O::MaxSegmentSize(m) => {
+                let _ = write!(opts, " mss {m}");
+            }
+            O::WindowScale(w) => {
+                let _ = write!(opts, " wscale {w}");
+            }
+            O::SackPermitted => opts.push_str(" sackOK"),
+            O::SackRange(r) => {
+                for (l, r) in r.iter().flatten() {
+                    let _ = write!(opts, " sack {l}-{r}");
+                }
+            }
+            O::TimeStamp { tsval, tsecr } => {
+                let _ = write!(opts, " ts {tsval}/{tsecr}");
+            }
+            O::Unknown { kind, .. } => {
+                let _ = write!(opts, " opt{kind}");
+            }
+        }
+        rest = next;
+    }
     format!(
-        "TCP {src}:{} -> {dst}:{} [{flags}] seq {} ack {}, {} bytes",
+        "TCP {src}:{} -> {dst}:{} [{flags}] seq {} ack {} win {}{opts}, {} bytes",
         tcp.src_port(),
         tcp.dst_port(),
         tcp.seq_number(),
         tcp.ack_number(),
+        tcp.window_len(),
         tcp.payload().len()
     )
 }
