@@ -69,9 +69,9 @@ fn configure_by_pid_sets_address_route_and_mtu() {
         return;
     };
     // A process living in the guest namespace names it by PID (slirp4netns style).
-    let mut sleeper = std::process::Command::new("ip");
-    sleeper.args(["netns", "exec", &lab.guest, "sleep", "120"]);
-    let s = lab.spawn(sleeper);
+    // Named only once it is in there: before its setns it is in the root namespace.
+    let guest = lab.guest.clone();
+    let s = lab.spawn_in_and_enter(&guest, &["sleep", "120"]);
     let pid = lab.pid(s).to_string();
     let p = lab.slirp(&["attach", "--configure", "--mtu", "1400", &pid]);
     lab.wait_for_guest_link("tap0");

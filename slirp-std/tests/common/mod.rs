@@ -206,6 +206,25 @@ impl Lab {
         self.spawn(cmd)
     }
 
+    /// Starts `args` inside namespace `ns` and waits until the process is really in it; returns
+    /// its index. For a process whose PID names the namespace: right after the fork it is
+    /// still in ours (the root namespace) until `ip netns exec` has called setns, and a slirp
+    /// attached by that PID then would attach the root namespace.
+    pub fn spawn_in_and_enter(&mut self, ns: &str, args: &[&str]) -> usize {
+        use std::os::unix::fs::MetadataExt;
+        let i = self.spawn_in(ns, args);
+        let want = std::fs::metadata(format!("/run/netns/{ns}")).expect("namespace file");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = std::fs::metadata(format!("/proc/{}/ns/net", self.pid(i))).expect("process namespace");
+            if (now.dev(), now.ino()) == (want.dev(), want.ino()) {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "process {} never entered namespace {ns}", self.pid(i));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Waits until something in namespace `ns` listens on UDP port `port`.
     pub fn wait_udp_listening(&self, ns: &str, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -218,6 +237,27 @@ impl Lab {
             assert!(Instant::now() < deadline, "nothing listens on UDP port {port} in {ns}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits until something in namespace `ns` listens on TCP port `port`.
+    pub fn wait_tcp_listening(&self, ns: &str, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let needle = format!(":{port} ");
+        loop {
+            let out = Command::new("ip").args(["netns", "exec", ns, "ss", "-Hnlt"]).output().expect("ss");
+            if String::from_utf8_lossy(&out.stdout).contains(&needle) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "nothing listens on TCP port {port} in {ns}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `args` inside namespace `ns` to completion, killed after `limit`.
+    pub fn exec_in_with_limit(&self, ns: &str, args: &[&str], limit: Duration) -> Output {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).args(args);
+        run_with_limit(cmd, limit)
     }
 
     /// The stand-in internet's services on 198.51.100.1: a DNS server (dnsmasq: `example.test`
