@@ -11,6 +11,7 @@
 # Usage: sudo bench/iperf.sh [SECONDS] [MTU...]      (defaults: 10 s, MTUs 1500 65520)
 # Env:   SLIRP=path/to/slirp (default target/release/slirp; build with cargo build --release)
 #        IMPLS="slirp slirp4netns" (which to measure)  SLIRP_ARGS="..." (extra slirp flags)
+#        LOGS=DIR (keep each NAT's log there; slirp logs at info level then, with its counters)
 # Output: one Markdown table row per (implementation, MTU, direction), Gbit/s as iperf3's
 # receiver measured it.
 set -euo pipefail
@@ -22,6 +23,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 SLIRP=${SLIRP:-$HERE/target/release/slirp}
 IMPLS=${IMPLS:-slirp slirp4netns}
 SLIRP_ARGS=${SLIRP_ARGS:-}
+LOGS=${LOGS:-}
 
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces, TAP)" >&2; exit 1; }
 for t in ip iperf3 python3; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
@@ -68,7 +70,7 @@ measure() { # impl mtu
     ip netns add $guest; NSS+=($guest)
     case $impl in
         slirp) ip netns exec $HOST "$SLIRP" attach --configure --mtu "$mtu" $SLIRP_ARGS \
-                   --log-level warn "/run/netns/$guest" >"/tmp/$P/$impl-$mtu.log" 2>&1 & ;;
+                   --log-level "$([ -n "$LOGS" ] && echo info || echo warn)" "/run/netns/$guest" >"/tmp/$P/$impl-$mtu.log" 2>&1 & ;;
         slirp4netns) ip netns exec $HOST slirp4netns --configure --mtu="$mtu" --netns-type=path \
                    "/run/netns/$guest" tap0 >"/tmp/$P/$impl-$mtu.log" 2>&1 & ;;
     esac
@@ -95,6 +97,7 @@ measure() { # impl mtu
         fi
     done
     kill $pid; wait $pid 2>/dev/null || true
+    [ -n "$LOGS" ] && mkdir -p "$LOGS" && cp "/tmp/$P/$impl-$mtu.log" "$LOGS/"
     ip netns del $guest
 }
 
