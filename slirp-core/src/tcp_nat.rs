@@ -122,6 +122,9 @@ pub(crate) struct TcpNat<'a> {
     out: ReadyRing<'a>,
     out_fast: ReadyRing<'a>,
     forwards: heapless::Vec<TcpForward, MAX_TCP_FORWARDS>,
+    /// A listener was left with connections pending because the table was full: accept again
+    /// once a slot frees (an edge-triggered host will not report it again).
+    accept_waiting: bool,
     pub(crate) config: TcpConfig,
     seed: u64,
 }
@@ -197,6 +200,7 @@ impl<'a> TcpNat<'a> {
             out: ReadyRing::new(storage.out),
             out_fast: ReadyRing::new(storage.out_fast),
             forwards: heapless::Vec::new(),
+            accept_waiting: false,
             config: TcpConfig { mtu: usize::from(mtu), ..config },
             seed,
         }
@@ -612,7 +616,9 @@ impl<'a> Slirp<'a> {
         for _ in 0..ACCEPT_BURST {
             let Some(id) = inner.tcp.flows.next_id() else {
                 inner.stats.drop(DropReason::TcpTableFull);
-                break; // the listener's backlog holds the rest until a slot frees
+                // The listener's backlog holds the rest until a slot frees.
+                inner.tcp.accept_waiting = true;
+                break;
             };
             let socket = encode(Kind::TcpFlow(id));
             let peer = match host.tcp_accept(listener, socket) {
@@ -674,6 +680,18 @@ impl<'a> Slirp<'a> {
         }
     }
 
+    /// A slot freed: accept what listeners left pending while the table was full.
+    fn tcp_accept_waiting<H: HostSocket>(&mut self, now: Instant, host: &mut H) {
+        if !self.inner.tcp.accept_waiting {
+            return;
+        }
+        self.inner.tcp.accept_waiting = false;
+        let rules: heapless::Vec<u32, MAX_TCP_FORWARDS> = self.inner.tcp.forwards.iter().map(|f| f.id).collect();
+        for rule in rules {
+            self.tcp_accept_ready(now, rule, host);
+        }
+    }
+
     /// One flow's turn: up to [`EMIT_BURST`] segments.
     fn tcp_emit_turn<H: HostSocket>(&mut self, now: Instant, id: FlowId, host: &mut H) {
         let mtu = usize::from(self.inner.config.mtu);
@@ -698,7 +716,8 @@ impl<'a> Slirp<'a> {
             // Budget used or the guest queue filled: back in line.
             self.inner.tcp.enqueue_out(id);
         } else if f.tcb.is_closed() {
-            return self.inner.tcp_finish(id, host);
+            self.inner.tcp_finish(id, host);
+            return self.tcp_accept_waiting(now, host);
         } else if f.host_readable && f.tcb.send_buffer_free() > 0 {
             // The host was waiting for send space, which the guest's ACKs made.
             self.inner.tcp_read_host(now, id, host);
