@@ -141,6 +141,9 @@ pub struct Tcb<'a> {
     rtx_at: Option<Instant>,
     persist_at: Option<Instant>,
     persist_backoff: u8,
+    /// The persist timer fired on a silly-window-blocked send: the next data segment goes out
+    /// even if small.
+    sws_override: bool,
     probes_unanswered: u8,
     probe_now: bool,
     /// Handshake deadline, or the end of TIME_WAIT.
@@ -221,6 +224,7 @@ impl<'a> Tcb<'a> {
             rtx_at: None,
             persist_at: None,
             persist_backoff: 0,
+            sws_override: false,
             probes_unanswered: 0,
             probe_now: false,
             close_at: None,
@@ -1249,7 +1253,12 @@ impl<'a> Tcb<'a> {
                 self.abort();
                 return Events::TIMED_OUT | Events::CLOSED;
             }
-            self.probe_now = true;
+            if self.snd_wnd > 0 {
+                // Silly-window-blocked: send the small segment after all (override timeout).
+                self.sws_override = true;
+            } else {
+                self.probe_now = true;
+            }
             self.persist_backoff = self.persist_backoff.saturating_add(1);
             self.persist_at = Some(now + self.rtt.backed_off(self.persist_backoff));
         }
@@ -1337,7 +1346,12 @@ impl<'a> Tcb<'a> {
         }
         let outstanding = self.snd_nxt != self.snd_una;
         let unsent = self.sending() && self.tx.len() > seq_sub(self.snd_nxt, self.tx_base);
-        if !outstanding && self.snd_wnd == 0 && (unsent || self.snd_max != self.snd_una) {
+        // A window too small for sender-side silly window avoidance blocks us as surely as a
+        // zero window: without a timer, a lost window update (or a vanished guest) would stall
+        // the connection forever (RFC 9293 3.8.6.2.1's override timeout).
+        let sws_blocked =
+            self.snd_wnd > 0 && (self.snd_wnd as usize) < self.send_mss() && self.snd_wnd < self.snd_wnd_max / 2;
+        if !outstanding && (self.snd_wnd == 0 || sws_blocked) && (unsent || self.snd_max != self.snd_una) {
             // Nothing can go out until the window opens: probe instead of retransmitting.
             self.rtx_at = None;
             if self.persist_at.is_none() {
@@ -1593,13 +1607,16 @@ impl<'a> Tcb<'a> {
         }
         // Sender-side silly window avoidance (RFC 9293 3.8.6.2.1): a window-limited partial
         // segment waits unless it is at least half the largest window the guest offered.
-        if len < avail && len < mss && len == win_room && (len as u32) < self.snd_wnd_max / 2 {
+        if len < avail && len < mss && len == win_room && (len as u32) < self.snd_wnd_max / 2 && !self.sws_override {
             return None;
         }
         Some((len, fin))
     }
 
     fn emit_data(&mut self, now: Instant, buf: &mut [u8], seq: SeqNumber, len: usize, fin: bool) -> Option<usize> {
+        if len > 0 {
+            self.sws_override = false;
+        }
         let off = seq_sub(seq, self.tx_base);
         let to_end = off + len == self.tx.len();
         let control = if fin {
