@@ -13,7 +13,23 @@
 //! - **readiness**: when a socket's queue goes from empty to non-empty, its id is reported once
 //!   through [`SimHost::take_readable`] (edge-triggered, like `EPOLLET`), and the simulation
 //!   calls [`Slirp::handle_host_readable`](slirp_core::Slirp::handle_host_readable). A core that
-//!   stops reading before [`HostError::WouldBlock`] hears nothing more about that socket;
+//!   stops reading before [`HostError::WouldBlock`] hears nothing more about that socket.
+//!   TCP sockets are reported readable when data arrives into an empty receive buffer or FIN or
+//!   RST arrives, writable through [`SimHost::take_writable`] when a connect completes or a
+//!   send that fell short finds room again; a listener is reported when its backlog becomes
+//!   non-empty, and again at the next round while its last accept succeeded (as `slirp-std`'s
+//!   loop does; [`FakeNet::set_reoffer_listeners`] turns that off);
+//! - **TCP** (see the `tcp` submodule): host stream sockets whose two directions each carry
+//!   data, FIN and RST in order with the latency and hold at most a socket buffer
+//!   ([`FakeNet::set_tcp_buffers`]), so sends come back short or [`HostError::WouldBlock`];
+//!   scripted TCP services ([`TcpService`]: echo, a source of pseudo-random bytes, a
+//!   half-closing sink that answers with a count and SHA-256, a server that resets after some
+//!   bytes, DNS over TCP); a known host without the port refuses after a round trip, the
+//!   loopback refuses at once, a [`RouteFault`] fails the connect at once
+//!   ([`RouteFault::SendFails`]) or after a round trip ([`RouteFault::IcmpError`]) or swallows
+//!   it ([`RouteFault::Blackhole`], as does any unknown address); listeners for port forwards,
+//!   and host clients the test drives ([`FakeNet::tcp_client_connect`] and friends). Every
+//!   connection keeps a [`TcpConnRecord`] ([`FakeNet::tcp_conns`]);
 //! - **the internet**: UDP services at fixed addresses ([`UdpService`]: echo, echo from another
 //!   address, a DNS resolver answering from a name table, a sink, bursts), hosts that answer
 //!   pings, and faults per destination prefix ([`RouteFault`]: the send fails at once, or a
@@ -246,6 +262,7 @@ pub struct FakeNet {
     closed: Vec<SocketId>,
     stats: FakeNetStats,
     tcp: tcp::TcpNet,
+    reoffer_listeners: bool,
 }
 
 impl Default for FakeNet {
@@ -289,6 +306,7 @@ impl FakeNet {
             closed: Vec::new(),
             stats: FakeNetStats::default(),
             tcp: tcp::TcpNet::default(),
+            reoffer_listeners: true,
         }
     }
 
@@ -837,6 +855,7 @@ impl SimHost for FakeNet {
 
     fn advance(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        self.tcp_reoffer();
         while let Some(entry) = self.events.first_entry() {
             if entry.key().0 > self.now {
                 break;

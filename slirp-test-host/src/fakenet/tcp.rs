@@ -259,6 +259,8 @@ pub(super) struct Conn {
 pub(super) struct Listener {
     addr: SocketAddrV4,
     backlog: VecDeque<usize>,
+    /// The last accept took a connection: more may wait with no new edge to say so.
+    accepted_last: bool,
 }
 
 /// The TCP half of [`FakeNet`]'s state.
@@ -621,6 +623,30 @@ impl FakeNet {
         matches!(conn.phase, Phase::Open | Phase::Backlog)
     }
 
+    /// Whether listeners whose last accept took a connection are reported again at the next
+    /// round (as `slirp-std`'s event loop does, see `StdHost::listener_backlog`: the core
+    /// accepts a bounded burst per report, and edge-triggered readiness will not announce the
+    /// rest). On by default; off models a bare edge-triggered host.
+    pub fn set_reoffer_listeners(&mut self, on: bool) {
+        self.reoffer_listeners = on;
+    }
+
+    /// Re-reports listeners whose last accept succeeded (see
+    /// [`set_reoffer_listeners`](Self::set_reoffer_listeners)).
+    pub(super) fn tcp_reoffer(&mut self) {
+        if !self.reoffer_listeners {
+            return;
+        }
+        for (&id, l) in self.tcp.listeners.iter_mut() {
+            if l.accepted_last {
+                l.accepted_last = false;
+                if !self.readable.contains(&id) {
+                    self.readable.push_back(id);
+                }
+            }
+        }
+    }
+
     // ------------------------------------------------------------------ machinery
 
     /// Event handler: something of connection `c` is due.
@@ -961,7 +987,7 @@ impl FakeNet {
             local.port()
         };
         let addr = SocketAddrV4::new(*local.ip(), port);
-        self.tcp.listeners.insert(id, Listener { addr, backlog: VecDeque::new() });
+        self.tcp.listeners.insert(id, Listener { addr, backlog: VecDeque::new(), accepted_last: false });
         self.stats.opened += 1;
         Ok(addr)
     }
@@ -975,7 +1001,11 @@ impl FakeNet {
             self.stats.unknown_socket_calls += 1;
             return Err(HostError::Other);
         }
-        let Some(c) = l.backlog.pop_front() else { return Err(HostError::WouldBlock) };
+        let Some(c) = l.backlog.pop_front() else {
+            l.accepted_last = false;
+            return Err(HostError::WouldBlock);
+        };
+        l.accepted_last = true;
         let conn = &mut self.tcp.conns[c];
         conn.phase = Phase::Open;
         conn.rec.socket = Some(id);
