@@ -181,6 +181,9 @@ impl<'a> Slirp<'a> {
             self.service_ready(now, host);
         }
         self.tcp_timeouts(now, host);
+        if self.inner.tcp.backlog_ready() {
+            self.tcp_retry_backlog(now, host);
+        }
         for _ in 0..self.reassembler.expire(now) {
             self.inner.stats.drop(DropReason::FragmentTimeout);
         }
@@ -191,6 +194,9 @@ impl<'a> Slirp<'a> {
         if self.inner.nat.has_ready() {
             // The guest link drained: read host sockets that were waiting for room.
             self.service_ready(now, host);
+        }
+        if self.inner.tcp.backlog_ready() {
+            self.tcp_retry_backlog(now, host);
         }
         if self.inner.tcp.has_output() {
             self.tcp_emit(now, host);
@@ -228,6 +234,9 @@ impl<'a> Slirp<'a> {
             return Some(Instant::ZERO);
         }
         if self.inner.tcp.has_output() && self.inner.tx_room(usize::from(self.inner.config.mtu)) {
+            return Some(Instant::ZERO);
+        }
+        if self.inner.tcp.backlog_ready() {
             return Some(Instant::ZERO);
         }
         let held = self.inner.hold.peek().map(|r| r.deadline);

@@ -86,6 +86,8 @@ pub struct TcpForward {
     pub host: SocketAddrV4,
     /// The guest endpoint connections are opened to.
     pub guest: SocketAddrV4,
+    /// Connections may still wait in the listener's backlog (we stopped before WouldBlock).
+    backlog: bool,
 }
 
 /// One TCP connection as listed by [`Slirp::tcp_connections`].
@@ -237,6 +239,11 @@ impl<'a> TcpNat<'a> {
 
     pub(crate) fn poll_at(&self) -> Option<Instant> {
         self.timers.peek().map(|(t, _)| t)
+    }
+
+    /// Whether a listener has clients waiting that we can take now (a slot is free).
+    pub(crate) fn backlog_ready(&self) -> bool {
+        !self.flows.is_full() && self.forwards.iter().any(|f| f.backlog)
     }
 
     pub(crate) fn has_output(&self) -> bool {
@@ -613,6 +620,9 @@ impl<'a> Slirp<'a> {
         let inner = &mut self.inner;
         let Some(fwd) = inner.tcp.forwards.iter().find(|f| f.id == rule).copied() else { return };
         let listener = encode(Kind::TcpListener(rule));
+        // Until the host says WouldBlock, clients may be waiting: an edge-triggered host will not
+        // report the listener again, so we remember and come back when a slot frees.
+        let mut backlog = true;
         for _ in 0..ACCEPT_BURST {
             let Some(id) = inner.tcp.flows.next_id() else {
                 inner.stats.drop(DropReason::TcpTableFull);
@@ -623,7 +633,10 @@ impl<'a> Slirp<'a> {
             let socket = encode(Kind::TcpFlow(id));
             let peer = match host.tcp_accept(listener, socket) {
                 Ok(p) => p,
-                Err(_) => break,
+                Err(_) => {
+                    backlog = false;
+                    break;
+                }
             };
             let seen = inner.guest_facing(peer, host);
             let key = TcpKey { guest: fwd.guest, remote: seen };
@@ -660,7 +673,23 @@ impl<'a> Slirp<'a> {
                 Err(_) => host.tcp_abort(socket),
             }
         }
+        if let Some(f) = self.inner.tcp.forwards.iter_mut().find(|f| f.id == rule) {
+            f.backlog = backlog;
+        }
         self.tcp_emit(now, host);
+    }
+
+    /// Takes clients left in listeners' backlogs once a connection slot is free.
+    pub(crate) fn tcp_retry_backlog<H: HostSocket>(&mut self, now: Instant, host: &mut H) {
+        for i in 0..self.inner.tcp.forwards.len() {
+            if !self.inner.tcp.backlog_ready() {
+                return;
+            }
+            let Some(f) = self.inner.tcp.forwards.get(i).copied() else { return };
+            if f.backlog {
+                self.tcp_accept_ready(now, f.id, host);
+            }
+        }
     }
 
     /// Emits segments while the guest queue has room: interactive flows first (little queued
@@ -766,7 +795,7 @@ impl<'a> Slirp<'a> {
         let id = self.inner.nat.next_rule;
         let bound = host.tcp_listen(encode(Kind::TcpListener(id)), host_addr).map_err(ForwardError::Host)?;
         self.inner.nat.next_rule = id.wrapping_add(1).max(1);
-        let _ = self.inner.tcp.forwards.push(TcpForward { id, host: bound, guest });
+        let _ = self.inner.tcp.forwards.push(TcpForward { id, host: bound, guest, backlog: false });
         Ok(id)
     }
 
