@@ -229,12 +229,10 @@ fn forty_clients_connecting_at_once_are_all_accepted() {
 }
 
 /// A bare edge-triggered host (epoll `EPOLLET` without `slirp-std`'s re-offer) reports the
-/// listener once: the core takes 16 and the other 24 wait until another client arrives. The
-/// core's contract (`host.rs`) does not say the host must re-offer; either the core keeps
-/// accepting until `WouldBlock` (bounded per call, resuming from its own ready list like UDP
-/// sockets) or the contract says so. Reported to the lead.
+/// listener once: the core must come back to a listener whose burst it used up by itself
+/// (fixed in the core by d72662a; before, the core took 16 and 24 clients waited for another
+/// client's edge).
 #[test]
-#[ignore = "core relies on the host re-offering listeners (undocumented in HostSocket)"]
 fn forty_clients_at_once_on_a_bare_edge_triggered_host() {
     assert_eq!(forty_clients_at_once(false), (40, 40));
 }
