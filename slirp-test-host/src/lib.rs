@@ -3,9 +3,12 @@
 //! A deterministic world to test [`slirp_core`] in: a [`VirtualClock`] that jumps from deadline
 //! to deadline, a [`GuestLink`] with seeded faults (loss, duplication, reordering, corruption,
 //! delay, bandwidth) and a guest RX budget, a [`PcapWriter`] for Wireshark, and a smoltcp guest
-//! ([`SmolGuest`]) that boots with DHCP, pings, resolves names and talks UDP like a VM would, and a
-//! fake host network ([`FakeNet`]: the host's sockets and a small scripted internet with echo
-//! servers, a DNS resolver, ping responders, unreachable networks and host clients).
+//! ([`SmolGuest`]) that boots with DHCP, pings, resolves names and talks UDP and TCP like a VM
+//! would, and a fake host network ([`FakeNet`]: the host's UDP, ICMP and TCP sockets with
+//! latency and finite buffers, and a small scripted internet with UDP and TCP services (echo,
+//! byte sources, hashing sinks, resetting servers, DNS over both), ping responders, refusing
+//! hosts, unreachable networks, black holes, and host clients for port forwards). [`sha256`]
+//! checks bulk transfers.
 //! [`Simulation`] ties them together; the same [`SimConfig`] (seed included) replays the same run,
 //! byte for byte.
 //!
