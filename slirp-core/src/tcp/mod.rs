@@ -87,6 +87,10 @@ pub struct TcpConfig {
     /// Delayed-ACK timer (RFC 1122 4.2.3.2 allows up to 500 ms; we keep it tiny, the link is
     /// fast and the ACK clocks our sending). `None` acknowledges every segment at once.
     pub delayed_ack: Option<Duration>,
+    /// Least retransmission timeout while a single segment is in flight: the guest may hold its
+    /// ACK for its delayed-ACK timer (Linux 40 ms, Windows 200 ms), so a lower value resends
+    /// every lone response (RFC 8985's WCDelAckT is 200 ms). Added to twice the smoothed RTT.
+    pub lone_segment_allowance: Duration,
     /// Offer window scaling (RFC 7323 2); the shift follows the receive buffer's size.
     pub window_scaling: bool,
     /// Offer SACK (RFC 2018).
@@ -123,6 +127,7 @@ impl Default for TcpConfig {
             initial_rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(60),
             delayed_ack: Some(Duration::from_millis(1)),
+            lone_segment_allowance: Duration::from_millis(200),
             window_scaling: true,
             sack: true,
             timestamps: true,

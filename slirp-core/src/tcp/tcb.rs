@@ -1292,7 +1292,7 @@ impl<'a> Tcb<'a> {
                 self.rtt_probe = None;
                 // Resend SYN or SYN-ACK; the handshake deadline decides when to give up.
                 self.snd_nxt = self.iss;
-                self.rtx_at = Some(now + self.rtt.backed_off(self.backoff));
+                self.rtx_at = Some(now + self.rto_for_flight());
             }
             TcpState::TimeWait | TcpState::FinWait2 | TcpState::Closed => {}
             _ if self.snd_max != self.snd_una => {
@@ -1321,9 +1321,23 @@ impl<'a> Tcb<'a> {
                 self.dupacks = 0;
                 // The guest may renege on SACKed data (RFC 2018 section 8): start afresh.
                 self.scoreboard.clear();
-                self.rtx_at = Some(now + self.rtt.backed_off(self.backoff));
+                self.rtx_at = Some(now + self.rto_for_flight());
             }
             _ => {}
+        }
+    }
+
+    /// The retransmission timeout for what is in flight now. A lone segment is acknowledged by a
+    /// guest that delays ACKs (Linux 40 ms, Windows 200 ms) only when its delayed-ACK timer fires,
+    /// so it gets [`TcpConfig::lone_segment_allowance`] (RFC 8985's worst-case delayed-ACK
+    /// allowance): otherwise every lone response would be sent twice. Several segments in flight are ACKed at once (every second segment), and
+    /// keep the low floor that makes recovery fast on a virtual link.
+    fn rto_for_flight(&self) -> Duration {
+        let rto = self.rtt.backed_off(self.backoff);
+        if seq_sub(self.snd_max, self.snd_una) <= self.send_mss() {
+            rto.max(self.rtt.srtt() * 2 + self.config.lone_segment_allowance).min(self.config.max_rto)
+        } else {
+            rto
         }
     }
 
@@ -1497,7 +1511,7 @@ impl<'a> Tcb<'a> {
         self.snd_nxt = self.iss + 1;
         self.snd_max = seq_max(self.snd_max, self.snd_nxt);
         if self.rtx_at.is_none() {
-            self.rtx_at = Some(now + self.rtt.backed_off(self.backoff));
+            self.rtx_at = Some(now + self.rto_for_flight());
         }
         if synack {
             // The SYN-ACK's window is unscaled.
@@ -1657,8 +1671,15 @@ impl<'a> Tcb<'a> {
             self.snd_nxt = end;
         }
         self.snd_max = seq_max(self.snd_max, end);
+        if self.rtx_at.is_some() && seq_sub(self.snd_max, self.snd_una) > self.send_mss() {
+            // The flight grew past one segment: the lone-segment allowance no longer applies.
+            let cap = now + self.rtt.backed_off(self.backoff);
+            if self.rtx_at.is_some_and(|t| t > cap) {
+                self.rtx_at = Some(cap);
+            }
+        }
         if self.rtx_at.is_none() {
-            self.rtx_at = Some(now + self.rtt.backed_off(self.backoff));
+            self.rtx_at = Some(now + self.rto_for_flight());
         }
         self.persist_at = None;
         // Any segment answers for a pending keepalive or window probe.

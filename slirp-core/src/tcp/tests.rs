@@ -154,8 +154,16 @@ struct H {
     events: Events,
 }
 
+/// No options, and no lone-segment allowance, so RTO arithmetic shows plainly (the allowance
+/// has its own test).
 fn plain() -> TcpConfig {
-    TcpConfig { window_scaling: false, sack: false, timestamps: false, ..TcpConfig::default() }
+    TcpConfig {
+        window_scaling: false,
+        sack: false,
+        timestamps: false,
+        lone_segment_allowance: Duration::ZERO,
+        ..TcpConfig::default()
+    }
 }
 
 fn buffers(send: usize, recv: usize) -> TcpBuffers<'static> {
@@ -1245,6 +1253,22 @@ fn rto_retransmits_with_exponential_backoff_rfc6298_5_5() {
 }
 
 #[test]
+fn lone_segment_waits_for_a_delayed_ack_rfc8985() {
+    let cfg = TcpConfig { lone_segment_allowance: Duration::from_millis(200), ..plain() };
+    let mut h = established_with(cfg, buffers(64 * 1024, 64 * 1024), guest_syn());
+    h.tcb.enqueue(b"response");
+    recv!(h);
+    // One segment in flight: the guest may sit on its ACK for up to 200 ms.
+    assert_eq!(h.tcb.poll_at(), Some(h.now + Duration::from_millis(200)));
+    send!(h, g(G1).ack(S1 + 8));
+    // A full window in flight keeps the low floor: ACKs come every second segment.
+    h.tcb.enqueue(&data(10 * 1460));
+    let t0 = h.now;
+    while h.tcb.emit_next(h.now, &mut [0u8; 2000]).is_some() {}
+    assert_eq!(h.tcb.poll_at(), Some(t0 + Duration::from_millis(10)));
+}
+
+#[test]
 fn rto_capped_at_max() {
     let cfg = TcpConfig { max_rto: Duration::from_millis(100), max_retransmits: 50, ..plain() };
     let mut h = established_with(cfg, buffers(1024, 1024), guest_syn());
@@ -1391,7 +1415,8 @@ fn genuine_timeout_is_not_undone() {
     let mut h = established_opts();
     h.tcb.enqueue(&data(1448));
     recv!(h);
-    h.advance(Duration::from_millis(10));
+    // A lone segment: the RTO includes the delayed-ACK allowance.
+    h.advance(Duration::from_millis(200));
     let r = recv!(h);
     h.advance(Duration::from_millis(1));
     send!(h, g(G1).ack(S1 + 1448).ts(300, r.ts.unwrap().0).win(65535));
