@@ -227,6 +227,14 @@ pub trait HostSocket {
         Err(HostError::Unsupported)
     }
 
+    /// Whether the next byte [`tcp_recv`](Self::tcp_recv) returns is urgent data the peer sent
+    /// out of band (received inline: `SO_OOBINLINE`, and `SIOCATMARK` says the mark is next).
+    /// The core then reads that byte alone and marks it urgent toward the guest.
+    fn tcp_urgent_mark(&mut self, id: SocketId) -> bool {
+        let _ = id;
+        false
+    }
+
     /// Shuts down the write side (sends FIN); reading goes on.
     fn tcp_shutdown_write(&mut self, id: SocketId) -> Result<(), HostError> {
         let _ = id;
@@ -309,6 +317,9 @@ impl<H: HostSocket + ?Sized> HostSocket for &mut H {
     }
     fn tcp_shutdown_write(&mut self, id: SocketId) -> Result<(), HostError> {
         (**self).tcp_shutdown_write(id)
+    }
+    fn tcp_urgent_mark(&mut self, id: SocketId) -> bool {
+        (**self).tcp_urgent_mark(id)
     }
     fn tcp_abort(&mut self, id: SocketId) {
         (**self).tcp_abort(id)

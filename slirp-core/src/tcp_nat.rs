@@ -530,11 +530,18 @@ impl<'a> Inner<'a> {
                 return; // stays readable: SEND_SPACE brings us back
             }
             let socket = f.socket;
+            // Urgent data from the host: read the urgent byte alone so the urgent pointer toward
+            // the guest ends right after it (bounded by what is buffered, see Tcb::host_urgent).
+            let urgent = host.tcp_urgent_mark(socket);
             let mut res = Ok(0);
             f.tcb.write_send_buffer(|buf| {
-                res = host.tcp_recv(socket, buf);
+                let take = if urgent { buf.len().min(1) } else { buf.len() };
+                res = host.tcp_recv(socket, &mut buf[..take]);
                 *res.as_ref().unwrap_or(&0)
             });
+            if urgent && res.as_ref().is_ok_and(|&n| n > 0) {
+                f.tcb.host_urgent();
+            }
             match res {
                 Ok(0) => {
                     f.host_eof = true;

@@ -21,6 +21,8 @@ struct Sock {
     aborted: bool,
     closed: bool,
     accept_from: Option<SocketAddrV4>,
+    /// Bytes before the urgent byte in `inbox` (`Some(0)`: the next byte is urgent).
+    urgent_at: Option<usize>,
 }
 
 /// A host whose sockets the test scripts.
@@ -73,11 +75,22 @@ impl HostSocket for Script {
         if s.inbox.is_empty() {
             return if s.eof { Ok(0) } else { Err(HostError::WouldBlock) };
         }
-        let n = buf.len().min(s.inbox.len());
+        // A read stops at the urgent mark, as Linux's does with SO_OOBINLINE.
+        let n = match s.urgent_at {
+            Some(k) if k > 0 => buf.len().min(s.inbox.len()).min(k),
+            _ => buf.len().min(s.inbox.len()),
+        };
         for b in buf.iter_mut().take(n) {
             *b = s.inbox.pop_front().unwrap();
         }
+        s.urgent_at = match s.urgent_at {
+            Some(k) if k >= n && k > 0 => Some(k - n),
+            _ => None,
+        };
         Ok(n)
+    }
+    fn tcp_urgent_mark(&mut self, id: SocketId) -> bool {
+        self.socks.get(&id.0).is_some_and(|s| s.urgent_at == Some(0))
     }
     fn tcp_shutdown_write(&mut self, id: SocketId) -> Result<(), HostError> {
         self.socks.get_mut(&id.0).ok_or(HostError::Other)?.shut = true;
@@ -367,4 +380,27 @@ fn interactive_flow_goes_before_a_bulk_backlog() {
     // Only what was already in the guest-bound queue goes first (without the interactive line
     // the keystroke would wait for the bulk flow's whole initial window of 10 segments).
     assert!(chat_at <= 5, "keystroke waited behind {chat_at} bulk segments: {order:?}");
+}
+
+#[test]
+fn host_urgent_byte_reaches_the_guest_with_urg() {
+    let mut t = T::new(Config::default(), Storage::with_capacity(256 * 1024, 64 * 1024, 2, 65535));
+    establish(&mut t, 42000);
+    let id = t.host.last_connect.unwrap();
+    let s = t.host.socks.get_mut(&id.0).unwrap();
+    s.inbox.extend(b"abc!def".iter());
+    s.urgent_at = Some(3); // "!" was sent with MSG_OOB
+    t.slirp.handle_host_readable(t.now, id, &mut t.host);
+    let out = t.tcp_out();
+    let data: Vec<u8> = out.iter().flat_map(|(_, _, p)| p.clone()).collect();
+    assert_eq!(data, b"abc!def");
+    // Some segment carries URG pointing just past the urgent byte (RFC 9293 3.8.5: the pointer
+    // is the sequence number of the byte after the urgent data).
+    let (first_seq, _) = (out[0].1.seq_number.0, 0);
+    let urg: Vec<u32> = out
+        .iter()
+        .filter_map(|(_, s, _)| s.urgent_at.map(|u| s.seq_number.0.wrapping_add(u32::from(u)).wrapping_sub(first_seq)))
+        .collect();
+    assert!(!urg.is_empty(), "URG set: {out:?}");
+    assert!(urg.iter().all(|&end| end == 4), "urgent data ends after '!': {urg:?}");
 }

@@ -276,7 +276,7 @@ impl<'a> EventLoop<'a> {
                     TOKEN_WAKER => return Ok(Exit::Stopped),
                     token if self.api.as_mut().is_some_and(|a| a.event(token)) => {}
                     token => {
-                        if let Some(id) = self.host.socket_event(token, ev.is_error()) {
+                        if let Some(id) = self.host.socket_event_with(token, ev.is_error(), ev.is_priority()) {
                             let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
                             // An error also ends a pending connect or a blocked send.
                             let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();

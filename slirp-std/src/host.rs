@@ -86,6 +86,8 @@ struct Sock {
     /// Listener: the last accept took a connection (more may be waiting, and edge-triggered
     /// readiness will not say so again).
     backlog: bool,
+    /// TCP: the peer sent urgent data (a priority event) whose mark we have not read past yet.
+    urgent: bool,
 }
 
 /// The host side of one slirp instance on a std platform. See the module documentation.
@@ -151,12 +153,17 @@ impl StdHost {
     /// The core's id for an event on `token`, if the token is one of our sockets'. `error` is
     /// the event's error flag: it says the socket's error queue has entries to report.
     pub fn socket_event(&mut self, token: Token, error: bool) -> Option<SocketId> {
+        self.socket_event_with(token, error, false)
+    }
+
+    /// Like [`socket_event`](Self::socket_event), also noting a priority event (TCP urgent
+    /// data arrived).
+    pub fn socket_event_with(&mut self, token: Token, error: bool, priority: bool) -> Option<SocketId> {
         let slot = token.0.checked_sub(FIRST_TOKEN)?;
         let id = (*self.tokens.get(slot)?)?;
-        if error {
-            if let Some(s) = self.sockets.get_mut(&id) {
-                s.errqueue = true;
-            }
+        if let Some(s) = self.sockets.get_mut(&id) {
+            s.errqueue |= error;
+            s.urgent |= priority && s.kind == Kind::Tcp;
         }
         Some(id)
     }
@@ -196,7 +203,9 @@ impl StdHost {
         };
         let token = Token(FIRST_TOKEN + slot);
         let interest = match sock.kind {
-            Kind::Tcp => Interest::READABLE | Interest::WRITABLE,
+            // PRIORITY: urgent data arrived (EPOLLPRI), so `tcp_urgent_mark` only asks the kernel
+            // (an ioctl) on sockets that have some, never per read.
+            Kind::Tcp => Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY,
             _ => Interest::READABLE,
         };
         if let Err(e) = registry.register(&mut SourceFd(&sock.fd.as_raw_fd()), token, interest) {
@@ -212,8 +221,10 @@ impl StdHost {
     /// Adds `fd` under `id` (replacing and closing whatever had that id) and watches it.
     fn insert(&mut self, id: SocketId, fd: OwnedFd, kind: Kind) -> Result<(), HostError> {
         self.close(id);
-        self.sockets
-            .insert(id, Sock { fd, token: None, kind, ttl: None, errqueue: false, core_ident: 0, backlog: false });
+        self.sockets.insert(
+            id,
+            Sock { fd, token: None, kind, ttl: None, errqueue: false, core_ident: 0, backlog: false, urgent: false },
+        );
         if let Err(e) = self.register(id) {
             self.sockets.remove(&id);
             return Err(e);
@@ -262,6 +273,14 @@ impl StdHost {
 /// Pending connections a forward's listener holds for us (the kernel caps it at somaxconn).
 const LISTEN_BACKLOG: i32 = 1024;
 
+/// Urgent bytes stay in the stream (read in order, their position told by `SIOCATMARK`), so
+/// none is lost and the urgent pointer toward the guest lands on the right byte.
+fn set_oobinline(fd: &OwnedFd) {
+    if let Err(e) = rustix::net::sockopt::set_socket_oobinline(fd, true) {
+        log::debug!("SO_OOBINLINE: {e}");
+    }
+}
+
 /// A fresh nonblocking TCP socket with `TCP_NODELAY`.
 fn tcp_socket() -> Result<OwnedFd, HostError> {
     let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
@@ -271,6 +290,7 @@ fn tcp_socket() -> Result<OwnedFd, HostError> {
         // Still correct, only slower for small writes.
         log::debug!("TCP_NODELAY: {e}");
     }
+    set_oobinline(&fd);
     Ok(fd)
 }
 
@@ -605,6 +625,25 @@ impl HostSocket for StdHost {
         }
     }
 
+    fn tcp_urgent_mark(&mut self, id: SocketId) -> bool {
+        let Ok(sock) = self.sock(id, Kind::Tcp) else { return false };
+        if !sock.urgent {
+            return false;
+        }
+        match sys::at_urgent_mark(sock.fd.as_fd()) {
+            Ok(true) => {
+                // The core reads the urgent byte next; the mark is then behind us.
+                sock.urgent = false;
+                true
+            }
+            Ok(false) => false,
+            Err(_) => {
+                sock.urgent = false;
+                false
+            }
+        }
+    }
+
     fn tcp_shutdown_write(&mut self, id: SocketId) -> Result<(), HostError> {
         let sock = self.sock(id, Kind::Tcp)?;
         match rustix::net::shutdown(&sock.fd, rustix::net::Shutdown::Write) {
@@ -669,6 +708,7 @@ impl HostSocket for StdHost {
         if let Err(e) = rustix::net::sockopt::set_tcp_nodelay(&fd, true) {
             log::debug!("TCP_NODELAY: {e}");
         }
+        set_oobinline(&fd);
         self.insert(id, fd, Kind::Tcp)?;
         Ok(peer)
     }
@@ -1015,6 +1055,42 @@ mod tests {
             }
         }
         assert_eq!(host.tcp_connect_result(T1), Ok(()));
+    }
+
+    #[test]
+    fn urgent_byte_is_found_in_the_stream_after_a_priority_event() {
+        let mut poll = mio::Poll::new().unwrap();
+        let mut host = StdHost::default();
+        host.attach(poll.registry().try_clone().unwrap()).unwrap();
+        let bound = host.tcp_listen(L, local(0)).unwrap();
+        host.tcp_connect(T1, bound).unwrap();
+        assert_eq!(wait(|| host.tcp_connect_result(T1)), Ok(()));
+        wait(|| host.tcp_accept(L, T2)).unwrap();
+        send_all(&mut host, T2, b"abc");
+        assert_eq!(wait(|| host.tcp_send_urgent(T2, b"!")), Ok(1));
+        send_all(&mut host, T2, b"def");
+        // Wait for the priority event on T1 and let the host note it.
+        let mut events = mio::Events::with_capacity(8);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut priority = false;
+        while !priority {
+            assert!(Instant::now() < deadline, "no priority event");
+            poll.poll(&mut events, Some(Duration::from_millis(100))).unwrap();
+            for e in events.iter() {
+                let id = host.socket_event_with(e.token(), e.is_error(), e.is_priority());
+                priority |= id == Some(T1) && e.is_priority();
+            }
+        }
+        // The stream reads in order; the urgent byte is announced right before it.
+        let mut buf = [0u8; 16];
+        assert!(!host.tcp_urgent_mark(T1), "three ordinary bytes come first");
+        assert_eq!(wait(|| host.tcp_recv(T1, &mut buf)), Ok(3), "a read stops at the mark");
+        assert_eq!(&buf[..3], b"abc");
+        assert!(host.tcp_urgent_mark(T1), "the urgent byte is next");
+        assert_eq!(host.tcp_recv(T1, &mut buf[..1]), Ok(1));
+        assert_eq!(buf[0], b'!');
+        assert!(!host.tcp_urgent_mark(T1), "past the mark");
+        assert_eq!(recv_n(&mut host, T1, 3), b"def");
     }
 
     #[test]

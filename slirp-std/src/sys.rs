@@ -156,6 +156,22 @@ pub fn set_ip_recverr(fd: BorrowedFd<'_>) -> io::Result<()> {
     setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1)
 }
 
+/// `SIOCATMARK` (asm-generic/sockios.h; libc does not export it for Linux).
+const SIOCATMARK: libc::c_ulong = 0x8905;
+
+/// Whether the next byte to read from TCP socket `fd` is the urgent (out-of-band) byte
+/// (`SIOCATMARK`; with `SO_OOBINLINE` it is read inline, in stream order).
+pub fn at_urgent_mark(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut at: libc::c_int = 0;
+    // SAFETY: SIOCATMARK writes one int through the pointer, which points at `at`, alive and
+    // writable for the call; `fd` is a valid open descriptor for the call (borrowed).
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCATMARK as _, &mut at as *mut libc::c_int) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(at != 0)
+}
+
 /// Sets `IP_TTL` back to the host's default (`net.ipv4.ip_default_ttl`): the kernel takes -1 to
 /// mean "the default".
 pub fn reset_ip_ttl(fd: BorrowedFd<'_>) -> io::Result<()> {
