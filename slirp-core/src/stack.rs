@@ -27,8 +27,7 @@ use crate::wire::ipv4::HEADER_LEN as IP_LEN;
 use crate::wire::{self, checksum, dhcp as dhcp_wire, tcp as tcp_wire, udp as udp_wire};
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, DhcpPacket, DhcpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
-    Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber, TcpControl, TcpPacket, TcpRepr, UdpPacket,
-    UdpRepr,
+    Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
 };
 use core::net::Ipv4Addr;
 use core::ops::Deref;
@@ -746,28 +745,8 @@ impl<'a> Inner<'a> {
     }
 
     pub(crate) fn send_reset(&mut self, now: Instant, link: Arrival, repr: &Ipv4Repr, seg: &TcpRepr<'_>) {
-        if seg.control == TcpControl::Rst {
-            return; // never answer a reset
-        }
-        let (seq, ack) = match seg.ack_number {
-            Some(a) => (a, None),
-            None => (SeqNumber(0), Some(seg.seq_number + seg.segment_len())),
-        };
-        let rst = TcpRepr {
-            src_port: seg.dst_port,
-            dst_port: seg.src_port,
-            control: TcpControl::Rst,
-            seq_number: seq,
-            ack_number: ack,
-            window_len: 0,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            urgent_at: None,
-            payload: &[],
-        };
+        // Never answer a reset; otherwise RFC 9293 3.10.7.1's reply to a segment for no connection.
+        let Some(rst) = crate::tcp::reset_reply(seg) else { return };
         let mut head = [0u8; tcp_wire::HEADER_LEN];
         rst.emit(&mut head, repr.dst_addr, repr.src_addr);
         let reply = self.reply_header(repr.dst_addr, repr.src_addr, IpProtocol::Tcp, DEFAULT_TTL, 0);

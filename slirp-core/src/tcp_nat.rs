@@ -22,7 +22,7 @@ use crate::host::{HostError, HostSocket, SocketId};
 use crate::nat::{decode, encode, Kind, ReadyRing, Target};
 use crate::stack::{Arrival, Inner, LinkDest, Slirp};
 use crate::stats::DropReason;
-use crate::storage::{FlowId, FlowSlot, FlowTable, TimerHeap};
+use crate::storage::{FlowId, FlowSlot, FlowTable, SeededHasher, TimerHeap};
 use crate::tcp::{is_connection_request, Events, Tcb, TcpBuffers, TcpConfig, TcpState};
 use crate::time::Instant;
 use crate::wire::icmpv4;
@@ -165,22 +165,6 @@ impl Default for TcpStorage<'_> {
     }
 }
 
-struct IssHasher(u64);
-
-impl Hasher for IssHasher {
-    fn finish(&self) -> u64 {
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(7);
-        }
-    }
-}
-
 impl<'a> TcpNat<'a> {
     pub(crate) fn new(storage: TcpStorage<'a>, mtu: u16, config: TcpConfig, seed: u64) -> Self {
         let mut pool = storage.buffers;
@@ -232,7 +216,7 @@ impl<'a> TcpNat<'a> {
 
     fn iss(&self, now: Instant, key: &TcpKey) -> SeqNumber {
         // RFC 6528: a keyed hash of the four-tuple plus a 4 µs clock.
-        let mut h = IssHasher(self.seed);
+        let mut h = SeededHasher(self.seed);
         key.hash(&mut h);
         SeqNumber((h.finish() as u32).wrapping_add((now.total_micros() / 4) as u32))
     }

@@ -92,7 +92,9 @@ pub struct FlowTable<'a, K, V> {
     seed: u64,
 }
 
-struct SeededHasher(u64);
+/// A small keyed hash (FNV-style mixing, splitmix64 finish): the flow tables' bucket hash and
+/// the TCP initial sequence numbers. Not cryptographic; keyed so a guest cannot precompute it.
+pub(crate) struct SeededHasher(pub(crate) u64);
 
 impl Hasher for SeededHasher {
     fn finish(&self) -> u64 {

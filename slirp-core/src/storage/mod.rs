@@ -8,6 +8,7 @@ mod flow_table;
 mod frame_queue;
 mod timer_heap;
 
+pub(crate) use flow_table::SeededHasher;
 pub use flow_table::{FlowId, FlowSlot, FlowTable, TableFull, LISTS};
 pub use frame_queue::{FrameQueue, QueueFull, Record};
 pub use timer_heap::TimerHeap;
