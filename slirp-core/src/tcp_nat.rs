@@ -25,7 +25,10 @@ use crate::stats::DropReason;
 use crate::storage::{FlowId, FlowSlot, FlowTable, SeededHasher, TimerHeap};
 use crate::tcp::{is_connection_request, Events, Tcb, TcpBuffers, TcpConfig, TcpState};
 use crate::time::Instant;
+use crate::wire::ethernet::{HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
 use crate::wire::icmpv4;
+use crate::wire::ipv4::HEADER_LEN as IP_LEN;
+use crate::wire::{EtherType, EthernetFrame, EthernetRepr};
 use crate::wire::{IpProtocol, Ipv4Repr, SeqNumber, TcpRepr};
 use core::hash::{Hash, Hasher};
 use core::net::SocketAddrV4;
@@ -721,14 +724,14 @@ impl<'a> Slirp<'a> {
             if !self.inner.tx_room(mtu) {
                 break;
             }
-            let Some(f) = self.inner.tcp.flows.get_mut(id) else { return };
-            let Some(n) = f.tcb.emit_next(now, &mut self.scratch[..seg_room]) else {
-                drained = true;
-                break;
-            };
-            let (src, dst) = (*f.tcb.local().ip(), *f.tcb.remote().ip());
-            let repr = self.inner.reply_header(src, dst, IpProtocol::Tcp, 64, 0);
-            self.inner.send_datagram(now, repr, LinkDest::Resolve, &[], &self.scratch[..n]);
+            match self.tcp_emit_one(now, id, seg_room) {
+                Some(true) => {}
+                Some(false) => {
+                    drained = true;
+                    break;
+                }
+                None => return,
+            }
         }
         let Some(f) = self.inner.tcp.flows.get_mut(id) else { return };
         f.queued = false;
@@ -744,6 +747,55 @@ impl<'a> Slirp<'a> {
             self.inner.tcp.enqueue_out(id);
         }
         self.inner.tcp.schedule(id);
+    }
+
+    /// Emits one segment of flow `id`: `Some(true)` sent, `Some(false)` nothing to send, `None`
+    /// no such flow. When the guest's MAC is known (the usual case) the segment is written in
+    /// place into the guest-bound queue behind its Ethernet and IP headers: no copy.
+    fn tcp_emit_one(&mut self, now: Instant, id: FlowId, seg_room: usize) -> Option<bool> {
+        let inner = &mut self.inner;
+        let f = inner.tcp.flows.get_mut(id)?;
+        let (src, dst) = (*f.tcb.local().ip(), *f.tcb.remote().ip());
+        if let Some(mac) = inner.neighbors.lookup(dst) {
+            let eth = EthernetRepr { src_addr: inner.gateway_mac, dst_addr: mac, ethertype: EtherType::Ipv4 };
+            let next_ip_id = &mut inner.next_ip_id;
+            let pushed = inner.tx.push_with_unzeroed(ETH_LEN + IP_LEN + seg_room, |buf| {
+                let n = f.tcb.emit_next(now, &mut buf[ETH_LEN + IP_LEN..])?;
+                eth.emit(&mut EthernetFrame::new_unchecked(&mut *buf));
+                let ip = Ipv4Repr {
+                    src_addr: src,
+                    dst_addr: dst,
+                    protocol: IpProtocol::Tcp,
+                    payload_len: n,
+                    ttl: 64,
+                    tos: 0,
+                    ident: *next_ip_id,
+                    dont_frag: false,
+                    more_frags: false,
+                    frag_offset: 0,
+                };
+                *next_ip_id = next_ip_id.wrapping_add(1);
+                ip.emit(&mut buf[ETH_LEN..ETH_LEN + IP_LEN]);
+                // Every byte of the frame is ours: pad a short one with zeros.
+                let len = (ETH_LEN + IP_LEN + n).max(MIN_FRAME_LEN);
+                buf[ETH_LEN + IP_LEN + n..len].fill(0);
+                Some(len)
+            });
+            return match pushed {
+                Ok(Some(_)) => Some(true),
+                Ok(None) => Some(false),
+                Err(_) => {
+                    inner.stats.drop(DropReason::TxQueueFull);
+                    Some(false)
+                }
+            };
+        }
+        // The guest's MAC is unknown: build the segment aside and let the output path hold it
+        // while ARP runs.
+        let Some(n) = f.tcb.emit_next(now, &mut self.scratch[..seg_room]) else { return Some(false) };
+        let repr = self.inner.reply_header(src, dst, IpProtocol::Tcp, 64, 0);
+        self.inner.send_datagram(now, repr, LinkDest::Resolve, &[], &self.scratch[..n]);
+        Some(true)
     }
 
     /// Runs the TCP timers due at `now`.

@@ -121,6 +121,29 @@ impl<'a> FrameQueue<'a> {
         Ok(used)
     }
 
+    /// Like [`push_with`](Self::push_with) without zeroing the body first, for the hot path:
+    /// `fill` must write every one of the bytes it reports (only those become visible), or return
+    /// `None` to cancel (nothing is queued).
+    pub(crate) fn push_with_unzeroed(
+        &mut self,
+        max_len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<Option<usize>, QueueFull> {
+        let need = HEADER.checked_add(max_len).ok_or(QueueFull)?;
+        let (start, wraps) = self.place(need).ok_or(QueueFull)?;
+        let Some(used) = fill(&mut self.buf[start + HEADER..start + need]) else { return Ok(None) };
+        let used = used.min(max_len);
+        let hdr = &mut self.buf[start..start + HEADER];
+        hdr[0..4].copy_from_slice(&(used as u32).to_le_bytes());
+        hdr[4..16].fill(0);
+        if wraps {
+            self.wrap_end = Some(self.tail);
+        }
+        self.tail = start + HEADER + used;
+        self.count += 1;
+        Ok(Some(used))
+    }
+
     /// Appends a copy of `data`.
     pub fn push(&mut self, data: &[u8], tag: u32, deadline: Instant) -> Result<(), QueueFull> {
         self.push_with(data.len(), tag, deadline, |buf| {
