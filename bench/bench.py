@@ -312,7 +312,7 @@ class Nat:
 
 # -- measurements ---------------------------------------------------------------------------
 def iperf(lab, nat, secs, reverse=False, streams=1, addr=INET_ADDR, port=PORT_IPERF, udp=False, extra=()):
-    args = ["iperf3", "-c", addr, "-p", str(port), "-t", str(secs), "-J"]
+    args = ["iperf3", "-c", addr, "-p", str(port), "-t", str(secs), "-J", "-i", "0.5"]
     if reverse:
         args.append("-R")
     if streams > 1:
@@ -371,16 +371,25 @@ def measure(lab, impl, mtu, args, res, notes):
         m = nat.mem()
         if m:
             put("rss_idle_kib", m[0])
+            nat.idle_rss = m[0]
         for reverse in (False, True):
             for streams in (1, 4):
                 if args.quick and streams == 4 and mtu != 65520:
                     continue
                 r = iperf(lab, nat, T, reverse=reverse, streams=streams)
                 key = f"tcp {'down' if reverse else 'up'} P{streams} mtu{mtu}"
-                log(f"    {key}: {r['gbps']:.2f} Gbit/s" if r else f"    {key}: failed")
+                log(f"    {key}: {r['gbps']:.2f} Gbit/s, {r['retr']} retransmits, per 0.5 s: "
+                    f"{' '.join(f'{x:.1f}' for x in r['intervals'])}" if r else f"    {key}: failed")
                 put(key + " gbps", r["gbps"] if r else None)
                 if r and "cpu_s_per_gb" in r:
                     put(key + " cpu", r["cpu_s_per_gb"])
+                if r and r["intervals"]:
+                    # Stalls: 0.5 s intervals under a tenth of the run's best one (the first
+                    # interval, slow start, is left out).
+                    iv = r["intervals"][1:]
+                    peak = max(iv) if iv else 0
+                    put(key + " stalls", sum(1 for x in iv if x < peak / 10) * 0.5)
+                    put(key + " peak", peak)
         m = nat.mem()
         if m:
             put(f"rss_hwm_kib", m[1])
@@ -456,13 +465,15 @@ def many_flows(lab, nat, impl, args, put):
         m = nat.mem()
         if m:
             put("rss_idleflows_kib", m[0])
+            if getattr(nat, "idle_rss", None):
+                put("kib per held connection", (m[0] - nat.idle_rss) / held)
     lab.stop(holder)
     time.sleep(0.5)
     # A burst of 7 000 short connections, then throughput at once (first second and the rest).
     r = tool(lab, nat, "burst-client", PORT_CRR, args.burst, 8, timeout=180)
     log(f"    burst: {r}")
     put("burst seconds", r["seconds"] if r else None)
-    r = iperf(lab, nat, 3, extra=["-i", "0.5"])
+    r = iperf(lab, nat, 3)
     if r and r["intervals"]:
         first = sum(r["intervals"][:2]) / 2
         put("after burst first-second gbps", first)
@@ -602,7 +613,7 @@ def report(args, res, notes, started, elapsed):
     def rows_labels(rows):
         out = []
         for k in rows:
-            label = k.replace(" gbps", "").replace(" cpu", "")
+            label = k.replace(" gbps", "").replace(" cpu", "").replace(" stalls", "").replace(" peak", "")
             label = label.replace("tcp up", "guest → internet").replace("tcp down", "internet → guest (-R)")
             label = label.replace("loopback up", "guest → host 127.0.0.1")
             label = label.replace(" mtu", ", MTU ")
@@ -613,6 +624,13 @@ def report(args, res, notes, started, elapsed):
     w("## Results")
     w("")
     table("TCP throughput, Gbit/s (iperf3, receiver side)", tp, "Gbit/s")
+    stalls = [f"tcp {d} P{p} mtu{m} stalls" for m in args.mtus for d in ("up", "down") for p in (1, 4)]
+    table("TCP stalls: seconds spent under a tenth of the run's best 0.5 s interval", stalls, "s",
+          higher_better=False, with_veth=False,
+          note="From iperf3's 0.5 s intervals of the runs above (first interval left out). Lower is better; "
+               "ratio ours/lowest peer (— when both are 0).")
+    peaks = [f"tcp {d} P{p} mtu{m} peak" for m in args.mtus for d in ("up", "down") for p in (1, 4)]
+    table("TCP throughput, best 0.5 s interval, Gbit/s (what each does when it does not stall)", peaks, "Gbit/s")
     table("TCP round trips and connections per second", ["rr", "crr"], "/s",
           note=f"`rr`: 1-byte ping-pong on one connection (TCP_NODELAY), round trips/s; `crr`: connect, "
                f"wait for the server's close, close, in a loop: connections/s. Python clients and servers "
@@ -637,10 +655,11 @@ def report(args, res, notes, started, elapsed):
     table("CPU seconds of the NAT process per GB moved (utime+stime from /proc/PID/stat)", cpu, "s/GB",
           higher_better=False, with_veth=False,
           note="Lower is better; the ratio is ours/lowest peer (below 1 = we spend less).")
-    table("Memory of the NAT process, KiB", ["rss_idle_kib", "rss_hwm_kib", "rss_idleflows_kib"], "KiB",
+    table("Memory of the NAT process, KiB", ["rss_idle_kib", "rss_hwm_kib", "rss_idleflows_kib", "kib per held connection"], "KiB",
           higher_better=False, with_veth=False,
           note="`rss_idle`: VmRSS right after the guest was configured; `rss_hwm`: VmHWM after the "
-               "throughput runs; `rss_idleflows`: VmRSS while the idle connections were held. Lower is "
+               "throughput runs; `rss_idleflows`: VmRSS while the idle connections were held; `kib per held connection`: "
+               "(rss_idleflows − rss_idle) / connections held, after the throughput runs grew the heap. Lower is "
                "better; ratio is ours/lowest peer.")
     w("## Noise and caveats")
     w("")
