@@ -64,11 +64,26 @@ def crr_server(addr, port):
 
 
 def hold_server(addr, port):
+    """Holds connections open, reading nothing; closes each once its peer has closed, so that the
+    descriptors of one round's idle connections are free for the next round's."""
+    import selectors
     s = listener(addr, port)
-    held = []
+    sel = selectors.DefaultSelector()
+    sel.register(s, selectors.EVENT_READ)
     while True:
-        c, _ = s.accept()
-        held.append(c)
+        for key, _ in sel.select():
+            if key.fileobj is s:
+                c, _ = s.accept()
+                sel.register(c, selectors.EVENT_READ)
+            else:
+                c = key.fileobj
+                try:
+                    closed = not c.recv(65536)
+                except OSError:
+                    closed = True
+                if closed:
+                    sel.unregister(c)
+                    c.close()
 
 
 def rr_client(addr, port, seconds):
