@@ -35,6 +35,8 @@ PORT_IPERF, PORT_IPERF_LO, PORT_RR, PORT_CRR, PORT_HOLD = 5201, 5202, 7001, 7002
 
 IMPLS = ["slirp", "slirp4netns", "pasta", "veth"]
 PEERS = ["slirp4netns", "pasta"]
+START_COMMIT = ["?", ""]
+BINARY = ["?", "?"]
 
 
 def log(*a):
@@ -518,11 +520,11 @@ def machine():
             cpu = line.split(":", 1)[1].strip()
             break
     pasta = sh("dpkg-query", "-W", "-f", "${Version}", "passt", check=False) or "?"
-    commit = sh("git", "-C", ROOT, "rev-parse", "--short", "HEAD", check=False).strip()
-    dirty = sh("git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", check=False).strip()
+    commit, dirty = START_COMMIT
     return [
         f"- {os.cpu_count()} vCPUs, {cpu}; Linux {platform.release()}",
-        f"- slirp at commit {commit}{' (with uncommitted changes)' if dirty else ''}, release build",
+        f"- slirp at commit {commit}{' (with uncommitted changes)' if dirty else ''} when the run began; binary "
+        f"{os.path.relpath(BINARY[0], ROOT)} built {BINARY[1]}",
         f"- {version(['slirp4netns', '--version']).split(';')[0]} ({version(['slirp4netns', '--version']).split(';')[2].strip()})",
         f"- pasta: Debian passt {pasta}",
         f"- {version(['iperf3', '--version']).split(';')[0]}; Python {platform.python_version()}",
@@ -736,6 +738,10 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    START_COMMIT[:] = [sh("git", "-C", ROOT, "rev-parse", "--short", "HEAD", check=False).strip(),
+                       sh("git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", check=False).strip()]
+    BINARY[:] = [args.slirp, datetime.fromtimestamp(os.stat(args.slirp).st_mtime, timezone.utc)
+                 .strftime("%Y-%m-%d %H:%M UTC")]
     t0 = time.monotonic()
     res, notes = {}, {"guest": {}, "crashes": []}
     lab = Lab(args.keep_logs)
