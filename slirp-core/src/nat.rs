@@ -37,7 +37,7 @@ use crate::stats::DropReason;
 use crate::storage::{FlowId, FlowSlot, FlowTable, TableFull};
 use crate::time::{earliest, Instant};
 use crate::wire::icmpv4::{self, unreach};
-use crate::wire::{checksum, IpProtocol, Ipv4Repr};
+use crate::wire::{IpProtocol, Ipv4Repr};
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 use managed::ManagedSlice;
@@ -597,19 +597,9 @@ impl<'a> Inner<'a> {
 
     /// Sends a UDP datagram from `src` to the guest endpoint `guest`.
     fn udp_to_guest(&mut self, now: Instant, src: SocketAddrV4, guest: SocketAddrV4, data: &[u8]) {
-        let len = (8 + data.len()) as u16;
         let mut head = [0u8; 8];
-        head[0..2].copy_from_slice(&src.port().to_be_bytes());
-        head[2..4].copy_from_slice(&guest.port().to_be_bytes());
-        head[4..6].copy_from_slice(&len.to_be_bytes());
-        let acc = checksum::pseudo_header(*src.ip(), *guest.ip(), IpProtocol::Udp, u32::from(len))
-            + checksum::sum(&head)
-            + checksum::sum(data);
-        let c = match checksum::finish(acc) {
-            0 => 0xffff,
-            c => c,
-        };
-        head[6..8].copy_from_slice(&c.to_be_bytes());
+        let ports = crate::wire::UdpRepr { src_port: src.port(), dst_port: guest.port() };
+        crate::stack::udp_header(&ports, &mut head, *src.ip(), *guest.ip(), data);
         let repr = self.reply_header(*src.ip(), *guest.ip(), IpProtocol::Udp, 64, 0);
         self.send_datagram(now, repr, LinkDest::Resolve, &head, data);
     }

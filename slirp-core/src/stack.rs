@@ -756,7 +756,13 @@ impl<'a> Inner<'a> {
 }
 
 /// Writes a UDP header for `body` (checksum over pseudo-header, header and body) into `head`.
-fn udp_header(udp: &UdpRepr, head: &mut [u8; udp_wire::HEADER_LEN], src: Ipv4Addr, dst: Ipv4Addr, body: &[u8]) {
+pub(crate) fn udp_header(
+    udp: &UdpRepr,
+    head: &mut [u8; udp_wire::HEADER_LEN],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    body: &[u8],
+) {
     let len = (udp_wire::HEADER_LEN + body.len()) as u16;
     head[0..2].copy_from_slice(&udp.src_port.to_be_bytes());
     head[2..4].copy_from_slice(&udp.dst_port.to_be_bytes());

@@ -759,8 +759,8 @@ impl<'a> Slirp<'a> {
         if let Some(mac) = inner.neighbors.lookup(dst) {
             let eth = EthernetRepr { src_addr: inner.gateway_mac, dst_addr: mac, ethertype: EtherType::Ipv4 };
             let next_ip_id = &mut inner.next_ip_id;
-            let pushed = inner.tx.push_with_unzeroed(ETH_LEN + IP_LEN + seg_room, |buf| {
-                let n = f.tcb.emit_next(now, &mut buf[ETH_LEN + IP_LEN..])?;
+            let pushed = inner.tx.push_with_unzeroed((ETH_LEN + IP_LEN + seg_room).max(MIN_FRAME_LEN), |buf| {
+                let n = f.tcb.emit_next(now, &mut buf[ETH_LEN + IP_LEN..ETH_LEN + IP_LEN + seg_room])?;
                 eth.emit(&mut EthernetFrame::new_unchecked(&mut *buf));
                 let ip = Ipv4Repr {
                     src_addr: src,
