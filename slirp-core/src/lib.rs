@@ -35,6 +35,7 @@ mod log;
 
 pub mod config;
 pub mod host;
+pub mod offload;
 pub mod storage;
 pub mod tcp;
 pub mod time;
@@ -54,6 +55,7 @@ pub mod tcp_nat;
 pub use config::{Config, ConfigError};
 pub use host::{EchoKind, EchoReply, HostError, HostSocket, NoHost, SocketId, UdpEvent};
 pub use nat::{ForwardError, UdpForward};
+pub use offload::{GuestOffload, RxChecksum, TxOffload};
 pub use stack::{Slirp, TxFrame};
 pub use stats::{DropReason, Stats};
 pub use storage::{ReassemblySlot, Storage};

@@ -17,6 +17,7 @@ use crate::icmp;
 use crate::ip::reassembly::{Added, Reassembler};
 use crate::ip::{emit_frames, is_unicast_source};
 use crate::nat::Nat;
+use crate::offload::{self, GuestOffload, RxChecksum, TxOffload};
 use crate::stats::{DropReason, Stats};
 use crate::storage::{FrameQueue, Storage};
 use crate::tcp_nat::TcpNat;
@@ -71,6 +72,8 @@ pub(crate) struct Inner<'a> {
     pub(crate) stats: Stats,
     pub(crate) nat: Nat<'a>,
     pub(crate) tcp: TcpNat<'a>,
+    /// What the guest link finishes for guest-bound frames.
+    pub(crate) offload: GuestOffload,
 }
 
 /// The frame at the head of the guest-bound queue, lent out by [`Slirp::poll_transmit`].
@@ -90,6 +93,13 @@ impl Deref for TxFrame<'_, '_> {
 }
 
 impl TxFrame<'_, '_> {
+    /// What the frame leaves to the link: nothing unless offloads were declared with
+    /// [`Slirp::set_guest_offload`]; then a TCP data segment may carry a partial checksum and
+    /// be a super-frame (write [`TxOffload::virtio_net_hdr`] in front of it on a virtio link).
+    pub fn offload(&self) -> TxOffload {
+        self.slirp.inner.tx.peek().map(|r| offload::decode(r.tag, r.data)).unwrap_or_default()
+    }
+
     /// The guest link took the frame: remove it from the queue.
     pub fn consume(self) {
         let inner = &mut self.slirp.inner;
@@ -119,10 +129,23 @@ impl<'a> Slirp<'a> {
                 nat: Nat::new(storage.udp_flows, storage.udp_index, storage.ready, seed),
                 tcp: TcpNat::new(storage.tcp, mtu, tcp_config, seed),
                 stats: Stats::default(),
+                offload: GuestOffload::default(),
             },
             reassembler: Reassembler::new(storage.reassembly),
             scratch: storage.scratch,
         })
+    }
+
+    /// Declares what the guest link finishes for guest-bound frames (default: nothing). With
+    /// offloads on, read each frame's needs with [`TxFrame::offload`]: a link that ignores them
+    /// would hand the guest TCP segments with wrong checksums.
+    pub fn set_guest_offload(&mut self, offload: GuestOffload) {
+        self.inner.offload = GuestOffload { segmentation: offload.segmentation && offload.checksum, ..offload };
+    }
+
+    /// The guest link's offloads in force (see [`set_guest_offload`](Self::set_guest_offload)).
+    pub fn guest_offload(&self) -> GuestOffload {
+        self.inner.offload
     }
 
     /// The configuration in force.
@@ -158,6 +181,20 @@ impl<'a> Slirp<'a> {
     /// Takes one Ethernet frame from the guest. Malformed, hostile or unsupported frames are
     /// counted in [`stats`](Self::stats) and dropped; nothing here panics or allocates.
     pub fn handle_guest_frame<H: HostSocket>(&mut self, now: Instant, frame: &[u8], host: &mut H) {
+        self.handle_guest_frame_offloaded(now, frame, RxChecksum::Unverified, host);
+    }
+
+    /// [`handle_guest_frame`](Self::handle_guest_frame) for a link with receive offloads: with
+    /// [`RxChecksum::Trusted`] the TCP or UDP checksum is not verified (it may be partial). The
+    /// IPv4 header checksum always is. A TCP super-frame (a datagram longer than the MTU, from a
+    /// guest doing segmentation offload) is taken like any segment.
+    pub fn handle_guest_frame_offloaded<H: HostSocket>(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        checksum: RxChecksum,
+        host: &mut H,
+    ) {
         self.inner.stats.rx_frames += 1;
         self.inner.stats.rx_bytes += frame.len() as u64;
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
@@ -166,7 +203,7 @@ impl<'a> Slirp<'a> {
         };
         match eth.ethertype() {
             EtherType::Arp => self.inner.arp_input(now, &eth),
-            EtherType::Ipv4 => self.ipv4_input(now, &eth, host),
+            EtherType::Ipv4 => self.ipv4_input(now, &eth, checksum == RxChecksum::Trusted, host),
             _ => self.inner.stats.drop(DropReason::EthernetUnknownType),
         }
     }
@@ -209,13 +246,15 @@ impl<'a> Slirp<'a> {
 
     /// Copies the next frame for the guest into `buf` and removes it from the queue; returns its
     /// length. A frame larger than `buf` cannot be carried by that link: it is dropped and counted
-    /// ([`DropReason::TxBufferTooSmall`]) and the next one is tried.
+    /// ([`DropReason::TxBufferTooSmall`]) and the next one is tried. A partial checksum (with
+    /// [`set_guest_offload`](Self::set_guest_offload)) is finished in the copy.
     pub fn poll_transmit_into<H: HostSocket>(&mut self, now: Instant, host: &mut H, buf: &mut [u8]) -> Option<usize> {
         loop {
             let frame = self.poll_transmit(now, host)?;
             let len = frame.len();
             if len <= buf.len() {
                 buf[..len].copy_from_slice(&frame);
+                frame.offload().finish_checksum(&mut buf[..len]);
                 frame.consume();
                 return Some(len);
             }
@@ -243,7 +282,7 @@ impl<'a> Slirp<'a> {
         earliest(earliest(t, self.inner.nat.poll_at()), self.inner.tcp.poll_at())
     }
 
-    fn ipv4_input<H: HostSocket>(&mut self, now: Instant, eth: &EthernetFrame<&[u8]>, host: &mut H) {
+    fn ipv4_input<H: HostSocket>(&mut self, now: Instant, eth: &EthernetFrame<&[u8]>, trusted: bool, host: &mut H) {
         let inner = &mut self.inner;
         let Ok(packet) = Ipv4Packet::new_checked(eth.payload()) else {
             inner.stats.drop(DropReason::Ipv4Malformed);
@@ -254,7 +293,11 @@ impl<'a> Slirp<'a> {
             Err(wire::Error::Checksum) => return inner.stats.drop(DropReason::Ipv4Checksum),
             Err(_) => return inner.stats.drop(DropReason::Ipv4Malformed),
         };
-        let link = Arrival { src_mac: eth.src_addr(), link_broadcast: eth.dst_addr().is_multicast() };
+        let link = Arrival {
+            src_mac: eth.src_addr(),
+            link_broadcast: eth.dst_addr().is_multicast(),
+            verify_l4: wire::VERIFY_CHECKSUMS && !trusted,
+        };
         // A verified IPv4 header from a guest address refreshes its MAC: ARP carries no checksum,
         // so one corrupted ARP frame must not misdirect the guest's traffic for long.
         inner.learn_guest(now, repr.src_addr, link.src_mac);
@@ -286,6 +329,8 @@ impl<'a> Slirp<'a> {
 pub(crate) struct Arrival {
     src_mac: EthernetAddress,
     link_broadcast: bool,
+    /// Whether the TCP/UDP checksum must be verified (the link did not vouch for it).
+    verify_l4: bool,
 }
 
 /// Where a datagram is going, as far as the engine is concerned.
@@ -664,7 +709,7 @@ impl<'a> Inner<'a> {
         let Ok(packet) = UdpPacket::new_checked(payload) else {
             return self.stats.drop(DropReason::UdpMalformed);
         };
-        let Ok(udp) = UdpRepr::parse(&packet, repr.src_addr, repr.dst_addr, wire::VERIFY_CHECKSUMS) else {
+        let Ok(udp) = UdpRepr::parse(&packet, repr.src_addr, repr.dst_addr, link.verify_l4) else {
             return self.stats.drop(DropReason::UdpMalformed);
         };
         if udp.dst_port == 67 {
@@ -735,7 +780,7 @@ impl<'a> Inner<'a> {
         let Ok(packet) = TcpPacket::new_checked(payload) else {
             return self.stats.drop(DropReason::TcpMalformed);
         };
-        let Ok(seg) = TcpRepr::parse(&packet, repr.src_addr, repr.dst_addr, wire::VERIFY_CHECKSUMS) else {
+        let Ok(seg) = TcpRepr::parse(&packet, repr.src_addr, repr.dst_addr, link.verify_l4) else {
             return self.stats.drop(DropReason::TcpMalformed);
         };
         if matches!(dest, Destination::Broadcast | Destination::Martian) {

@@ -20,10 +20,11 @@
 
 use crate::host::{HostError, HostSocket, SocketId};
 use crate::nat::{decode, encode, Kind, ReadyRing, Target};
+use crate::offload;
 use crate::stack::{Arrival, Inner, LinkDest, Slirp};
 use crate::stats::DropReason;
 use crate::storage::{FlowId, FlowSlot, FlowTable, SeededHasher, TimerHeap};
-use crate::tcp::{is_connection_request, Events, Tcb, TcpBuffers, TcpConfig, TcpState};
+use crate::tcp::{is_connection_request, EmitOffload, Events, Tcb, TcpBuffers, TcpConfig, TcpState};
 use crate::time::Instant;
 use crate::wire::ethernet::{HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
 use crate::wire::icmpv4;
@@ -718,7 +719,7 @@ impl<'a> Slirp<'a> {
     /// One flow's turn: up to [`EMIT_BURST`] segments.
     fn tcp_emit_turn<H: HostSocket>(&mut self, now: Instant, id: FlowId, host: &mut H) {
         let mtu = usize::from(self.inner.config.mtu);
-        let seg_room = (mtu - 20).min(self.scratch.len());
+        let seg_room = (mtu - IP_LEN).min(self.scratch.len());
         let mut drained = false;
         for _ in 0..EMIT_BURST {
             if !self.inner.tx_room(mtu) {
@@ -759,8 +760,18 @@ impl<'a> Slirp<'a> {
         if let Some(mac) = inner.neighbors.lookup(dst) {
             let eth = EthernetRepr { src_addr: inner.gateway_mac, dst_addr: mac, ethertype: EtherType::Ipv4 };
             let next_ip_id = &mut inner.next_ip_id;
+            let offload = EmitOffload { checksum: inner.offload.checksum, segmentation: inner.offload.segmentation };
+            // A super-frame takes whatever contiguous room the queue has, up to a whole IP
+            // datagram; never less than one MTU-sized segment (`tx_room` checked that).
+            let seg_room = if offload.segmentation {
+                inner.tx.max_fit().saturating_sub(ETH_LEN + IP_LEN).clamp(seg_room, u16::MAX as usize - IP_LEN)
+            } else {
+                seg_room
+            };
             let pushed = inner.tx.push_with_unzeroed((ETH_LEN + IP_LEN + seg_room).max(MIN_FRAME_LEN), |buf| {
-                let n = f.tcb.emit_next(now, &mut buf[ETH_LEN + IP_LEN..ETH_LEN + IP_LEN + seg_room])?;
+                let seg = &mut buf[ETH_LEN + IP_LEN..ETH_LEN + IP_LEN + seg_room];
+                let out = f.tcb.emit_next_offloaded(now, seg, offload)?;
+                let n = out.len;
                 eth.emit(&mut EthernetFrame::new_unchecked(&mut *buf));
                 let ip = Ipv4Repr {
                     src_addr: src,
@@ -779,7 +790,7 @@ impl<'a> Slirp<'a> {
                 // Every byte of the frame is ours: pad a short one with zeros.
                 let len = (ETH_LEN + IP_LEN + n).max(MIN_FRAME_LEN);
                 buf[ETH_LEN + IP_LEN + n..len].fill(0);
-                Some(len)
+                Some((len, offload::tag::encode(out.gso_size, out.checksum_partial)))
             });
             return match pushed {
                 Ok(Some(_)) => Some(true),

@@ -404,3 +404,109 @@ fn host_urgent_byte_reaches_the_guest_with_urg() {
     assert!(!urg.is_empty(), "URG set: {out:?}");
     assert!(urg.iter().all(|&end| end == 4), "urgent data ends after '!': {urg:?}");
 }
+
+/// Drains the guest-bound queue as a link with offloads would: each frame with what it asks of
+/// the link; the checksum finished in the copy, as the guest's kernel or a virtio device would.
+fn drain_offloaded(t: &mut T) -> Vec<(slirp_core::TxOffload, Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let Some(frame) = t.slirp.poll_transmit(t.now, &mut t.host) {
+        let off = frame.offload();
+        let raw = frame.to_vec();
+        let mut done = raw.clone();
+        off.finish_checksum(&mut done);
+        frame.consume();
+        out.push((off, raw, done));
+    }
+    out
+}
+
+#[test]
+fn offloads_send_super_frames_with_partial_checksums_and_take_them_from_the_guest() {
+    use slirp_core::{GuestOffload, RxChecksum};
+    let mut t = T::new(Config::default(), Storage::with_capacity(1024 * 1024, 64 * 1024, 2, 65535));
+    t.slirp.set_guest_offload(GuestOffload { checksum: true, segmentation: true });
+    let iss = establish(&mut t, 40000);
+    let (id, _) = t.host.only();
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    t.host.socks.get_mut(&id.0).unwrap().inbox.extend(body.iter());
+    t.slirp.handle_host_readable(t.now, id, &mut t.host);
+
+    let mut got = Vec::new();
+    let mut supers = 0;
+    for _ in 0..50 {
+        let frames = drain_offloaded(&mut t);
+        if frames.is_empty() {
+            break;
+        }
+        for (off, raw, done) in &frames {
+            let o = parse_ip(done);
+            let p = TcpPacket::new_checked(&o.payload[..]).unwrap();
+            let seg = TcpRepr::parse(&p, o.ip.src_addr, o.ip.dst_addr, true).expect("finished checksum verifies");
+            if seg.payload.is_empty() {
+                continue;
+            }
+            // Data leaves the checksum to the link: the frame as queued does not verify.
+            assert_eq!(off.checksum.map(|c| (c.start, c.offset)), Some((34, 16)));
+            let r = parse_ip(raw);
+            let rp = TcpPacket::new_checked(&r.payload[..]).unwrap();
+            assert!(TcpRepr::parse(&rp, r.ip.src_addr, r.ip.dst_addr, true).is_err());
+            if seg.payload.len() > 1460 {
+                supers += 1;
+                assert!(raw.len() > 1514);
+                assert_eq!(off.gso_size, Some(1460), "split at the guest's MSS");
+                assert_eq!(off.header_len, 54);
+                let h = off.virtio_net_hdr();
+                assert_eq!((h.flags, h.gso_type, h.gso_size, h.csum_start, h.csum_offset), (1, 1, 1460, 34, 16));
+            } else {
+                assert_eq!(off.gso_size, None);
+            }
+            assert_eq!(seg.seq_number.0.wrapping_sub(iss).wrapping_sub(1) as usize, got.len(), "in order, no gap");
+            got.extend_from_slice(seg.payload);
+        }
+        // The guest acknowledges everything it got, with the whole window open again.
+        let ackno = iss.wrapping_add(1).wrapping_add(got.len() as u32);
+        t.slirp.handle_guest_frame(t.now, &tcp_frame(GUEST_IP, REMOTE, &ack(40000, 1001, ackno, b"")), &mut t.host);
+        t.advance(1);
+    }
+    assert_eq!(got.len(), body.len());
+    assert!(got == body, "stream intact");
+    assert!(supers >= 3, "bulk data goes out as super-frames ({supers})");
+
+    // Guest → host: a 20 000-byte super-frame whose checksum is left partial (here: garbage).
+    let data: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
+    let acked = iss.wrapping_add(1).wrapping_add(body.len() as u32);
+    let seg = TcpRepr { payload: &data, ..ack(40000, 1001, acked, b"") };
+    let mut frame = tcp_frame(GUEST_IP, REMOTE, &seg);
+    frame[14 + 20 + 16] ^= 0x5a;
+    // Without the link's word it is a corrupted segment.
+    t.slirp.handle_guest_frame(t.now, &frame, &mut t.host);
+    assert!(t.host.socks[&id.0].sent.is_empty());
+    assert_eq!(t.slirp.stats().dropped(DropReason::TcpMalformed), 1);
+    t.slirp.handle_guest_frame_offloaded(t.now, &frame, RxChecksum::Trusted, &mut t.host);
+    let sent = &t.host.socks[&id.0].sent;
+    assert!(*sent == data, "{} bytes reached the host; {:?}", sent.len(), t.slirp.stats());
+}
+
+#[test]
+fn checksum_offload_alone_keeps_segments_at_the_mss_and_poll_transmit_into_finishes_them() {
+    use slirp_core::GuestOffload;
+    let mut t = T::new(Config::default(), Storage::with_capacity(1024 * 1024, 64 * 1024, 2, 65535));
+    // Segmentation without checksum offload is not a combination links offer: it is ignored.
+    t.slirp.set_guest_offload(GuestOffload { checksum: false, segmentation: true });
+    assert_eq!(t.slirp.guest_offload(), GuestOffload::default());
+    t.slirp.set_guest_offload(GuestOffload { checksum: true, segmentation: false });
+    let iss = establish(&mut t, 40001);
+    let (id, _) = t.host.only();
+    t.host.socks.get_mut(&id.0).unwrap().inbox.extend([7u8; 5000].iter());
+    t.slirp.handle_host_readable(t.now, id, &mut t.host);
+    // `drain` uses poll_transmit_into, which finishes checksums; `seg_of` verifies them.
+    let out = t.tcp_out();
+    let sizes: Vec<usize> = out.iter().map(|(_, _, p)| p.len()).collect();
+    assert_eq!(sizes, [1460, 1460, 1460, 620]);
+    assert_eq!(out[0].1.seq_number.0, iss.wrapping_add(1));
+    // A one-byte segment is padded to 60 bytes; the checksum must not cover the padding.
+    t.host.socks.get_mut(&id.0).unwrap().inbox.extend([9u8; 1].iter());
+    t.slirp.handle_host_readable(t.now, id, &mut t.host);
+    let out = t.tcp_out();
+    assert_eq!(out.iter().map(|(_, _, p)| p.len()).collect::<Vec<_>>(), [1]);
+}

@@ -71,6 +71,15 @@ impl<'a> FrameQueue<'a> {
         self.buf.len().saturating_sub(HEADER)
     }
 
+    /// The longest record body that would fit now (contiguous room, less the record header).
+    pub fn max_fit(&self) -> usize {
+        let room = match self.wrap_end {
+            None => (self.buf.len() - self.tail).max(self.head),
+            Some(_) => self.head - self.tail,
+        };
+        room.saturating_sub(HEADER)
+    }
+
     /// Whether a record of `len` bytes would fit now.
     pub fn fits(&self, len: usize) -> bool {
         self.place(HEADER.saturating_add(len)).is_some()
@@ -122,20 +131,21 @@ impl<'a> FrameQueue<'a> {
     }
 
     /// Like [`push_with`](Self::push_with) without zeroing the body first, for the hot path:
-    /// `fill` must write every one of the bytes it reports (only those become visible), or return
-    /// `None` to cancel (nothing is queued).
+    /// `fill` must write every one of the bytes it reports (only those become visible) and
+    /// returns them with the record's tag, or `None` to cancel (nothing is queued).
     pub(crate) fn push_with_unzeroed(
         &mut self,
         max_len: usize,
-        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+        fill: impl FnOnce(&mut [u8]) -> Option<(usize, u32)>,
     ) -> Result<Option<usize>, QueueFull> {
         let need = HEADER.checked_add(max_len).ok_or(QueueFull)?;
         let (start, wraps) = self.place(need).ok_or(QueueFull)?;
-        let Some(used) = fill(&mut self.buf[start + HEADER..start + need]) else { return Ok(None) };
+        let Some((used, tag)) = fill(&mut self.buf[start + HEADER..start + need]) else { return Ok(None) };
         let used = used.min(max_len);
         let hdr = &mut self.buf[start..start + HEADER];
         hdr[0..4].copy_from_slice(&(used as u32).to_le_bytes());
-        hdr[4..16].fill(0);
+        hdr[4..8].copy_from_slice(&tag.to_le_bytes());
+        hdr[8..16].fill(0);
         if wraps {
             self.wrap_end = Some(self.tail);
         }
@@ -210,6 +220,27 @@ mod tests {
     use std::collections::VecDeque;
     use std::vec;
     use std::vec::Vec;
+
+    #[test]
+    fn max_fit_is_the_largest_record_that_fits() {
+        let mut q = FrameQueue::new(vec![0u8; 256]);
+        assert_eq!(q.max_fit(), 256 - HEADER);
+        assert!(q.fits(q.max_fit()) && !q.fits(q.max_fit() + 1));
+        q.push(&[1; 100], 0, Instant::ZERO).unwrap();
+        q.push(&[2; 50], 0, Instant::ZERO).unwrap();
+        assert_eq!(q.max_fit(), 256 - 2 * HEADER - 150 - HEADER);
+        assert!(q.fits(q.max_fit()) && !q.fits(q.max_fit() + 1));
+        // Once the head moves on, the room before it counts (a wrap).
+        q.pop();
+        assert_eq!(q.max_fit(), 116 - HEADER);
+        assert!(q.fits(q.max_fit()) && !q.fits(q.max_fit() + 1));
+        let pushed = q.push_with_unzeroed(q.max_fit(), |b| Some((b.len(), 9))).unwrap();
+        assert_eq!(pushed, Some(100));
+        // Wrapped: only the gap up to the head remains.
+        assert_eq!(q.max_fit(), 0);
+        q.pop();
+        assert_eq!(q.peek().map(|r| (r.data.len(), r.tag)), Some((100, 9)));
+    }
 
     #[test]
     fn fifo_order_and_wrap() {

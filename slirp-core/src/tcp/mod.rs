@@ -40,7 +40,7 @@ mod tests;
 pub use assembler::{Assembler, AssemblerFull};
 pub use buffer::RingBuffer;
 pub use rtt::RttEstimator;
-pub use tcb::Tcb;
+pub use tcb::{EmitOffload, Emitted, Tcb};
 
 use crate::wire::{SeqNumber, TcpControl, TcpRepr};
 use core::fmt;

@@ -21,6 +21,33 @@ const MAX_WINDOW: usize = 65535 << MAX_WINDOW_SHIFT;
 const CWND_MAX: u32 = 1 << 30;
 /// Timestamp option length as sent (10 bytes, padded with the header to 12; RFC 7323 3.2).
 const TS_OVERHEAD: usize = 12;
+/// Largest TCP segment (header and payload) one IPv4 datagram can carry: the bound of a
+/// super-frame.
+const MAX_SUPER_PAYLOAD: usize = 65535 - 20;
+
+/// What the guest link finishes for [`Tcb::emit_next_offloaded`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct EmitOffload {
+    /// The link computes the checksum of data segments.
+    pub checksum: bool,
+    /// The link takes data segments longer than the guest's MSS and splits them (or the
+    /// guest's stack accepts them whole, as after receive offload).
+    pub segmentation: bool,
+}
+
+/// A segment [`Tcb::emit_next_offloaded`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Emitted {
+    /// Bytes of TCP header and payload.
+    pub len: usize,
+    /// When the payload is longer than one segment may be: the payload bytes per segment when
+    /// the link splits it; 0 otherwise.
+    pub gso_size: u16,
+    /// The checksum field holds only the pseudo-header sum; the link must finish it.
+    pub checksum_partial: bool,
+}
 
 /// `a - b` as a length, zero when `a` is not after `b`.
 fn seq_sub(a: SeqNumber, b: SeqNumber) -> usize {
@@ -1421,6 +1448,17 @@ impl<'a> Tcb<'a> {
     /// [`remote`](Self::remote)) and returns its length, or `None` when nothing is due or `buf`
     /// is too small for a header. Payload is sized to fit `buf`; pass MTU-sized buffers.
     pub fn emit_next(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.emit_next_offloaded(now, buf, EmitOffload::default()).map(|e| e.len)
+    }
+
+    /// [`emit_next`](Self::emit_next) for a link that finishes checksums and/or segments TCP
+    /// super-frames itself (virtio-net offloads): with `offload.checksum`, a data segment carries
+    /// only the pseudo-header sum in its checksum field ([`Emitted::checksum_partial`]); with
+    /// `offload.segmentation`, one data segment may carry up to `buf`'s room in payload (many
+    /// MSS-sized segments' worth, [`Emitted::gso_size`] bytes each when split). Sequence, window,
+    /// congestion and retransmission bookkeeping is the same as for that many separate segments.
+    pub fn emit_next_offloaded(&mut self, now: Instant, buf: &mut [u8], offload: EmitOffload) -> Option<Emitted> {
+        let plain = |len| Emitted { len, gso_size: 0, checksum_partial: false };
         if let Some((seq, ack)) = self.pending_rst {
             let repr = TcpRepr {
                 control: TcpControl::Rst,
@@ -1435,15 +1473,15 @@ impl<'a> Tcb<'a> {
             repr.emit(out, *self.local.ip(), *self.remote.ip());
             self.pending_rst = None;
             self.counters.segments_out = self.counters.segments_out.saturating_add(1);
-            return Some(n);
+            return Some(plain(n));
         }
         let out = match self.state {
             TcpState::Closed => None,
-            TcpState::SynSent if self.snd_nxt == self.iss => self.emit_syn(now, buf, false),
+            TcpState::SynSent if self.snd_nxt == self.iss => self.emit_syn(now, buf, false).map(plain),
             TcpState::SynSent => None,
             TcpState::SynReceived if self.awaiting_host => None,
-            TcpState::SynReceived if self.snd_nxt == self.iss => self.emit_syn(now, buf, true),
-            _ => self.emit_synchronized(now, buf),
+            TcpState::SynReceived if self.snd_nxt == self.iss => self.emit_syn(now, buf, true).map(plain),
+            _ => self.emit_synchronized(now, buf, offload),
         };
         // Host bytes may have arrived into a zero window since the last input: arm persist.
         self.reconcile_timers(now);
@@ -1523,7 +1561,8 @@ impl<'a> Tcb<'a> {
         Some(n)
     }
 
-    fn emit_synchronized(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+    fn emit_synchronized(&mut self, now: Instant, buf: &mut [u8], offload: EmitOffload) -> Option<Emitted> {
+        let plain = |len| Emitted { len, gso_size: 0, checksum_partial: false };
         if self.delack_at.is_some_and(|t| t <= now) {
             self.ack_now = true;
         }
@@ -1532,12 +1571,15 @@ impl<'a> Tcb<'a> {
             // RFC 6691: the guest's MSS bounds payload plus options (timestamps, and SACK blocks
             // while we hold out-of-order guest data), so a segment always fits its MTU.
             let seg_max = usize::from(self.snd_mss).saturating_sub(hl - HEADER_LEN).max(1);
-            let room = buf.len().checked_sub(hl)?.min(seg_max);
-            if let Some((seq, len, fin)) = self.recovery_segment(room) {
-                return self.emit_data(now, buf, seq, len, fin);
+            let room = buf.len().checked_sub(hl)?;
+            if let Some((seq, len, fin)) = self.recovery_segment(room.min(seg_max)) {
+                return self.emit_data(now, buf, seq, len, fin, seg_max, offload);
             }
-            if let Some((len, fin)) = self.next_data(now, room, seg_max) {
-                return self.emit_data(now, buf, self.snd_nxt, len, fin);
+            // A super-frame only when the link segments it, and never larger than the IP
+            // datagram it travels in can be.
+            let burst = if offload.segmentation { room.min(MAX_SUPER_PAYLOAD - hl) } else { room.min(seg_max) };
+            if let Some((len, fin)) = self.next_data(now, burst, seg_max) {
+                return self.emit_data(now, buf, self.snd_nxt, len, fin, seg_max, offload);
             }
         }
         if self.probe_now {
@@ -1546,12 +1588,12 @@ impl<'a> Tcb<'a> {
             // byte in flight).
             self.probe_now = false;
             self.counters.probes = self.counters.probes.saturating_add(1);
-            return self.emit_ack(now, buf, seq_back(self.snd_una, 1));
+            return self.emit_ack(now, buf, seq_back(self.snd_una, 1)).map(plain);
         }
         if self.ack_now {
             // SND.MAX, not SND.NXT: after a timeout rewound SND.NXT the guest has already seen
             // higher sequence numbers and would find an ACK below them out of its window.
-            return self.emit_ack(now, buf, self.snd_max);
+            return self.emit_ack(now, buf, self.snd_max).map(plain);
         }
         None
     }
@@ -1614,7 +1656,7 @@ impl<'a> Tcb<'a> {
         let wnd = self.snd_wnd.min(self.cwnd) as usize;
         let win_room = wnd.saturating_sub(seq_sub(self.snd_nxt, self.snd_una));
         let mss = seg_max;
-        let len = avail.min(win_room).min(mss).min(room);
+        let len = avail.min(win_room).min(room);
         let fin = fin_pending && len == avail;
         if len == 0 && !fin {
             return None;
@@ -1627,7 +1669,17 @@ impl<'a> Tcb<'a> {
         Some((len, fin))
     }
 
-    fn emit_data(&mut self, now: Instant, buf: &mut [u8], seq: SeqNumber, len: usize, fin: bool) -> Option<usize> {
+    #[allow(clippy::too_many_arguments)]
+    fn emit_data(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        seq: SeqNumber,
+        len: usize,
+        fin: bool,
+        seg_max: usize,
+        offload: EmitOffload,
+    ) -> Option<Emitted> {
         if len > 0 {
             self.sws_override = false;
         }
@@ -1656,7 +1708,11 @@ impl<'a> Tcb<'a> {
         out[hl..hl + a.len()].copy_from_slice(a);
         out[hl + a.len()..].copy_from_slice(b);
         repr.emit(&mut out[..hl], *self.local.ip(), *self.remote.ip());
-        TcpPacket::new_unchecked(&mut *out).fill_checksum(*self.local.ip(), *self.remote.ip());
+        if offload.checksum {
+            TcpPacket::new_unchecked(&mut *out).fill_partial_checksum(*self.local.ip(), *self.remote.ip());
+        } else {
+            TcpPacket::new_unchecked(&mut *out).fill_checksum(*self.local.ip(), *self.remote.ip());
+        }
 
         let end = seq + len + usize::from(fin);
         if seq.diff(self.snd_max) < 0 {
@@ -1685,7 +1741,8 @@ impl<'a> Tcb<'a> {
         // Any segment answers for a pending keepalive or window probe.
         self.probe_now = false;
         self.after_ack_sent(now, usize::from(repr.window_len) << self.rcv_wscale);
-        Some(hl + len)
+        let gso_size = if len > seg_max { seg_max.min(usize::from(u16::MAX)) as u16 } else { 0 };
+        Some(Emitted { len: hl + len, gso_size, checksum_partial: offload.checksum })
     }
 
     /// A one-line dump of the sequence state (tests).

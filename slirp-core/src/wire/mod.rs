@@ -13,6 +13,7 @@ pub mod icmpv4;
 pub mod ipv4;
 pub mod tcp;
 pub mod udp;
+pub mod virtio;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use dhcp::{DhcpMessageType, DhcpPacket, DhcpRepr};
@@ -21,6 +22,7 @@ pub use icmpv4::{Icmpv4Packet, Icmpv4Repr};
 pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 pub use tcp::{SeqNumber, TcpControl, TcpPacket, TcpRepr};
 pub use udp::{UdpPacket, UdpRepr};
+pub use virtio::VirtioNetHdr;
 
 use core::fmt;
 

@@ -159,7 +159,15 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
-    /// Computes and writes the checksum over the whole buffer.
+    /// Writes the checksum as a link with checksum offload wants it: the folded pseudo-header
+    /// sum alone (not complemented), to be finished over the segment by the link (virtio-net's
+    /// `NEEDS_CSUM`, Linux's `CHECKSUM_PARTIAL`).
+    pub fn fill_partial_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
+        let len = self.buffer.as_ref().len() as u32;
+        write_u16(self.buffer.as_mut(), 16, checksum::fold(checksum::pseudo_header(src, dst, IpProtocol::Tcp, len)));
+    }
+
+    /// Computes and writes the checksum over the pseudo-header of `src` → `dst` and the segment.
     pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         write_u16(self.buffer.as_mut(), 16, 0);
         let b = self.buffer.as_ref();
