@@ -93,6 +93,8 @@ pub struct EventLoop<'a> {
     ready_fd: Option<OwnedFd>,
     child: Option<(Child, OwnedFd)>,
     rx_buf: Vec<u8>,
+    /// Where a guest-bound frame with a partial checksum is finished before it is captured.
+    pcap_buf: Vec<u8>,
     /// The link may still hold frames we did not read (batch limit hit).
     rx_pending: bool,
     /// The link refused a frame; wait for writability before offering more.
@@ -107,7 +109,10 @@ pub struct EventLoop<'a> {
 
 impl<'a> EventLoop<'a> {
     /// An event loop driving `slirp` over `link`, with `host` as its host side.
-    pub fn new(slirp: Slirp<'a>, mut host: StdHost, mut link: GuestLink) -> io::Result<Self> {
+    ///
+    /// The engine is told the link's offloads ([`GuestLink::offload`]).
+    pub fn new(mut slirp: Slirp<'a>, mut host: StdHost, mut link: GuestLink) -> io::Result<Self> {
+        slirp.set_guest_offload(link.offload());
         let poll = Poll::new()?;
         link.register(poll.registry())?;
         host.attach(poll.registry().try_clone()?)?;
@@ -125,6 +130,7 @@ impl<'a> EventLoop<'a> {
             ready_fd: None,
             child: None,
             rx_buf: vec![0; MAX_FRAME],
+            pcap_buf: Vec::new(),
             rx_pending: true,
             tx_blocked: false,
             accept_pending: false,
@@ -323,13 +329,13 @@ impl<'a> EventLoop<'a> {
             self.rx_pending = false;
             while n < RX_BATCH {
                 match self.link.recv(self.poll.registry(), &mut self.rx_buf)? {
-                    RecvOutcome::Frame(len) => {
+                    RecvOutcome::Frame(len, checksum) => {
                         let frame = &self.rx_buf[..len];
                         if let Some(p) = &mut self.pcap {
                             p.write_frame(frame)?;
                         }
                         let now = self.clock.now();
-                        self.slirp.handle_guest_frame(now, frame, &mut self.host);
+                        self.slirp.handle_guest_frame_offloaded(now, frame, checksum, &mut self.host);
                         n += 1;
                         // Answers go out as we go, so the core's queue never fills from one
                         // burst of requests.
@@ -408,10 +414,19 @@ impl<'a> EventLoop<'a> {
         }
         let now = self.clock.now();
         while let Some(frame) = self.slirp.poll_transmit(now, &mut self.host) {
-            match self.link.send(registry, &frame)? {
+            let offload = frame.offload();
+            match self.link.send(registry, &frame, offload)? {
                 SendOutcome::Taken => {
                     if let Some(p) = &mut self.pcap {
-                        p.write_frame(&frame)?;
+                        if offload.checksum.is_some() {
+                            // The capture shows what the guest gets: the checksum finished.
+                            self.pcap_buf.clear();
+                            self.pcap_buf.extend_from_slice(&frame);
+                            offload.finish_checksum(&mut self.pcap_buf);
+                            p.write_frame(&self.pcap_buf)?;
+                        } else {
+                            p.write_frame(&frame)?;
+                        }
                     }
                     frame.consume();
                 }

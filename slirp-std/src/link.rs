@@ -10,13 +10,15 @@
 //! All descriptors are nonblocking; every operation returns at once.
 
 use std::fs::File;
-use std::io::{self, ErrorKind, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use mio::net::{UnixListener, UnixStream};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
+use slirp_core::wire::virtio::{self, VirtioNetHdr};
+use slirp_core::{GuestOffload, RxChecksum, TxOffload};
 
 /// Largest frame we accept from or give to a guest: a 65535-byte IP datagram plus an Ethernet
 /// header with a VLAN tag (QEMU's stream netdev caps frames the same way).
@@ -43,8 +45,9 @@ pub enum SendOutcome {
 /// What one [`GuestLink::recv`] call found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecvOutcome {
-    /// A frame of this many bytes is at the start of the buffer.
-    Frame(usize),
+    /// A frame of this many bytes is at the start of the buffer, with what the link vouches for
+    /// about its transport checksum.
+    Frame(usize, RxChecksum),
     /// Nothing more to read until the next readiness event.
     Empty,
 }
@@ -55,9 +58,19 @@ pub struct GuestLink {
 }
 
 enum Kind {
-    Datagram(File),
+    /// `vnet`: every frame comes and goes behind a virtio-net header (a TAP with
+    /// `IFF_VNET_HDR`); `offload`: checksum and TCP segmentation offloads are on.
+    Datagram {
+        file: File,
+        vnet: bool,
+        offload: bool,
+    },
     Stream(FramedStream),
-    Qemu { listener: UnixListener, path: PathBuf, guest: Option<FramedStream> },
+    Qemu {
+        listener: UnixListener,
+        path: PathBuf,
+        guest: Option<FramedStream>,
+    },
 }
 
 /// A connected stream with QEMU's length-prefixed framing.
@@ -176,9 +189,37 @@ fn interest() -> Interest {
 impl GuestLink {
     /// A link over a descriptor that carries one frame per read and write: a TAP opened with
     /// `IFF_NO_PI`, or a datagram/seqpacket socket. The descriptor is switched to nonblocking.
+    ///
+    /// A TAP opened with `IFF_VNET_HDR` (as [`open_tap_here`](crate::netns::open_tap_here)
+    /// does) is recognised, and its offloads are switched on: the guest's kernel hands us
+    /// partially checksummed frames and TCP super-frames of up to 64 KiB, and takes the same
+    /// from us. [`without_offload`](Self::without_offload) turns them off again.
     pub fn datagram(fd: OwnedFd) -> io::Result<GuestLink> {
         rustix::fs::fcntl_setfl(&fd, rustix::fs::fcntl_getfl(&fd)? | rustix::fs::OFlags::NONBLOCK)?;
-        Ok(GuestLink { kind: Kind::Datagram(File::from(fd)) })
+        let vnet = crate::sys::tun_flags(fd.as_fd()).is_some_and(|f| f & libc::IFF_VNET_HDR != 0);
+        if vnet {
+            crate::sys::tun_set_vnet(fd.as_fd(), true)?;
+        }
+        Ok(GuestLink { kind: Kind::Datagram { file: File::from(fd), vnet, offload: vnet } })
+    }
+
+    /// The same link with its offloads off (every frame complete and at most one MTU long both
+    /// ways), for comparisons and for guests that mishandle them.
+    pub fn without_offload(mut self) -> io::Result<GuestLink> {
+        if let Kind::Datagram { file, vnet: true, offload } = &mut self.kind {
+            crate::sys::tun_set_vnet(file.as_fd(), false)?;
+            *offload = false;
+        }
+        Ok(self)
+    }
+
+    /// What the link does for guest-bound frames; pass it to
+    /// [`Slirp::set_guest_offload`](slirp_core::Slirp::set_guest_offload).
+    pub fn offload(&self) -> GuestOffload {
+        match self.kind {
+            Kind::Datagram { offload: true, .. } => GuestOffload { checksum: true, segmentation: true },
+            _ => GuestOffload::default(),
+        }
     }
 
     /// A link over one connected stream socket speaking QEMU's framing (for an embedder that
@@ -219,7 +260,7 @@ impl GuestLink {
     /// Registers the link's descriptors with the event loop's poller.
     pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
         match &mut self.kind {
-            Kind::Datagram(f) => registry.register(&mut SourceFd(&f.as_raw_fd()), TOKEN_DATA, interest()),
+            Kind::Datagram { file, .. } => registry.register(&mut SourceFd(&file.as_raw_fd()), TOKEN_DATA, interest()),
             Kind::Stream(s) => registry.register(&mut s.sock, TOKEN_DATA, interest()),
             Kind::Qemu { listener, .. } => registry.register(listener, TOKEN_LISTENER, Interest::READABLE),
         }
@@ -269,10 +310,22 @@ impl GuestLink {
     /// disconnected (logged) and `Empty` returned: the server waits for the next one.
     pub fn recv(&mut self, registry: &Registry, buf: &mut [u8]) -> io::Result<RecvOutcome> {
         match &mut self.kind {
-            Kind::Datagram(f) => loop {
-                match f.read(buf) {
+            Kind::Datagram { file, vnet, .. } => loop {
+                let mut hdr = [0u8; virtio::HEADER_LEN];
+                let r = if *vnet {
+                    file.read_vectored(&mut [IoSliceMut::new(&mut hdr), IoSliceMut::new(buf)])
+                } else {
+                    file.read(buf)
+                };
+                match r {
                     Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "guest link closed")),
-                    Ok(n) => return Ok(RecvOutcome::Frame(n)),
+                    Ok(n) if !*vnet => return Ok(RecvOutcome::Frame(n, RxChecksum::Unverified)),
+                    // A header alone would be a kernel bug; an empty frame is dropped as short.
+                    Ok(n) => {
+                        let checksum =
+                            VirtioNetHdr::parse(&hdr).map_or(RxChecksum::Unverified, |h| RxChecksum::from_virtio(&h));
+                        return Ok(RecvOutcome::Frame(n.saturating_sub(virtio::HEADER_LEN), checksum));
+                    }
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(RecvOutcome::Empty),
                     Err(e) => return Err(e),
@@ -281,7 +334,7 @@ impl GuestLink {
             Kind::Stream(s) => match s.recv()? {
                 Some(len) => {
                     buf[..len].copy_from_slice(s.frame(len));
-                    Ok(RecvOutcome::Frame(len))
+                    Ok(RecvOutcome::Frame(len, RxChecksum::Unverified))
                 }
                 None => Ok(RecvOutcome::Empty),
             },
@@ -292,7 +345,7 @@ impl GuestLink {
                 match s.recv() {
                     Ok(Some(len)) => {
                         buf[..len].copy_from_slice(s.frame(len));
-                        Ok(RecvOutcome::Frame(len))
+                        Ok(RecvOutcome::Frame(len, RxChecksum::Unverified))
                     }
                     Ok(None) => Ok(RecvOutcome::Empty),
                     Err(e) => {
@@ -306,11 +359,18 @@ impl GuestLink {
         }
     }
 
-    /// Offers one frame to the guest.
-    pub fn send(&mut self, registry: &Registry, frame: &[u8]) -> io::Result<SendOutcome> {
+    /// Offers one frame to the guest, with what it needs from the link (see
+    /// [`offload`](Self::offload); nothing unless the engine was told the link's offloads).
+    pub fn send(&mut self, registry: &Registry, frame: &[u8], offload: TxOffload) -> io::Result<SendOutcome> {
         match &mut self.kind {
-            Kind::Datagram(f) => loop {
-                match f.write(frame) {
+            Kind::Datagram { file, vnet, .. } => loop {
+                let r = if *vnet {
+                    let hdr = offload.virtio_net_hdr().to_bytes();
+                    file.write_vectored(&[IoSlice::new(&hdr), IoSlice::new(frame)])
+                } else {
+                    file.write(frame)
+                };
+                match r {
                     Ok(_) => return Ok(SendOutcome::Taken),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(SendOutcome::WouldBlock),
@@ -347,7 +407,7 @@ impl GuestLink {
     /// Pushes buffered guest-bound bytes (stream links). Returns false while some remain.
     pub fn flush(&mut self, registry: &Registry) -> io::Result<bool> {
         match &mut self.kind {
-            Kind::Datagram(_) => Ok(true),
+            Kind::Datagram { .. } => Ok(true),
             Kind::Stream(s) => s.flush(),
             Kind::Qemu { guest, .. } => {
                 let Some(s) = guest else { return Ok(true) };

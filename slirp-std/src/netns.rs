@@ -118,7 +118,9 @@ impl Netns {
 }
 
 /// Creates the TAP interface `ifname` in the calling thread's network namespace and returns its
-/// nonblocking descriptor and the name the kernel gave it.
+/// nonblocking descriptor and the name the kernel gave it. The TAP carries a virtio-net header
+/// with every frame (`IFF_VNET_HDR`), so [`GuestLink::datagram`](crate::GuestLink::datagram)
+/// can use checksum and segmentation offloads on it.
 pub fn open_tap_here(ifname: &str) -> io::Result<(OwnedFd, String)> {
     let tun: OwnedFd = OpenOptions::new()
         .read(true)
@@ -134,7 +136,7 @@ pub fn open_tap_here(ifname: &str) -> io::Result<(OwnedFd, String)> {
             io::Error::new(e.kind(), format!("/dev/net/tun: {what}"))
         })?
         .into();
-    let name = sys::tun_set_tap(&tun, ifname).map_err(|e| {
+    let name = sys::tun_set_tap(&tun, ifname, true).map_err(|e| {
         let what = match e.raw_os_error() {
             Some(libc::EPERM) => "permission denied (creating a TAP needs CAP_NET_ADMIN)".into(),
             Some(libc::EBUSY) => "an interface of that name exists and is busy".into(),

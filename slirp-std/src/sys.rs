@@ -41,10 +41,11 @@ struct IfreqFlags {
 }
 
 /// Turns an open `/dev/net/tun` descriptor into the TAP interface `name` (`IFF_TAP | IFF_NO_PI`:
-/// whole Ethernet frames, no packet-info header) and returns the name the kernel gave it.
+/// whole Ethernet frames, no packet-info header; with `vnet_hdr` also `IFF_VNET_HDR`: every frame
+/// preceded by a virtio-net header) and returns the name the kernel gave it.
 ///
 /// The interface is created in the network namespace of the calling thread.
-pub fn tun_set_tap(tun: &OwnedFd, name: &str) -> io::Result<String> {
+pub fn tun_set_tap(tun: &OwnedFd, name: &str, vnet_hdr: bool) -> io::Result<String> {
     if name.is_empty() || name.len() > MAX_IFNAME_LEN || name.as_bytes().contains(&0) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -53,7 +54,7 @@ pub fn tun_set_tap(tun: &OwnedFd, name: &str) -> io::Result<String> {
     }
     let mut req = IfreqFlags {
         name: [0; libc::IFNAMSIZ],
-        flags: (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short,
+        flags: (libc::IFF_TAP | libc::IFF_NO_PI | if vnet_hdr { libc::IFF_VNET_HDR } else { 0 }) as libc::c_short,
         _pad: [0; 24],
     };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
@@ -66,6 +67,43 @@ pub fn tun_set_tap(tun: &OwnedFd, name: &str) -> io::Result<String> {
     }
     let len = req.name.iter().position(|&b| b == 0).unwrap_or(req.name.len());
     Ok(String::from_utf8_lossy(&req.name[..len]).into_owned())
+}
+
+/// The `IFF_*` flags of a TUN/TAP descriptor (`TUNGETIFF`), or `None` when `fd` is not one.
+pub fn tun_flags(fd: BorrowedFd<'_>) -> Option<libc::c_int> {
+    let mut req = IfreqFlags { name: [0; libc::IFNAMSIZ], flags: 0, _pad: [0; 24] };
+    // SAFETY: `fd` is a live descriptor for the call; TUNGETIFF writes at most
+    // `sizeof(struct ifreq)` bytes through the pointer into `req`, a live, aligned
+    // `#[repr(C)]` value that large. On any other kind of descriptor the call fails (ENOTTY,
+    // EBADFD, EINVAL) without touching `req`.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF as _, &mut req as *mut IfreqFlags) };
+    (rc >= 0).then_some(libc::c_int::from(req.flags) & 0xffff)
+}
+
+/// Sets up the virtio-net header of a TAP opened with `IFF_VNET_HDR`: the 10-byte layout,
+/// little-endian, and the offloads we take from the guest: with `offload`, partial checksums and
+/// IPv4 TCP super-frames (`TUN_F_CSUM | TUN_F_TSO4`); without, none (the kernel then finishes
+/// and segments everything before we read it).
+pub fn tun_set_vnet(fd: BorrowedFd<'_>, offload: bool) -> io::Result<()> {
+    let size: libc::c_int = 10;
+    // SAFETY: `fd` is live for the call; TUNSETVNETHDRSZ reads one `int` through the pointer,
+    // which points at a live local.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ as _, &size as *const libc::c_int) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let le: libc::c_int = 1;
+    // SAFETY: as above: TUNSETVNETLE reads one `int` through a pointer to a live local.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETLE as _, &le as *const libc::c_int) };
+    // Kernels without it use native order, which is little-endian where it matters.
+    if rc < 0 && cfg!(target_endian = "big") {
+        return Err(io::Error::last_os_error());
+    }
+    let features: libc::c_ulong = if offload { libc::c_ulong::from(libc::TUN_F_CSUM | libc::TUN_F_TSO4) } else { 0 };
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; no memory is passed.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD as _, features) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Moves the calling thread into a new network namespace (and a new user namespace first when

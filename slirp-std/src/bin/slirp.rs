@@ -99,6 +99,10 @@ struct Common {
     #[arg(long, value_name = "N", default_value_t = slirp_std::DEFAULT_TCP_CONNECTIONS as u32,
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     tcp_connections: u32,
+    /// Turn off the TAP's checksum and TCP segmentation offloads (on by default: frames up to
+    /// 64 KiB with checksums left to the kernel, whatever the MTU).
+    #[arg(long)]
+    no_offload: bool,
     /// Write a capture of the guest link to FILE (pcap).
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
@@ -334,6 +338,11 @@ fn build_loop(c: &Common, p: Prepared, link: GuestLink, default_guest: Ipv4Addr)
     let host = StdHost::new(p.dns_upstream);
     let storage = slirp_std::storage(c.tcp_connections as usize, c.tcp_buffer);
     let slirp = Slirp::new(p.config, storage).map_err(|e| Fail(e.to_string()))?;
+    let link = if c.no_offload { link.without_offload()? } else { link };
+    let off = link.offload();
+    if off.segmentation {
+        log::info!("guest link offloads: checksums and TCP segmentation");
+    }
     let mut ev = EventLoop::new(slirp, host, link)?;
     install_hostfwds(&mut ev, &p.hostfwds, default_guest)?;
     if let Some(path) = &c.pcap {
