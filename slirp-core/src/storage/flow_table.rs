@@ -9,6 +9,11 @@
 //! expiry is O(1) per expired flow and finding the next deadline is O(lists).
 //!
 //! The hash is keyed with a per-instance seed so a guest cannot precompute colliding keys.
+//!
+//! Owned slots (with `alloc`) are made on demand: a slot vector may be shorter than its capacity,
+//! and the table appends a fresh slot (within the capacity already reserved, so without
+//! reallocating) when no freed slot is left. The capacity stays the bound; untouched reserved
+//! memory is typically not resident, so an idle table costs little more than its index.
 
 use core::hash::{Hash, Hasher};
 use managed::ManagedSlice;
@@ -90,6 +95,8 @@ pub struct FlowTable<'a, K, V> {
     len: usize,
     lists: [List; LISTS],
     seed: u64,
+    /// Most flows: the slots usable now plus those that can still be appended.
+    capacity: usize,
 }
 
 /// A small keyed hash (FNV-style mixing, splitmix64 finish): the flow tables' bucket hash and
@@ -112,12 +119,25 @@ impl Hasher for SeededHasher {
 }
 
 impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
-    /// A table over `slots` (its capacity) and `index` (at least as many buckets as slots; twice
-    /// as many keeps probes short). `seed` keys the hash.
+    /// A table over `slots` and `index` (at least as many buckets as slots; twice as many keeps
+    /// probes short). `seed` keys the hash.
+    ///
+    /// The capacity is the length of borrowed `slots`; for owned `slots` it is the vector's
+    /// capacity, and the slots past its length are appended only when a flow needs one (build it
+    /// with `Vec::with_capacity(n)` to reserve `n` slots without touching them). Either way it is
+    /// at most the number of index buckets; slots beyond that are never used. When every slot is
+    /// taken, [`insert`](Self::insert) returns [`TableFull`].
     pub fn new(slots: ManagedSlice<'a, FlowSlot<K, V>>, index: ManagedSlice<'a, u32>, seed: u64) -> Self {
-        let mut t = FlowTable { slots, index, free: NONE, len: 0, lists: [EMPTY_LIST; LISTS], seed };
+        let limit = index.len().min(NONE as usize - 1);
+        let reserved = match &slots {
+            #[cfg(feature = "alloc")]
+            ManagedSlice::Owned(v) => v.capacity(),
+            _ => slots.len(),
+        };
+        let capacity = reserved.min(limit);
+        let mut t = FlowTable { slots, index, free: NONE, len: 0, lists: [EMPTY_LIST; LISTS], seed, capacity };
         // The index must be able to hold every entry; ignore the slots that would not fit.
-        let usable = t.slots.len().min(t.index.len()).min(NONE as usize - 1);
+        let usable = t.slots.len().min(limit);
         for b in t.index.iter_mut() {
             *b = NONE;
         }
@@ -130,7 +150,7 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
         t
     }
 
-    /// Owned storage for `capacity` flows.
+    /// Owned storage for `capacity` flows (slots made on demand, see [`new`](Self::new)).
     #[cfg(feature = "alloc")]
     pub fn with_capacity(capacity: usize, seed: u64) -> FlowTable<'static, K, V>
     where
@@ -138,7 +158,7 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
         V: 'static,
     {
         use alloc::vec::Vec;
-        let slots: Vec<FlowSlot<K, V>> = (0..capacity).map(|_| FlowSlot::default()).collect();
+        let slots: Vec<FlowSlot<K, V>> = Vec::with_capacity(capacity);
         let index = alloc::vec![NONE; (capacity * 2).max(1)];
         FlowTable::new(ManagedSlice::Owned(slots), ManagedSlice::Owned(index), seed)
     }
@@ -155,7 +175,30 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
 
     /// Whether no more flows fit.
     pub fn is_full(&self) -> bool {
-        self.free == NONE
+        self.free == NONE && self.slots.len() >= self.capacity
+    }
+
+    /// The most flows the table holds at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// A free slot's index: the head of the free list, else a slot appended to an owned vector
+    /// within its reserved capacity (no reallocation). `None` when the table is full.
+    fn take_free(&mut self) -> Option<u32> {
+        if self.free != NONE {
+            let i = self.free;
+            self.free = self.slots[i as usize].next;
+            return Some(i);
+        }
+        #[cfg(feature = "alloc")]
+        if let ManagedSlice::Owned(v) = &mut self.slots {
+            if v.len() < self.capacity && v.len() < v.capacity() {
+                v.push(FlowSlot::default());
+                return Some((v.len() - 1) as u32);
+            }
+        }
+        None
     }
 
     fn bucket_of(&self, key: &K) -> usize {
@@ -213,22 +256,25 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
     /// The id the next [`insert`](Self::insert) will return (`None` when full), so a host socket
     /// can be named before the flow exists.
     pub fn next_id(&self) -> Option<FlowId> {
-        (self.free != NONE).then(|| FlowId { index: self.free, gen: self.slots[self.free as usize].gen })
+        if self.free != NONE {
+            return Some(FlowId { index: self.free, gen: self.slots[self.free as usize].gen });
+        }
+        // The slot `insert` would append (a fresh slot starts at generation 0).
+        (!self.is_full()).then(|| FlowId { index: self.slots.len() as u32, gen: 0 })
     }
 
     /// Inserts a new flow on activity list `list` (as most recent). The key must not be present.
     pub fn insert(&mut self, key: K, value: V, list: usize) -> Result<FlowId, TableFull> {
-        if self.free == NONE || list >= LISTS {
+        if list >= LISTS {
             return Err(TableFull);
         }
+        let i = self.take_free().ok_or(TableFull)?;
         let n = self.index.len();
         let mut b = self.bucket_of(&key);
         while self.index[b] != NONE {
             b = (b + 1) % n;
         }
-        let i = self.free;
         let slot = &mut self.slots[i as usize];
-        self.free = slot.next;
         slot.entry = Some((key, value));
         slot.list = list as u8;
         let id = FlowId { index: i, gen: slot.gen };
@@ -388,6 +434,47 @@ mod tests {
         assert_eq!(c.index(), a.index());
         assert_ne!(c, a);
         assert_eq!(FlowId::from_u64(c.to_u64()), c);
+    }
+
+    #[test]
+    fn owned_slots_are_made_on_demand_up_to_the_capacity() {
+        let mut t: FlowTable<'static, u32, u8> = FlowTable::with_capacity(3, 5);
+        assert_eq!((t.slots.len(), t.capacity()), (0, 3), "nothing made up front");
+        assert!(!t.is_full());
+        let next = t.next_id();
+        let a = t.insert(1, 1, 0).unwrap();
+        assert_eq!(next, Some(a));
+        let b = t.insert(2, 2, 1).unwrap();
+        assert_eq!(t.slots.len(), 2);
+        t.remove(a);
+        let a2 = t.insert(3, 3, 0).unwrap();
+        assert_eq!(a2.index(), a.index(), "a freed slot is reused before a new one is made");
+        assert_ne!(a2, a);
+        assert_eq!(t.slots.len(), 2);
+        let next = t.next_id();
+        let c = t.insert(4, 4, 0).unwrap();
+        assert_eq!(next, Some(c));
+        assert!(t.is_full());
+        assert_eq!(t.next_id(), None);
+        assert_eq!(t.insert(5, 5, 0), Err(TableFull));
+        assert_eq!(t.slots.len(), 3);
+        assert_eq!(t.find(&2), Some(b));
+        assert_eq!(t.iter().count(), 3);
+    }
+
+    #[test]
+    fn capacity_is_bounded_by_the_index() {
+        // Borrowed slots: their length; owned: the reserved capacity; both at most the index.
+        let mut slots: [FlowSlot<u32, ()>; 4] = Default::default();
+        let mut index = [0u32; 2];
+        let mut t = FlowTable::new(ManagedSlice::Borrowed(&mut slots[..]), ManagedSlice::Borrowed(&mut index[..]), 1);
+        assert_eq!(t.capacity(), 2);
+        t.insert(1, (), 0).unwrap();
+        t.insert(2, (), 0).unwrap();
+        assert_eq!(t.insert(3, (), 0), Err(TableFull));
+        let owned: FlowTable<'static, u32, ()> =
+            FlowTable::new(ManagedSlice::Owned(Vec::with_capacity(8)), ManagedSlice::Owned(std::vec![0; 4]), 1);
+        assert_eq!(owned.capacity(), 4);
     }
 
     #[test]

@@ -28,6 +28,29 @@ pub const DEFAULT_TCP_BUFFER: usize = 256 * 1024;
 /// Largest host datagram passed to the guest in owned storage unless told otherwise.
 pub const DEFAULT_MAX_DATAGRAM: usize = 65535;
 
+/// Smallest request [`zeroed`] makes, in bytes: above what glibc's heap can serve from its top
+/// chunk with default settings (its mmap threshold, top pad and trim threshold are 128 KiB), so
+/// such a request gets freshly mapped pages. musl and jemalloc also map requests this large.
+#[cfg(feature = "alloc")]
+const FRESH_PAGES_BYTES: usize = 256 * 1024;
+
+/// `len` zero elements (`zero` must be all zero bits, as `0u8`, `0u64` or `(0, 0)`) that cost
+/// address space, not resident memory, until they are written.
+///
+/// A zeroed request served from the heap is cleared with `memset` when its memory was used before
+/// (glibc `calloc`), which makes an idle buffer resident; a large request is mapped fresh from the
+/// kernel (zero pages, made resident only when touched). So a smaller one is allocated at
+/// [`FRESH_PAGES_BYTES`] and truncated: it keeps the larger capacity (address space only) and is
+/// `len` elements everywhere else. This is a placement hint, not a guarantee: an allocator that
+/// serves the request from memory it used before still clears it, as before.
+#[cfg(feature = "alloc")]
+fn zeroed<T: Clone>(zero: T, len: usize) -> alloc::vec::Vec<T> {
+    let fresh = FRESH_PAGES_BYTES / core::mem::size_of::<T>().max(1);
+    let mut v = alloc::vec![zero; len.max(fresh)];
+    v.truncate(len);
+    v
+}
+
 /// A buffer for reassembling one fragmented IPv4 datagram.
 ///
 /// Its size bounds the largest datagram it can rebuild (65535 bytes covers every IPv4 datagram).
@@ -53,7 +76,9 @@ pub struct Storage<'a> {
     pub hold: ManagedSlice<'a, u8>,
     /// Reassembly buffers, one per datagram being rebuilt at once.
     pub reassembly: ManagedSlice<'a, ReassemblySlot<'a>>,
-    /// UDP NAT mappings (its length is the most UDP flows at once; empty: no UDP NAT).
+    /// UDP NAT mappings (its length is the most UDP flows at once; empty: no UDP NAT). An owned
+    /// vector may be shorter than its capacity: the capacity is the limit, and slots are appended
+    /// as mappings need them (see [`FlowTable::new`]).
     pub udp_flows: ManagedSlice<'a, UdpFlowSlot>,
     /// Hash index of the UDP mappings: at least as long as `udp_flows`, twice is best.
     pub udp_index: ManagedSlice<'a, u32>,
@@ -89,19 +114,24 @@ impl<'a> Storage<'a> {
     /// Owned TCP memory for `connections` at once, each with a `send_bytes` ring (host → guest,
     /// bounds the data in flight toward the guest) and a `recv_bytes` buffer (guest → host, bounds
     /// the window we advertise). Buffers are allocated when a connection needs them and reused.
+    ///
+    /// The connection slots (about a kilobyte each) are reserved, not built: a slot is made the
+    /// first time that many connections are open at once and reused afterwards, so an idle
+    /// instance keeps none of them resident. The limit is still `connections`; past it new
+    /// connections are refused (the table is full).
     #[cfg(feature = "alloc")]
     pub fn with_tcp_capacity(mut self, connections: usize, send_bytes: usize, recv_bytes: usize) -> Self {
         use alloc::vec;
         use alloc::vec::Vec;
-        let flows: Vec<TcpFlowSlot<'a>> = (0..connections).map(|_| TcpFlowSlot::default()).collect();
+        let flows: Vec<TcpFlowSlot<'a>> = Vec::with_capacity(connections);
         let buffers: Vec<Option<crate::tcp::TcpBuffers<'a>>> = (0..connections).map(|_| None).collect();
         self.tcp = TcpStorage {
             flows: ManagedSlice::Owned(flows),
             index: ManagedSlice::Owned(vec![u32::MAX; (connections * 2).max(1)]),
             buffers: ManagedSlice::Owned(buffers),
-            timers: ManagedSlice::Owned(vec![(0, 0); (connections * 2).max(16)]),
-            out: ManagedSlice::Owned(vec![0u64; connections.max(1)]),
-            out_fast: ManagedSlice::Owned(vec![0u64; connections.max(1)]),
+            timers: ManagedSlice::Owned(zeroed((0, 0), (connections * 2).max(16))),
+            out: ManagedSlice::Owned(zeroed(0u64, connections.max(1))),
+            out_fast: ManagedSlice::Owned(zeroed(0u64, connections.max(1))),
             lazy_buffers: Some((send_bytes, recv_bytes)),
         };
         self
@@ -125,22 +155,27 @@ impl<'a> Storage<'a> {
     }
 
     /// Owned NAT memory for `udp_flows` UDP mappings and datagrams up to `max_datagram` bytes.
+    /// The mapping slots are reserved and made on demand, as in
+    /// [`with_tcp_capacity`](Self::with_tcp_capacity); at most `udp_flows` exist at once.
     #[cfg(feature = "alloc")]
     pub fn with_udp_capacity(mut self, udp_flows: usize, max_datagram: usize) -> Self {
         use alloc::vec;
         use alloc::vec::Vec;
-        let slots: Vec<UdpFlowSlot> = (0..udp_flows).map(|_| UdpFlowSlot::default()).collect();
+        let slots: Vec<UdpFlowSlot> = Vec::with_capacity(udp_flows);
         self.udp_flows = ManagedSlice::Owned(slots);
         self.udp_index = ManagedSlice::Owned(vec![u32::MAX; (udp_flows * 2).max(1)]);
-        self.ready = ManagedSlice::Owned(vec![0u64; udp_flows + crate::nat::MAX_FORWARDS + 2]);
-        self.scratch = ManagedSlice::Owned(vec![0u8; max_datagram]);
+        self.ready = ManagedSlice::Owned(zeroed(0u64, udp_flows + crate::nat::MAX_FORWARDS + 2));
+        self.scratch = ManagedSlice::Owned(zeroed(0u8, max_datagram));
         self
     }
 
     /// Owned storage: `tx_bytes` for the guest-bound queue, `hold_bytes` for packets awaiting
     /// ARP, `reassembly_slots` buffers of `reassembly_slot_bytes` each, and NAT memory for
     /// [`DEFAULT_UDP_FLOWS`] UDP mappings and datagrams up to [`DEFAULT_MAX_DATAGRAM`] bytes
-    /// (change it with [`with_udp_capacity`](Self::with_udp_capacity)).
+    /// (change it with [`with_udp_capacity`](Self::with_udp_capacity)) and
+    /// [`DEFAULT_TCP_CONNECTIONS`] TCP connections with [`DEFAULT_TCP_BUFFER`] each way (change it
+    /// with [`with_buffers`](Self::with_buffers) and [`with_tcp_capacity`](Self::with_tcp_capacity),
+    /// which do not allocate the defaults first).
     #[cfg(feature = "alloc")]
     pub fn with_capacity(
         tx_bytes: usize,
@@ -148,12 +183,28 @@ impl<'a> Storage<'a> {
         reassembly_slots: usize,
         reassembly_slot_bytes: usize,
     ) -> Storage<'static> {
-        use alloc::vec;
-        use alloc::vec::Vec;
-        let slots: Vec<ReassemblySlot<'static>> =
-            (0..reassembly_slots).map(|_| ReassemblySlot::new(vec![0u8; reassembly_slot_bytes])).collect();
-        Storage::new(vec![0u8; tx_bytes], vec![0u8; hold_bytes], slots)
+        Storage::with_buffers(tx_bytes, hold_bytes, reassembly_slots, reassembly_slot_bytes)
             .with_udp_capacity(DEFAULT_UDP_FLOWS, DEFAULT_MAX_DATAGRAM)
             .with_tcp_capacity(DEFAULT_TCP_CONNECTIONS, DEFAULT_TCP_BUFFER, DEFAULT_TCP_BUFFER)
+    }
+
+    /// Owned storage without NAT memory (no UDP mappings, no TCP connections; add them with
+    /// [`with_udp_capacity`](Self::with_udp_capacity) and
+    /// [`with_tcp_capacity`](Self::with_tcp_capacity)): `tx_bytes` for the guest-bound queue,
+    /// `hold_bytes` for packets awaiting ARP and `reassembly_slots` buffers of
+    /// `reassembly_slot_bytes` each. Each buffer is requested from the allocator zeroed and
+    /// large enough to be mapped fresh (see `zeroed`), so it becomes resident only as it
+    /// is used: an idle instance keeps almost none of it in memory.
+    #[cfg(feature = "alloc")]
+    pub fn with_buffers(
+        tx_bytes: usize,
+        hold_bytes: usize,
+        reassembly_slots: usize,
+        reassembly_slot_bytes: usize,
+    ) -> Storage<'static> {
+        use alloc::vec::Vec;
+        let slots: Vec<ReassemblySlot<'static>> =
+            (0..reassembly_slots).map(|_| ReassemblySlot::new(zeroed(0u8, reassembly_slot_bytes))).collect();
+        Storage::new(zeroed(0u8, tx_bytes), zeroed(0u8, hold_bytes), slots)
     }
 }
