@@ -71,10 +71,18 @@ pub fn default_storage() -> Storage<'static> {
 /// [`default_storage`] with `tcp_connections` connection slots and `tcp_buffer` bytes for each
 /// connection's send and receive buffer (clamped to [`MIN_TCP_BUFFER`]..=[`MAX_TCP_BUFFER`]).
 ///
-/// The slots are allocated at once (a few hundred bytes each); the buffers only when a connection
-/// opens, and reused after it closes, so memory follows the most connections open at once: at
-/// most `tcp_connections * 2 * tcp_buffer` (512 MiB for the defaults, if all 1024 were open).
+/// The connection slots (about a kilobyte each) are reserved up front but built only when that
+/// many connections are open at once; the buffers are allocated when a connection opens; both are
+/// reused after it closes, so memory follows the most connections open at once: at most
+/// `tcp_connections * (2 * tcp_buffer + 1 KiB)` (about 513 MiB for the defaults, if all 1024 were
+/// open and full). The queues and reassembly buffers are zero pages until used, so an idle
+/// instance keeps little of its storage resident.
 pub fn storage(tcp_connections: usize, tcp_buffer: usize) -> Storage<'static> {
+    use slirp_core::storage::{DEFAULT_MAX_DATAGRAM, DEFAULT_UDP_FLOWS};
     let buffer = tcp_buffer.clamp(MIN_TCP_BUFFER, MAX_TCP_BUFFER);
-    Storage::with_capacity(1024 * 1024, 256 * 1024, 8, 65535).with_tcp_capacity(tcp_connections, buffer, buffer)
+    // Built directly rather than through `Storage::with_capacity`, which would first allocate
+    // the default TCP memory only for it to be dropped here.
+    Storage::with_buffers(1024 * 1024, 256 * 1024, 8, 65535)
+        .with_udp_capacity(DEFAULT_UDP_FLOWS, DEFAULT_MAX_DATAGRAM)
+        .with_tcp_capacity(tcp_connections, buffer, buffer)
 }
