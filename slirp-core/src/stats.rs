@@ -128,6 +128,9 @@ pub struct Stats {
     pub fragmented: u64,
     /// TCP connections opened (either direction).
     pub tcp_connections: u64,
+    /// Connections in TIME_WAIT freed early because the table was full and a new one needed the
+    /// slot (not a drop: nothing was lost).
+    pub tcp_time_wait_reclaimed: u64,
     drops: DropCounts,
 }
 

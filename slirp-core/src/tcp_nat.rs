@@ -76,7 +76,13 @@ pub struct TcpFlow<'a> {
     /// The host destination (or client, for forwards).
     host_peer: SocketAddrV4,
     forwarded: bool,
+    /// On the TIME_WAIT list (reclaimed first when the table is full).
+    parked: bool,
 }
+
+/// The flow table's activity list of flows in TIME_WAIT, oldest first (all others are on list
+/// 0). Every TIME_WAIT lasts as long, so the oldest is also the next to expire.
+const TIME_WAIT_LIST: usize = 1;
 
 /// A slot of the TCP flow table, for sizing [`Storage`](crate::Storage).
 pub type TcpFlowSlot<'a> = FlowSlot<TcpKey, TcpFlow<'a>>;
@@ -357,7 +363,7 @@ impl<'a> Inner<'a> {
             }
             Target::Drop(reason) => return self.stats.drop(reason),
         };
-        let Some(id) = self.tcp.flows.next_id() else {
+        let Some(id) = self.tcp.flows.next_id().or_else(|| self.tcp_reclaim_time_wait(host)) else {
             self.stats.drop(DropReason::TcpTableFull);
             return self.send_reset(now, link, repr, seg);
         };
@@ -380,6 +386,7 @@ impl<'a> Inner<'a> {
             guest_iss: seg.seq_number,
             host_peer: target,
             forwarded: false,
+            parked: false,
         };
         let Ok(id) = self.tcp.flows.insert(key, flow, 0) else {
             self.stats.drop(DropReason::TcpTableFull);
@@ -448,8 +455,27 @@ impl<'a> Inner<'a> {
         );
     }
 
+    /// The table is full: frees the connection longest in TIME_WAIT, if any, and returns the
+    /// slot a new one can take. A connection in TIME_WAIT has nothing left to deliver; it only
+    /// waits out stray segments of the old incarnation, and a short one at that (the guest is a
+    /// local stack), so under pressure it gives way, as Linux's do past `tcp_max_tw_buckets`.
+    /// Without this, a guest opening short connections could not go faster than the table size
+    /// per TIME_WAIT period.
+    fn tcp_reclaim_time_wait<H: HostSocket>(&mut self, host: &mut H) -> Option<FlowId> {
+        let victim = self.tcp.flows.oldest(TIME_WAIT_LIST)?;
+        self.tcp_finish(victim, host);
+        self.stats.tcp_time_wait_reclaimed += 1;
+        self.tcp.flows.next_id()
+    }
+
     /// Acts on what a TCB reported.
     fn tcp_events<H: HostSocket>(&mut self, now: Instant, id: FlowId, ev: Events, host: &mut H) {
+        if let Some(f) = self.tcp.flows.get_mut(id) {
+            if !f.parked && f.tcb.state() == TcpState::TimeWait {
+                f.parked = true;
+                self.tcp.flows.touch(id, TIME_WAIT_LIST);
+            }
+        }
         if ev.contains(Events::RESET) || ev.contains(Events::REFUSED) || ev.contains(Events::TIMED_OUT) {
             if let Some(f) = self.tcp.flows.get_mut(id) {
                 if f.host != HostConn::Gone {
@@ -619,7 +645,7 @@ impl<'a> Slirp<'a> {
         // report the listener again, so we remember and come back when a slot frees.
         let mut backlog = true;
         for _ in 0..ACCEPT_BURST {
-            let Some(id) = inner.tcp.flows.next_id() else {
+            let Some(id) = inner.tcp.flows.next_id().or_else(|| inner.tcp_reclaim_time_wait(host)) else {
                 inner.stats.drop(DropReason::TcpTableFull);
                 // The listener's backlog holds the rest until a slot frees.
                 inner.tcp.accept_waiting = true;
@@ -658,6 +684,7 @@ impl<'a> Slirp<'a> {
                 guest_iss: SeqNumber(0),
                 host_peer: peer,
                 forwarded: true,
+                parked: false,
             };
             match inner.tcp.flows.insert(key, flow, 0) {
                 Ok(id) => {

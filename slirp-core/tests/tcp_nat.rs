@@ -510,3 +510,34 @@ fn checksum_offload_alone_keeps_segments_at_the_mss_and_poll_transmit_into_finis
     let out = t.tcp_out();
     assert_eq!(out.iter().map(|(_, _, p)| p.len()).collect::<Vec<_>>(), [1]);
 }
+
+#[test]
+fn full_table_reclaims_the_oldest_time_wait_connection() {
+    let storage = Storage::with_capacity(256 * 1024, 64 * 1024, 2, 65535).with_tcp_capacity(2, 16384, 16384);
+    let mut t = T::new(Config::default(), storage);
+    // Connection A: the host closes first, so A ends in TIME_WAIT on our side.
+    let iss = establish(&mut t, 41000);
+    let a = t.host.last_connect.unwrap();
+    t.host.socks.get_mut(&a.0).unwrap().eof = true;
+    t.slirp.handle_host_readable(t.now, a, &mut t.host);
+    let out = t.tcp_out();
+    assert!(out.iter().any(|(_, s, _)| s.control == TcpControl::Fin), "{out:?}");
+    let fin = TcpRepr { control: TcpControl::Fin, ..ack(41000, 1001, iss.wrapping_add(2), b"") };
+    let out = t.send(REMOTE, &fin);
+    assert!(out.iter().any(|(_, s, _)| s.ack_number.map(|n| n.0) == Some(1002)), "guest FIN acknowledged: {out:?}");
+    let info = |t: &T, port: u16| t.slirp.tcp_connections().find(|c| c.guest.port() == port).map(|c| c.state);
+    assert_eq!(info(&t, 41000), Some(slirp_core::tcp::TcpState::TimeWait));
+    // B fills the table.
+    establish(&mut t, 41001);
+    assert_eq!(t.slirp.tcp_connection_count(), 2);
+    // C finds it full: A gives way, C opens.
+    establish(&mut t, 41002);
+    assert_eq!(info(&t, 41000), None);
+    assert_eq!(t.slirp.stats().tcp_time_wait_reclaimed, 1);
+    assert_eq!(t.slirp.stats().dropped(DropReason::TcpTableFull), 0);
+    // D finds it full of live connections: refused with RST, as before.
+    t.host.connect_now = Some(Ok(()));
+    let out = t.send(REMOTE, &syn(41003));
+    assert!(out.iter().any(|(_, s, _)| s.control == TcpControl::Rst), "{out:?}");
+    assert_eq!(t.slirp.stats().dropped(DropReason::TcpTableFull), 1);
+}
