@@ -38,6 +38,8 @@ enum Step {
 
 #[derive(Arbitrary, Debug)]
 struct Input {
+    /// The link's checksum and segmentation offloads are on.
+    offload: bool,
     restricted: bool,
     no_loopback: bool,
     echo_ok: bool,
@@ -224,6 +226,12 @@ fuzz_target!(|input: Input| {
         16 * 1024,
     );
     let mut slirp = Slirp::new(config, storage).expect("config");
+    if input.offload {
+        slirp.set_guest_offload(slirp_core::GuestOffload { checksum: true, segmentation: true });
+    }
+    let rx = if input.offload { slirp_core::RxChecksum::Trusted } else { slirp_core::RxChecksum::Unverified };
+    // Super-frames may exceed the MTU when the link segments them.
+    let max_frame = if input.offload { 65535 } else { 1500 };
     let mut host = FuzzHost { echo_ok: input.echo_ok, bind_fails: input.bind_fails, ..FuzzHost::default() };
     let mut now = Instant::from_millis(0);
     let mut out = vec![0u8; 65536];
@@ -237,7 +245,7 @@ fuzz_target!(|input: Input| {
                 l4[4..6].copy_from_slice(&ulen.to_be_bytes());
                 let n = l4.len() - 8;
                 l4[8..].copy_from_slice(&data[..n]);
-                slirp.handle_guest_frame(now, &frame(17, src_last, dst, ttl, &l4), &mut host);
+                slirp.handle_guest_frame_offloaded(now, &frame(17, src_last, dst, ttl, &l4), rx, &mut host);
             }
             Step::Ping { src_last, dst, ident, seq, data } => {
                 let mut l4 = vec![8u8, 0, 0, 0];
@@ -246,9 +254,9 @@ fuzz_target!(|input: Input| {
                 l4.extend_from_slice(&data[..data.len().min(8000)]);
                 let c = slirp_core::wire::checksum::data(&l4);
                 l4[2..4].copy_from_slice(&c.to_be_bytes());
-                slirp.handle_guest_frame(now, &frame(1, src_last, dst, 64, &l4), &mut host);
+                slirp.handle_guest_frame_offloaded(now, &frame(1, src_last, dst, 64, &l4), rx, &mut host);
             }
-            Step::Raw(f) => slirp.handle_guest_frame(now, &f, &mut host),
+            Step::Raw(f) => slirp.handle_guest_frame_offloaded(now, &f, rx, &mut host),
             Step::Tcp { src_last, dst, sport, dport, flags, seq, ack, win, data } => {
                 let n = data.len().min(4000);
                 let mut l4 = vec![0u8; 20 + n];
@@ -272,7 +280,7 @@ fuzz_target!(|input: Input| {
                     slirp_core::wire::checksum::finish(acc)
                 };
                 l4[16..18].copy_from_slice(&c.to_be_bytes());
-                slirp.handle_guest_frame(now, &frame(6, src_last, dst, 64, &l4), &mut host);
+                slirp.handle_guest_frame_offloaded(now, &frame(6, src_last, dst, 64, &l4), rx, &mut host);
             }
             Step::Writable { which, connect } => {
                 if host.known.is_empty() {
@@ -343,7 +351,7 @@ fuzz_target!(|input: Input| {
             Step::Drain(n) => {
                 for _ in 0..n {
                     match slirp.poll_transmit_into(now, &mut host, &mut out) {
-                        Some(len) => check_output(&out[..len], 1500),
+                        Some(len) => check_output(&out[..len], max_frame),
                         None => break,
                     }
                 }
@@ -352,6 +360,6 @@ fuzz_target!(|input: Input| {
         host.queue.clear();
     }
     while let Some(len) = slirp.poll_transmit_into(now, &mut host, &mut out) {
-        check_output(&out[..len], 1500);
+        check_output(&out[..len], max_frame);
     }
 });
