@@ -28,6 +28,7 @@
 pub mod clock;
 pub mod dns;
 pub mod fakenet;
+pub mod gso;
 pub mod guest;
 pub mod link;
 pub mod pcap;
@@ -39,6 +40,7 @@ pub use clock::VirtualClock;
 pub use fakenet::{
     ConnId, EchoMode, FakeNet, FakeNetStats, RouteFault, SentDatagram, SentEcho, TcpConnRecord, TcpService, UdpService,
 };
+pub use gso::{segment_offloaded, GsoStats, Malformed, Segmented};
 pub use guest::{DhcpLease, EchoReply, PingError, SmolGuest, GUEST_MAC};
 pub use link::{Delivery, Direction, GuestLink, LinkFaults, LinkStats, SendReport};
 pub use pcap::PcapWriter;
