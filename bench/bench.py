@@ -531,6 +531,52 @@ def machine():
     ]
 
 
+COLORS = {"slirp": "#1f77b4", "slirp4netns": "#ff7f0e", "pasta": "#2ca02c", "veth": "#9a9a9a"}
+
+
+def plot_svg(args, res):
+    """Grouped bars of the TCP throughput medians (Gbit/s), one group per measurement: a
+    dependency-free SVG next to RESULTS.md."""
+    keys = [f"tcp {d} P{p} mtu{m} gbps" for m in args.mtus for d in ("up", "down") for p in (1, 4)]
+    keys += [f"loopback up P{p} mtu{m} gbps" for m in args.mtus for p in (1, 4)]
+    rows = [k for k in keys if k in res and any(med(res[k].get(i)) for i in IMPLS)]
+    if not rows:
+        return None
+    impls = [i for i in IMPLS if any(med(res[k].get(i)) for k in rows)]
+    top = max(med(res[k].get(i)) or 0 for k in rows for i in impls)
+    top = max(1.0, float(int(top / 5 + 1) * 5))
+    bar, gap, left, right, height, base = 14, 22, 60, 110, 300, 330
+    group = bar * len(impls) + gap
+    width = left + right + group * len(rows)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{base + 170}" '
+           f'font-family="sans-serif" font-size="11">',
+           f'<rect width="100%" height="100%" fill="white"/>',
+           f'<text x="{left}" y="18" font-size="14">TCP throughput through each NAT (median Gbit/s, iperf3)</text>']
+    for t in range(0, int(top) + 1, 5):
+        y = base - height * t / top
+        out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{t}</text>')
+    for g, k in enumerate(rows):
+        x0 = left + g * group + gap / 2
+        for j, i in enumerate(impls):
+            v = med(res[k].get(i))
+            if not v:
+                continue
+            h = height * v / top
+            out.append(f'<rect x="{x0 + j * bar:.1f}" y="{base - h:.1f}" width="{bar - 2}" height="{h:.1f}" '
+                       f'fill="{COLORS.get(i, "#444")}"><title>{i}: {v:.2f} Gbit/s</title></rect>')
+        label = k.replace(" gbps", "").replace("tcp up", "guest→inet").replace("tcp down", "inet→guest")
+        label = label.replace("loopback up", "guest→host lo").replace(" mtu", " MTU ")
+        cx = x0 + bar * len(impls) / 2
+        out.append(f'<text transform="translate({cx:.1f},{base + 10}) rotate(45)">{label}</text>')
+    for j, i in enumerate(impls):
+        x = left + j * 110
+        out.append(f'<rect x="{x}" y="{base + 140}" width="12" height="12" fill="{COLORS.get(i, "#444")}"/>')
+        out.append(f'<text x="{x + 16}" y="{base + 150}">{i}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
 def report(args, res, notes, started, elapsed):
     L = []
     w = L.append
@@ -625,6 +671,9 @@ def report(args, res, notes, started, elapsed):
     tp = [f"tcp {d} P{p} mtu{m} gbps" for m in args.mtus for d in ("up", "down") for p in (1, 4)]
     w("## Results")
     w("")
+    if getattr(args, "plot_name", None):
+        w(f"![TCP throughput medians]({args.plot_name})")
+        w("")
     table("TCP throughput, Gbit/s (iperf3, receiver side)", tp, "Gbit/s")
     stalls = [f"tcp {d} P{p} mtu{m} stalls" for m in args.mtus for d in ("up", "down") for p in (1, 4)]
     table("TCP stalls: seconds spent under a tenth of the run's best 0.5 s interval", stalls, "s",
@@ -765,6 +814,12 @@ def main():
         sys.exit(130)
     finally:
         lab.teardown()
+    svg = plot_svg(args, res)
+    if svg:
+        plot = os.path.splitext(args.out)[0] + ".svg"
+        with open(plot, "w") as f:
+            f.write(svg)
+        args.plot_name = os.path.basename(plot)
     text = report(args, res, notes, started, time.monotonic() - t0)
     with open(args.out, "w") as f:
         f.write(text)
