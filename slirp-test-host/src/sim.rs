@@ -3,10 +3,13 @@
 use core::time::Duration;
 
 use slirp_core::storage::{DEFAULT_MAX_DATAGRAM, DEFAULT_TCP_BUFFER, DEFAULT_TCP_CONNECTIONS, DEFAULT_UDP_FLOWS};
-use slirp_core::{Clock, Config, ConfigError, HostSocket, Instant, NoHost, Slirp, SocketId, Storage};
+use slirp_core::{
+    Clock, Config, ConfigError, GuestOffload, HostSocket, Instant, NoHost, Slirp, SocketId, Storage, TxOffload,
+};
 use smoltcp::wire::Ipv4Address;
 
 use crate::clock::VirtualClock;
+use crate::gso::{segment_offloaded, GsoStats};
 use crate::guest::{DhcpLease, EchoReply, PingError, SmolGuest};
 use crate::link::{Delivery, Direction, GuestLink, LinkFaults, SendReport};
 use crate::pcap::PcapWriter;
@@ -107,6 +110,11 @@ pub struct SimConfig {
     pub guest_rx_capacity: usize,
     /// Whether to record a pcap of every delivered frame.
     pub capture: bool,
+    /// Whether the guest link has checksum and segmentation offloads (a TAP with
+    /// `IFF_VNET_HDR` and TSO): the core is told so with [`Slirp::set_guest_offload`] and may
+    /// send partial checksums and TCP super-frames, which the link finishes and splits
+    /// ([`segment_offloaded`]) before the wire's faults apply. Off by default.
+    pub offload: bool,
 }
 
 impl Default for SimConfig {
@@ -119,6 +127,7 @@ impl Default for SimConfig {
             to_guest: LinkFaults::NONE,
             guest_rx_capacity: 256,
             capture: false,
+            offload: false,
         }
     }
 }
@@ -139,6 +148,13 @@ impl SimConfig {
     /// Turns pcap recording on.
     pub fn with_capture(mut self) -> SimConfig {
         self.capture = true;
+        self
+    }
+
+    /// Turns the guest link's checksum and segmentation offloads on (see
+    /// [`offload`](SimConfig::offload)).
+    pub fn with_offload(mut self) -> SimConfig {
+        self.offload = true;
         self
     }
 }
@@ -204,6 +220,14 @@ pub struct PingReply {
 /// A deterministic world: the core, a host, the link with its faults, a smoltcp guest and the
 /// virtual clock.
 ///
+/// Guest-bound frames that ask something of the link ([`TxFrame::offload`], with
+/// [`SimConfig::offload`]) are finished and split by [`segment_offloaded`] as they leave the
+/// core, so the link's faults apply to the segments, as on a real wire. A super-frame is pulled
+/// whole once the guest's RX budget has room for one frame: its segments may take the guest
+/// past its budget by up to one super-frame's worth.
+///
+/// [`TxFrame::offload`]: slirp_core::TxFrame::offload
+///
 /// Each round at one instant delivers the frames due, fires the core's timer if due, pulls the
 /// core's frames while the guest's RX budget has room, and polls the guest; rounds repeat until
 /// nothing moves. Then the clock jumps to the earliest deadline of the core, the guest, the host
@@ -217,6 +241,8 @@ pub struct Simulation<H: SimHost = NoHost> {
     guest_rx_capacity: usize,
     pcap: Option<PcapWriter<Vec<u8>>>,
     tracer: Option<Tracer>,
+    gso: GsoStats,
+    segments: Vec<Vec<u8>>,
 }
 
 impl<H: SimHost> core::fmt::Debug for Simulation<H> {
@@ -249,7 +275,10 @@ impl<H: SimHost> Simulation<H> {
         )
         .with_udp_capacity(sizes.udp_flows, sizes.max_datagram)
         .with_tcp_capacity(sizes.tcp_connections, sizes.tcp_send_bytes, sizes.tcp_recv_bytes);
-        let core = Slirp::new(config.core, storage)?;
+        let mut core = Slirp::new(config.core, storage)?;
+        if config.offload {
+            core.set_guest_offload(GuestOffload { checksum: true, segmentation: true });
+        }
         let clock = VirtualClock::new();
         let mut link = GuestLink::new(config.seed);
         link.set_faults(Direction::ToCore, config.to_core);
@@ -271,6 +300,8 @@ impl<H: SimHost> Simulation<H> {
             guest_rx_capacity: config.guest_rx_capacity,
             pcap,
             tracer: None,
+            gso: GsoStats::default(),
+            segments: Vec::new(),
         })
     }
 
@@ -344,6 +375,11 @@ impl<H: SimHost> Simulation<H> {
         self.pcap.as_ref().map(|p| p.get_ref().as_slice())
     }
 
+    /// What the offloading link did with the core's frames (all zero without offloads).
+    pub fn gso_stats(&self) -> &GsoStats {
+        &self.gso
+    }
+
     /// Installs a hook told about every frame sent or delivered (replacing any earlier one).
     pub fn set_tracer(&mut self, tracer: impl FnMut(&TraceEvent<'_>) + 'static) {
         self.tracer = Some(Box::new(tracer));
@@ -397,10 +433,22 @@ impl<H: SimHost> Simulation<H> {
             let Some(frame) = self.core.poll_transmit(now, &mut self.host) else {
                 break;
             };
+            let offload = frame.offload();
             let bytes = frame.to_vec();
             frame.consume();
-            self.send(Direction::ToGuest, &bytes);
             moved = true;
+            if offload == TxOffload::default() {
+                self.send(Direction::ToGuest, &bytes);
+                continue;
+            }
+            // The link finishes and splits it; the wire (and its faults) sees the segments.
+            let mut segments = core::mem::take(&mut self.segments);
+            let result = segment_offloaded(&bytes, &offload, &mut segments);
+            self.gso.record(&result);
+            for segment in segments.drain(..) {
+                self.send(Direction::ToGuest, &segment);
+            }
+            self.segments = segments;
         }
         moved
     }
