@@ -346,7 +346,8 @@ fn build_loop(c: &Common, p: Prepared, link: GuestLink, default_guest: Ipv4Addr)
     let mut ev = EventLoop::new(slirp, host, link)?;
     install_hostfwds(&mut ev, &p.hostfwds, default_guest)?;
     if let Some(path) = &c.pcap {
-        ev.capture(PcapWriter::create(path, 65535.max(u32::from(c.mtu) + 18))?);
+        // Whole frames, super-frames of the offloads included.
+        ev.capture(PcapWriter::create(path, slirp_std::link::MAX_FRAME as u32)?);
     }
     if let Some(fd) = p.exit_fd {
         ev.watch_exit_fd(fd)?;
