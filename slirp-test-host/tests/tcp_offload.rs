@@ -202,11 +202,11 @@ fn faults(loss: f64) -> LinkFaults {
 }
 
 #[test]
-fn eight_mib_download_on_a_perfect_link_travels_in_super_frames() {
+fn thirty_two_mib_download_on_a_perfect_link_travels_in_super_frames() {
     let t = std::time::Instant::now();
-    let len = 8 * MIB;
+    let len = 32 * MIB;
     let on = transfer(1, len, LinkFaults::NONE, true, false, false);
-    eprintln!("8 MiB with offloads: {:?} virtual, {:?}; wire {:?}; {:?} real", on.took, on.gso, on.wire, t.elapsed());
+    eprintln!("32 MiB with offloads: {:?} virtual, {:?}; wire {:?}; {:?} real", on.took, on.gso, on.wire, t.elapsed());
     // Bulk data goes out as super-frames, many MSS-sized segments each: most of the stream.
     assert!(on.gso.super_frames >= 100, "{:?}", on.gso);
     assert!(on.gso.super_payload_bytes >= len * 3 / 4, "{:?}", on.gso);
@@ -219,7 +219,7 @@ fn eight_mib_download_on_a_perfect_link_travels_in_super_frames() {
     // The same download without offloads: no super-frame, same segment size on the wire.
     let t = std::time::Instant::now();
     let off = transfer(1, len, LinkFaults::NONE, false, false, false);
-    eprintln!("8 MiB without offloads: {:?} virtual, wire {:?}; {:?} real", off.took, off.wire, t.elapsed());
+    eprintln!("32 MiB without offloads: {:?} virtual, wire {:?}; {:?} real", off.took, off.wire, t.elapsed());
     assert_eq!(off.wire.largest_payload, on.wire.largest_payload);
     // The checks the ignored tests below make hold without offloads.
     assert_eq!(off.wire.runts, 0, "{:?}", off.wire);
@@ -260,17 +260,17 @@ fn super_frames_split_into_full_segments_until_the_data_runs_out() {
 }
 
 #[test]
-fn two_mib_downloads_under_loss_reordering_and_duplicates_over_eight_seeds() {
+fn four_mib_downloads_under_loss_reordering_and_duplicates_over_twelve_seeds() {
     let t = std::time::Instant::now();
     let mut supers = 0;
-    for seed in 200..208u64 {
+    for seed in 200..212u64 {
         let loss = [0.005, 0.01, 0.02, 0.05][(seed % 4) as usize];
-        let run = transfer(seed, 2 * MIB, faults(loss), true, false, false);
+        let run = transfer(seed, 4 * MIB, faults(loss), true, false, false);
         eprintln!("seed {seed}, loss {loss}: {:?} virtual, {:?}", run.took, run.gso);
         assert!(run.gso.super_frames > 0, "seed {seed}: no super-frame: {:?}", run.gso);
         supers += run.gso.super_frames;
     }
-    eprintln!("8 seeds x 2 MiB down: {supers} super-frames, {:?} real", t.elapsed());
+    eprintln!("12 seeds x 4 MiB down: {supers} super-frames, {:?} real", t.elapsed());
 }
 
 #[test]
