@@ -812,7 +812,14 @@ impl<'a> Slirp<'a> {
                     more_frags: false,
                     frag_offset: 0,
                 };
-                *next_ip_id = next_ip_id.wrapping_add(1);
+                // A super-frame becomes several datagrams on the guest's side, each with the
+                // next id (Linux GSO increments it per segment): keep those ids ours alone.
+                let thl = usize::from(buf.get(ETH_LEN + IP_LEN + 12).map_or(5, |b| b >> 4)) * 4;
+                let ids = match out.gso_size {
+                    0 => 1,
+                    g => n.saturating_sub(thl).div_ceil(usize::from(g)).max(1) as u16,
+                };
+                *next_ip_id = next_ip_id.wrapping_add(ids);
                 ip.emit(&mut buf[ETH_LEN..ETH_LEN + IP_LEN]);
                 // Every byte of the frame is ours: pad a short one with zeros.
                 let len = (ETH_LEN + IP_LEN + n).max(MIN_FRAME_LEN);

@@ -226,14 +226,10 @@ fn thirty_two_mib_download_on_a_perfect_link_travels_in_super_frames() {
     assert_eq!(off.wire.repeated_ip_ids, 0, "{:?}", off.wire);
 }
 
-/// Core bug (slirp-core/src/tcp_nat.rs, `Slirp::tcp_emit_one`): a super-frame takes one IPv4 id
-/// (`next_ip_id` advances by 1), but the link gives its N segments ids `id..id+N`, so they repeat
-/// the ids of the frames the core sends next: on an 8 MiB download only ~250 distinct ids for
-/// ~5800 frames. The core sends TCP without DF, so RFC 6864 wants the ids unique. Fix: advance
-/// `next_ip_id` by the number of segments (`ceil(payload / gso_size)`) for a super-frame, as
-/// Linux does (`ip_select_ident_segs` with `gso_segs`), or set DF on TCP segments.
+/// A super-frame becomes several datagrams on the guest's side, ids `id..id+N`: the core
+/// advances its id counter by N so no later frame repeats them (RFC 6864: TCP goes without DF).
+/// Found by this test: the core used to advance by one per super-frame.
 #[test]
-#[ignore = "core bug: a super-frame's segments reuse the IPv4 ids of the next frames"]
 fn split_segments_carry_ip_ids_no_other_frame_carries() {
     let on = transfer(3, 2 * MIB, LinkFaults::NONE, true, false, false);
     assert!(on.gso.super_frames > 0, "{:?}", on.gso);
@@ -241,18 +237,10 @@ fn split_segments_carry_ip_ids_no_other_frame_carries() {
     assert_eq!(on.wire.repeated_ip_ids, 0, "{:?}", on.wire);
 }
 
-/// Core bug (slirp-core/src/tcp/tcb.rs, `Tcb::emit_synchronized` / `Tcb::next_data`): a
-/// super-frame is cut wherever the send window, the congestion window or the guest-bound
-/// queue's room ends (`len = avail.min(win_room).min(room)`), not at a multiple of the segment
-/// size, so the link splits it into full segments and a short one though more data is waiting:
-/// every 64 KiB super-frame is 44 × 1460 + 1226 bytes, and the first flight is 10 × 1460 + 1
-/// (cwnd grew by the 1 byte of the acknowledged SYN). Without offloads the sender's silly window
-/// avoidance holds such a tail back (136 short segments vs 0 on an 8 MiB download). Fix: when a
-/// super-frame is not the end of the queued data (`len < avail`), round `len` down to a multiple
-/// of `seg_max` (Linux: `tcp_mss_split_point`), keeping at least one segment; and do not count
-/// the SYN in the slow-start increase.
+/// A super-frame that is not the end of the queued data ends on a segment boundary, so the
+/// link splits it into full segments only (Linux: `tcp_mss_split_point`). Found by this test:
+/// every 64 KiB super-frame used to end in a short segment.
 #[test]
-#[ignore = "core bug: super-frames end in a short segment while more data waits"]
 fn super_frames_split_into_full_segments_until_the_data_runs_out() {
     let on = transfer(3, 2 * MIB, LinkFaults::NONE, true, false, false);
     assert!(on.gso.super_frames > 0, "{:?}", on.gso);

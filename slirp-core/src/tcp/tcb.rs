@@ -1657,6 +1657,10 @@ impl<'a> Tcb<'a> {
         let win_room = wnd.saturating_sub(seq_sub(self.snd_nxt, self.snd_una));
         let mss = seg_max;
         let len = avail.min(win_room).min(room);
+        // A super-frame (longer than one segment) that is not the end of the queued data ends
+        // on a segment boundary, so the link splits it into full segments only; the rest goes
+        // with the next one (Linux: `tcp_mss_split_point`).
+        let len = if len > mss && len < avail { len - len % mss } else { len };
         let fin = fin_pending && len == avail;
         if len == 0 && !fin {
             return None;
