@@ -44,7 +44,7 @@ const FRESH_PAGES_BYTES: usize = 256 * 1024;
 /// `len` elements everywhere else. This is a placement hint, not a guarantee: an allocator that
 /// serves the request from memory it used before still clears it, as before.
 #[cfg(feature = "alloc")]
-fn zeroed<T: Clone>(zero: T, len: usize) -> alloc::vec::Vec<T> {
+pub(crate) fn zeroed<T: Clone>(zero: T, len: usize) -> alloc::vec::Vec<T> {
     let fresh = FRESH_PAGES_BYTES / core::mem::size_of::<T>().max(1);
     let mut v = alloc::vec![zero; len.max(fresh)];
     v.truncate(len);
