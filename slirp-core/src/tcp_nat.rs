@@ -41,6 +41,9 @@ pub const MAX_TCP_FORWARDS: usize = 32;
 const EMIT_BURST: usize = 16;
 /// Connections accepted from one listener per readiness report.
 const ACCEPT_BURST: usize = 16;
+/// Buffer pairs kept for reuse when allocated on demand; more are freed as connections close.
+#[cfg(feature = "alloc")]
+const KEEP_FREE_BUFFERS: usize = 8;
 
 /// The four-tuple of a guest connection, as the guest sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -211,13 +214,22 @@ impl<'a> TcpNat<'a> {
         if let Some((send, recv)) = self.lazy {
             if self.allocated < self.pool.len() {
                 self.allocated += 1;
-                return Some(TcpBuffers::new(alloc::vec![0u8; send], alloc::vec![0u8; recv]));
+                // Fresh pages: resident only as the connection fills them.
+                return Some(TcpBuffers::new(crate::storage::zeroed(0u8, send), crate::storage::zeroed(0u8, recv)));
             }
         }
         None
     }
 
     fn give_buffers(&mut self, b: TcpBuffers<'a>) {
+        #[cfg(feature = "alloc")]
+        if self.lazy.is_some() && self.pool_free >= KEEP_FREE_BUFFERS {
+            // Enough spares kept for the next connections: give the memory back (a burst of
+            // busy connections must not leave the process at its high-water mark for good).
+            self.allocated -= 1;
+            drop(b);
+            return;
+        }
         if self.pool_free < self.pool.len() {
             self.pool[self.pool_free] = Some(b);
             self.pool_free += 1;
@@ -917,5 +929,29 @@ impl<'a> Slirp<'a> {
             recv_queue: f.tcb.recv_queue_len(),
             forwarded: f.forwarded,
         })
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::*;
+    use crate::storage::Storage;
+
+    #[test]
+    fn buffers_beyond_the_spares_are_freed_when_connections_close() {
+        let storage = Storage::with_capacity(4096, 4096, 1, 1024).with_tcp_capacity(64, 16384, 16384);
+        let mut nat = TcpNat::new(storage.tcp, 1500, TcpConfig::default(), 1);
+        let taken: std::vec::Vec<_> = (0..40).map(|_| nat.take_buffers().expect("within the table size")).collect();
+        assert_eq!(nat.allocated, 40);
+        for b in taken {
+            nat.give_buffers(b);
+        }
+        // Eight kept for the next connections, the other 32 freed.
+        assert_eq!((nat.pool_free, nat.allocated), (KEEP_FREE_BUFFERS, KEEP_FREE_BUFFERS));
+        // The spares are reused first; then new ones are allocated, up to the table size.
+        let again: std::vec::Vec<_> = (0..64).map(|_| nat.take_buffers().expect("within the table size")).collect();
+        assert_eq!((nat.pool_free, nat.allocated), (0, 64));
+        assert!(nat.take_buffers().is_none(), "never more pairs than connection slots");
+        drop(again);
     }
 }
