@@ -222,6 +222,10 @@ impl<'a> TcpNat<'a> {
     }
 
     fn give_buffers(&mut self, b: TcpBuffers<'a>) {
+        if b.recv.is_empty() && b.send.is_empty() {
+            // The empty stand-ins of a connection that gave its buffers back in TIME_WAIT.
+            return;
+        }
         #[cfg(feature = "alloc")]
         if self.lazy.is_some() && self.pool_free >= KEEP_FREE_BUFFERS {
             // Enough spares kept for the next connections: give the memory back (a burst of
@@ -480,6 +484,19 @@ impl<'a> Inner<'a> {
         self.tcp.flows.next_id()
     }
 
+    /// A connection in TIME_WAIT whose buffers are empty gives them back at once: short
+    /// connections then reuse a few buffer pairs instead of holding one each for the TIME_WAIT
+    /// period.
+    fn tcp_release_if_done(&mut self, id: FlowId) {
+        let Some(f) = self.tcp.flows.get_mut(id) else { return };
+        if !f.parked {
+            return;
+        }
+        if let Some(b) = f.tcb.release_buffers() {
+            self.tcp.give_buffers(b);
+        }
+    }
+
     /// Acts on what a TCB reported.
     fn tcp_events<H: HostSocket>(&mut self, now: Instant, id: FlowId, ev: Events, host: &mut H) {
         if let Some(f) = self.tcp.flows.get_mut(id) {
@@ -488,6 +505,7 @@ impl<'a> Inner<'a> {
                 self.tcp.flows.touch(id, TIME_WAIT_LIST);
             }
         }
+        self.tcp_release_if_done(id);
         if ev.contains(Events::RESET) || ev.contains(Events::REFUSED) || ev.contains(Events::TIMED_OUT) {
             if let Some(f) = self.tcp.flows.get_mut(id) {
                 if f.host != HostConn::Gone {
@@ -643,6 +661,7 @@ impl<'a> Slirp<'a> {
             }
         }
         inner.tcp_flush_to_host(id, host);
+        inner.tcp_release_if_done(id);
         inner.tcp.schedule(id);
         inner.tcp.enqueue_out(id);
         self.tcp_emit(now, host);

@@ -304,6 +304,22 @@ impl<'a> Tcb<'a> {
         t
     }
 
+    /// In TIME_WAIT with nothing left in either buffer, hands the buffers back for another
+    /// connection: from here on the TCB only answers a retransmitted FIN (with an ACK and a zero
+    /// window), which needs none. `None` in any other case, or when already released.
+    pub fn release_buffers(&mut self) -> Option<TcpBuffers<'a>> {
+        if self.state != TcpState::TimeWait || !self.tx.is_empty() || !self.rx.is_empty() || self.rx.capacity() == 0 {
+            return None;
+        }
+        let tx = core::mem::replace(&mut self.tx, RingBuffer::new(managed::ManagedSlice::Borrowed(&mut [])));
+        let rx = core::mem::replace(&mut self.rx, RingBuffer::new(managed::ManagedSlice::Borrowed(&mut [])));
+        self.ooo = Assembler::default();
+        // No room any more: the right edge we advertised comes back to RCV.NXT (the guest sent
+        // its FIN; nothing more may come).
+        self.rcv_adv = self.rcv_nxt;
+        Some(TcpBuffers { send: tx.into_storage(), recv: rx.into_storage() })
+    }
+
     /// Gives the buffers back (for pooling).
     pub fn into_buffers(self) -> TcpBuffers<'a> {
         TcpBuffers { send: self.tx.into_storage(), recv: self.rx.into_storage() }

@@ -975,6 +975,30 @@ fn time_wait_expires_after_configured_time() {
 }
 
 #[test]
+fn time_wait_gives_its_buffers_back_and_still_answers_a_retransmitted_fin() {
+    let mut h = established();
+    assert!(h.tcb.release_buffers().is_none(), "not before TIME_WAIT");
+    h.tcb.host_eof();
+    recv!(h);
+    send!(h, g(G1).ack(S1 + 1).fin());
+    assert_eq!(h.tcb.state(), TcpState::TimeWait);
+    recv!(h);
+    let b = h.tcb.release_buffers().expect("both buffers are empty in TIME_WAIT");
+    assert!(!b.send.is_empty() && !b.recv.is_empty());
+    assert!(h.tcb.release_buffers().is_none(), "released once");
+    // The old incarnation's FIN again: ACKed as before, with nothing to offer.
+    send!(h, g(G1).ack(S1 + 1).fin());
+    let a = recv!(h);
+    assert_eq!((a.ack, a.win), (Some(G1 + 1), 0));
+    // Stray data from the old incarnation is not taken.
+    send!(h, g(G1 + 1).ack(S1 + 1).data(b"late"));
+    assert_eq!(h.tcb.state(), TcpState::TimeWait);
+    h.advance(Duration::from_millis(1001));
+    assert!(h.tcb.is_closed());
+    assert!(h.tcb.release_buffers().is_none());
+}
+
+#[test]
 fn fin_and_ack_together_go_straight_to_time_wait() {
     let mut h = established();
     h.tcb.host_eof();
