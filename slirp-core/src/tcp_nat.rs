@@ -152,7 +152,8 @@ pub struct TcpStorage<'a> {
     /// Hash index over the slots: at least as long, twice is best.
     pub index: ManagedSlice<'a, u32>,
     /// Buffer pairs, one per open connection. `None` entries are filled on demand (with
-    /// `alloc`, see [`Storage::with_tcp_capacity`](crate::Storage::with_tcp_capacity)).
+    /// `alloc`, see [`Storage::with_tcp_capacity`](crate::Storage::with_tcp_capacity)); an owned
+    /// vector may start empty and grows up to one entry per connection slot.
     pub buffers: ManagedSlice<'a, Option<TcpBuffers<'a>>>,
     /// Timer heap entries: twice the slots.
     pub timers: ManagedSlice<'a, (u64, u64)>,
@@ -205,14 +206,29 @@ impl<'a> TcpNat<'a> {
         }
     }
 
+    /// Most buffer pairs the pool holds: a borrowed pool's length; an owned one grows as needed
+    /// up to one pair per connection slot (its entries are not written ahead: idle memory).
+    fn pool_limit(&self) -> usize {
+        match &self.pool {
+            #[cfg(feature = "alloc")]
+            ManagedSlice::Owned(_) => self.flows.capacity(),
+            _ => self.pool.len(),
+        }
+    }
+
     fn take_buffers(&mut self) -> Option<TcpBuffers<'a>> {
         if self.pool_free > 0 {
             self.pool_free -= 1;
-            return self.pool[self.pool_free].take();
+            let b = self.pool[self.pool_free].take();
+            #[cfg(feature = "alloc")]
+            if let ManagedSlice::Owned(v) = &mut self.pool {
+                v.truncate(self.pool_free);
+            }
+            return b;
         }
         #[cfg(feature = "alloc")]
         if let Some((send, recv)) = self.lazy {
-            if self.allocated < self.pool.len() {
+            if self.allocated < self.pool_limit() {
                 self.allocated += 1;
                 // Fresh pages: resident only as the connection fills them.
                 return Some(TcpBuffers::new(crate::storage::zeroed(0u8, send), crate::storage::zeroed(0u8, recv)));
@@ -234,7 +250,13 @@ impl<'a> TcpNat<'a> {
             drop(b);
             return;
         }
-        if self.pool_free < self.pool.len() {
+        if self.pool_free < self.pool_limit() {
+            #[cfg(feature = "alloc")]
+            if let ManagedSlice::Owned(v) = &mut self.pool {
+                if v.len() == self.pool_free {
+                    v.push(None);
+                }
+            }
             self.pool[self.pool_free] = Some(b);
             self.pool_free += 1;
         }

@@ -124,7 +124,8 @@ impl<'a> Storage<'a> {
         use alloc::vec;
         use alloc::vec::Vec;
         let flows: Vec<TcpFlowSlot<'a>> = Vec::with_capacity(connections);
-        let buffers: Vec<Option<crate::tcp::TcpBuffers<'a>>> = (0..connections).map(|_| None).collect();
+        // Grown on demand, up to one pair per connection slot (see the TCP NAT's pool).
+        let buffers: Vec<Option<crate::tcp::TcpBuffers<'a>>> = Vec::new();
         self.tcp = TcpStorage {
             flows: ManagedSlice::Owned(flows),
             index: ManagedSlice::Owned(vec![u32::MAX; (connections * 2).max(1)]),
