@@ -548,7 +548,7 @@ impl ApiServer {
     }
 
     /// Accepts, reads, answers and writes what is ready; closes connections past their
-    /// deadline. Bounded work: at most [`ACCEPT_BATCH`] accepts and [`MAX_CONNECTIONS`]
+    /// deadline. Bounded work: at most `ACCEPT_BATCH` accepts and `MAX_CONNECTIONS`
     /// connections of at most [`MAX_REQUEST`] bytes each.
     pub fn turn(&mut self, registry: &Registry, cx: &mut Context<'_, '_>) {
         if self.accept_pending {
