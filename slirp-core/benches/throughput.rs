@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo bench -p slirp-core --bench throughput` (optionally `-- MTU SECONDS`).
 
-use slirp_core::tcp::{EmitOffload, Tcb, TcpBuffers, TcpConfig};
+use slirp_core::tcp::{Tcb, TcpBuffers, TcpConfig};
 use slirp_core::wire::{
     ArpOperation, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
     SeqNumber, TcpPacket, TcpRepr,
@@ -95,7 +95,7 @@ fn bulk(mtu: u16, secs: f64, to_guest: bool, offload: bool) -> (f64, u64) {
     if offload {
         slirp.set_guest_offload(GuestOffload { checksum: true, segmentation: true });
     }
-    let guest_offload = EmitOffload { checksum: offload, segmentation: offload };
+    let guest_offload = GuestOffload { checksum: offload, segmentation: offload };
     let rx_checksum = if offload { RxChecksum::Trusted } else { RxChecksum::Unverified };
     let max_frame = if offload { 65535 + 14 } else { usize::from(mtu) + 14 };
     let mut host = BulkHost { to_guest, ..BulkHost::default() };

@@ -27,7 +27,8 @@ pub struct GuestOffload {
     /// pseudo-header sum.
     pub checksum: bool,
     /// The link takes TCP super-frames of up to 64 KiB together with the segment size to split
-    /// them at. Only used together with `checksum`.
+    /// them at. [`Slirp::set_guest_offload`](crate::Slirp::set_guest_offload) uses it only
+    /// together with `checksum`.
     pub segmentation: bool,
 }
 

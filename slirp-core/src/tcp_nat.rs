@@ -24,7 +24,7 @@ use crate::offload;
 use crate::stack::{Arrival, Inner, LinkDest, Slirp};
 use crate::stats::DropReason;
 use crate::storage::{FlowId, FlowSlot, FlowTable, SeededHasher, TimerHeap};
-use crate::tcp::{is_connection_request, EmitOffload, Events, Tcb, TcpBuffers, TcpConfig, TcpState};
+use crate::tcp::{is_connection_request, Events, Tcb, TcpBuffers, TcpConfig, TcpState};
 use crate::time::Instant;
 use crate::wire::ethernet::{HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
 use crate::wire::icmpv4;
@@ -506,28 +506,27 @@ impl<'a> Inner<'a> {
         self.tcp.flows.next_id()
     }
 
-    /// A connection in TIME_WAIT whose buffers are empty gives them back at once: short
-    /// connections then reuse a few buffer pairs instead of holding one each for the TIME_WAIT
-    /// period.
-    fn tcp_release_if_done(&mut self, id: FlowId) {
+    /// A connection that reached TIME_WAIT joins the TIME_WAIT list (reclaimed first when the
+    /// table is full) and, once its buffers are empty, gives them back: short connections then
+    /// reuse a few buffer pairs instead of holding one each for the TIME_WAIT period.
+    fn tcp_time_wait(&mut self, id: FlowId) {
         let Some(f) = self.tcp.flows.get_mut(id) else { return };
-        if !f.parked {
+        if f.tcb.state() != TcpState::TimeWait {
             return;
         }
+        let park = !f.parked;
+        f.parked = true;
         if let Some(b) = f.tcb.release_buffers() {
             self.tcp.give_buffers(b);
+        }
+        if park {
+            self.tcp.flows.touch(id, TIME_WAIT_LIST);
         }
     }
 
     /// Acts on what a TCB reported.
     fn tcp_events<H: HostSocket>(&mut self, now: Instant, id: FlowId, ev: Events, host: &mut H) {
-        if let Some(f) = self.tcp.flows.get_mut(id) {
-            if !f.parked && f.tcb.state() == TcpState::TimeWait {
-                f.parked = true;
-                self.tcp.flows.touch(id, TIME_WAIT_LIST);
-            }
-        }
-        self.tcp_release_if_done(id);
+        self.tcp_time_wait(id);
         if ev.contains(Events::RESET) || ev.contains(Events::REFUSED) || ev.contains(Events::TIMED_OUT) {
             if let Some(f) = self.tcp.flows.get_mut(id) {
                 if f.host != HostConn::Gone {
@@ -683,7 +682,7 @@ impl<'a> Slirp<'a> {
             }
         }
         inner.tcp_flush_to_host(id, host);
-        inner.tcp_release_if_done(id);
+        inner.tcp_time_wait(id);
         inner.tcp.schedule(id);
         inner.tcp.enqueue_out(id);
         self.tcp_emit(now, host);
@@ -840,7 +839,7 @@ impl<'a> Slirp<'a> {
         if let Some(mac) = inner.neighbors.lookup(dst) {
             let eth = EthernetRepr { src_addr: inner.gateway_mac, dst_addr: mac, ethertype: EtherType::Ipv4 };
             let next_ip_id = &mut inner.next_ip_id;
-            let offload = EmitOffload { checksum: inner.offload.checksum, segmentation: inner.offload.segmentation };
+            let offload = inner.offload;
             // A super-frame takes whatever contiguous room the queue has, up to a whole IP
             // datagram; never less than one MTU-sized segment (`tx_room` checked that).
             let seg_room = if offload.segmentation {
@@ -867,12 +866,7 @@ impl<'a> Slirp<'a> {
                 };
                 // A super-frame becomes several datagrams on the guest's side, each with the
                 // next id (Linux GSO increments it per segment): keep those ids ours alone.
-                let thl = usize::from(buf.get(ETH_LEN + IP_LEN + 12).map_or(5, |b| b >> 4)) * 4;
-                let ids = match out.gso_size {
-                    0 => 1,
-                    g => n.saturating_sub(thl).div_ceil(usize::from(g)).max(1) as u16,
-                };
-                *next_ip_id = next_ip_id.wrapping_add(ids);
+                *next_ip_id = next_ip_id.wrapping_add(out.segments);
                 ip.emit(&mut buf[ETH_LEN..ETH_LEN + IP_LEN]);
                 // Every byte of the frame is ours: pad a short one with zeros.
                 let len = (ETH_LEN + IP_LEN + n).max(MIN_FRAME_LEN);

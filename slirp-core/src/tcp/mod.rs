@@ -40,7 +40,7 @@ mod tests;
 pub use assembler::{Assembler, AssemblerFull};
 pub use buffer::RingBuffer;
 pub use rtt::RttEstimator;
-pub use tcb::{EmitOffload, Emitted, Tcb};
+pub use tcb::{Emitted, Tcb};
 
 use crate::wire::{SeqNumber, TcpControl, TcpRepr};
 use core::fmt;

@@ -4,6 +4,7 @@ use super::assembler::Assembler;
 use super::buffer::RingBuffer;
 use super::rtt::RttEstimator;
 use super::{Events, TcpBuffers, TcpConfig, TcpCounters, TcpState, DEFAULT_MSS, MAX_WINDOW_SHIFT, MIN_MSS};
+use crate::offload::GuestOffload;
 use crate::time::{earliest, Instant};
 use crate::wire::tcp::HEADER_LEN;
 use crate::wire::{SeqNumber, TcpControl, TcpPacket, TcpRepr};
@@ -25,17 +26,6 @@ const TS_OVERHEAD: usize = 12;
 /// super-frame.
 const MAX_SUPER_PAYLOAD: usize = 65535 - 20;
 
-/// What the guest link finishes for [`Tcb::emit_next_offloaded`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct EmitOffload {
-    /// The link computes the checksum of data segments.
-    pub checksum: bool,
-    /// The link takes data segments longer than the guest's MSS and splits them (or the
-    /// guest's stack accepts them whole, as after receive offload).
-    pub segmentation: bool,
-}
-
 /// A segment [`Tcb::emit_next_offloaded`] wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -47,6 +37,15 @@ pub struct Emitted {
     pub gso_size: u16,
     /// The checksum field holds only the pseudo-header sum; the link must finish it.
     pub checksum_partial: bool,
+    /// How many segments the link makes of it (1 unless it is split at `gso_size`).
+    pub segments: u16,
+}
+
+impl Emitted {
+    /// A segment with a complete checksum that the link passes on as it is.
+    fn plain(len: usize) -> Emitted {
+        Emitted { len, gso_size: 0, checksum_partial: false, segments: 1 }
+    }
 }
 
 /// `a - b` as a length, zero when `a` is not after `b`.
@@ -1464,7 +1463,7 @@ impl<'a> Tcb<'a> {
     /// [`remote`](Self::remote)) and returns its length, or `None` when nothing is due or `buf`
     /// is too small for a header. Payload is sized to fit `buf`; pass MTU-sized buffers.
     pub fn emit_next(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
-        self.emit_next_offloaded(now, buf, EmitOffload::default()).map(|e| e.len)
+        self.emit_next_offloaded(now, buf, GuestOffload::default()).map(|e| e.len)
     }
 
     /// [`emit_next`](Self::emit_next) for a link that finishes checksums and/or segments TCP
@@ -1473,8 +1472,7 @@ impl<'a> Tcb<'a> {
     /// `offload.segmentation`, one data segment may carry up to `buf`'s room in payload (many
     /// MSS-sized segments' worth, [`Emitted::gso_size`] bytes each when split). Sequence, window,
     /// congestion and retransmission bookkeeping is the same as for that many separate segments.
-    pub fn emit_next_offloaded(&mut self, now: Instant, buf: &mut [u8], offload: EmitOffload) -> Option<Emitted> {
-        let plain = |len| Emitted { len, gso_size: 0, checksum_partial: false };
+    pub fn emit_next_offloaded(&mut self, now: Instant, buf: &mut [u8], offload: GuestOffload) -> Option<Emitted> {
         if let Some((seq, ack)) = self.pending_rst {
             let repr = TcpRepr {
                 control: TcpControl::Rst,
@@ -1489,14 +1487,14 @@ impl<'a> Tcb<'a> {
             repr.emit(out, *self.local.ip(), *self.remote.ip());
             self.pending_rst = None;
             self.counters.segments_out = self.counters.segments_out.saturating_add(1);
-            return Some(plain(n));
+            return Some(Emitted::plain(n));
         }
         let out = match self.state {
             TcpState::Closed => None,
-            TcpState::SynSent if self.snd_nxt == self.iss => self.emit_syn(now, buf, false).map(plain),
+            TcpState::SynSent if self.snd_nxt == self.iss => self.emit_syn(now, buf, false).map(Emitted::plain),
             TcpState::SynSent => None,
             TcpState::SynReceived if self.awaiting_host => None,
-            TcpState::SynReceived if self.snd_nxt == self.iss => self.emit_syn(now, buf, true).map(plain),
+            TcpState::SynReceived if self.snd_nxt == self.iss => self.emit_syn(now, buf, true).map(Emitted::plain),
             _ => self.emit_synchronized(now, buf, offload),
         };
         // Host bytes may have arrived into a zero window since the last input: arm persist.
@@ -1577,8 +1575,7 @@ impl<'a> Tcb<'a> {
         Some(n)
     }
 
-    fn emit_synchronized(&mut self, now: Instant, buf: &mut [u8], offload: EmitOffload) -> Option<Emitted> {
-        let plain = |len| Emitted { len, gso_size: 0, checksum_partial: false };
+    fn emit_synchronized(&mut self, now: Instant, buf: &mut [u8], offload: GuestOffload) -> Option<Emitted> {
         if self.delack_at.is_some_and(|t| t <= now) {
             self.ack_now = true;
         }
@@ -1604,12 +1601,12 @@ impl<'a> Tcb<'a> {
             // byte in flight).
             self.probe_now = false;
             self.counters.probes = self.counters.probes.saturating_add(1);
-            return self.emit_ack(now, buf, seq_back(self.snd_una, 1)).map(plain);
+            return self.emit_ack(now, buf, seq_back(self.snd_una, 1)).map(Emitted::plain);
         }
         if self.ack_now {
             // SND.MAX, not SND.NXT: after a timeout rewound SND.NXT the guest has already seen
             // higher sequence numbers and would find an ACK below them out of its window.
-            return self.emit_ack(now, buf, self.snd_max).map(plain);
+            return self.emit_ack(now, buf, self.snd_max).map(Emitted::plain);
         }
         None
     }
@@ -1698,7 +1695,7 @@ impl<'a> Tcb<'a> {
         len: usize,
         fin: bool,
         seg_max: usize,
-        offload: EmitOffload,
+        offload: GuestOffload,
     ) -> Option<Emitted> {
         if len > 0 {
             self.sws_override = false;
@@ -1761,8 +1758,12 @@ impl<'a> Tcb<'a> {
         // Any segment answers for a pending keepalive or window probe.
         self.probe_now = false;
         self.after_ack_sent(now, usize::from(repr.window_len) << self.rcv_wscale);
-        let gso_size = if len > seg_max { seg_max.min(usize::from(u16::MAX)) as u16 } else { 0 };
-        Some(Emitted { len: hl + len, gso_size, checksum_partial: offload.checksum })
+        let (gso_size, segments) = if len > seg_max {
+            (seg_max.min(usize::from(u16::MAX)) as u16, len.div_ceil(seg_max).min(usize::from(u16::MAX)) as u16)
+        } else {
+            (0, 1)
+        };
+        Some(Emitted { len: hl + len, gso_size, checksum_partial: offload.checksum, segments })
     }
 
     /// A one-line dump of the sequence state (tests).
