@@ -587,18 +587,8 @@ mod tests {
         });
     }
 
-    /// CPU ticks (user + system) of thread `tid` of this process.
-    fn thread_ticks(tid: i32) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
-        // Fields after the command name (which ends with the last ')'): utime is the 12th, stime
-        // the 13th.
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-    }
-
-    #[test]
-    fn busy_poll_answers_a_dense_exchange_and_sleeps_when_it_stops() {
+    /// A datagram guest link (our end) and the guest's end, which waits at most 5 s for a frame.
+    fn seqpacket_pair() -> (OwnedFd, std::fs::File) {
         let (ours, guest) = rustix::net::socketpair(
             rustix::net::AddressFamily::UNIX,
             rustix::net::SocketType::SEQPACKET,
@@ -612,7 +602,22 @@ mod tests {
             Some(Duration::from_secs(5)),
         )
         .unwrap();
-        let mut guest = std::fs::File::from(guest);
+        (ours, std::fs::File::from(guest))
+    }
+
+    /// CPU ticks (user + system) of thread `tid` of this process.
+    fn thread_ticks(tid: i32) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+        // Fields after the command name (which ends with the last ')'): utime is the 12th, stime
+        // the 13th.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+
+    #[test]
+    fn busy_poll_answers_a_dense_exchange_and_sleeps_when_it_stops() {
+        let (ours, mut guest) = seqpacket_pair();
         let slirp = Slirp::new(Config::default(), crate::default_storage()).unwrap();
         let mut ev = EventLoop::new(slirp, StdHost::default(), GuestLink::datagram(ours).unwrap()).unwrap();
         // A generous budget, so spinning while idle would show plainly.
@@ -649,20 +654,7 @@ mod tests {
 
     #[test]
     fn datagram_link_carries_one_frame_per_message() {
-        let (ours, guest) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::SEQPACKET,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .unwrap();
-        rustix::net::sockopt::set_socket_timeout(
-            &guest,
-            rustix::net::sockopt::Timeout::Recv,
-            Some(Duration::from_secs(5)),
-        )
-        .unwrap();
-        let mut guest = std::fs::File::from(guest);
+        let (ours, mut guest) = seqpacket_pair();
         with_loop(GuestLink::datagram(ours).unwrap(), || {
             guest.write_all(&arp_request()).unwrap();
             let mut buf = [0u8; 2048];

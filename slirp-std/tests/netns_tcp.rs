@@ -98,40 +98,47 @@ fn run_sh(lab: &Lab, ns: &str, script: &str, limit: Duration) -> Output {
     lab.exec_in_with_limit(ns, &["bash", "-c", script], limit)
 }
 
+/// A file of `mib` random MiB served over HTTP from the stand-in internet (198.51.100.1:8080,
+/// `/file`; `/upload` answers the SHA-256 and length of what it received): (path, SHA-256).
+fn serve_random_file(lab: &mut Lab, script: &Path, mib: usize) -> (PathBuf, String) {
+    let file = lab.dir.join("payload");
+    common::sh(&["sh", "-c", &format!("head -c {mib}M /dev/urandom > {}", file.display())]);
+    let want = sha256_of(&file);
+    let inet = lab.inet.clone();
+    server(lab, script, &inet, &["http", "198.51.100.1", "8080", file.to_str().unwrap()], 8080);
+    (file, want)
+}
+
+/// curl in the guest downloads the served file (hashed as it streams) and PUTs it back; both
+/// must arrive whole. Returns how long each took.
+fn curl_down_and_up(lab: &Lab, file: &Path, want: &str, mib: usize, limit: Duration) -> (Duration, Duration) {
+    let secs = limit.as_secs();
+    let started = Instant::now();
+    let get = format!("set -o pipefail; curl -sS --fail --max-time {secs} http://198.51.100.1:8080/file | sha256sum");
+    let out = run_sh(lab, &lab.guest, &get, limit + Duration::from_secs(30));
+    let down = started.elapsed();
+    assert!(out.status.success(), "curl download: {}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(text(&out.stdout).split_whitespace().next(), Some(want), "downloaded bytes differ");
+    let started = Instant::now();
+    let put =
+        format!("curl -sS --fail --max-time {secs} -H 'Expect:' -T {} http://198.51.100.1:8080/upload", file.display());
+    let out = run_sh(lab, &lab.guest, &put, limit + Duration::from_secs(30));
+    let up = started.elapsed();
+    assert!(out.status.success(), "curl upload: {}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), format!("{want} {}", mib << 20), "uploaded bytes differ");
+    (down, up)
+}
+
 #[test]
 fn curl_downloads_and_uploads_100_mib_with_matching_sha256() {
     let Some((mut lab, script)) = lab("curl_downloads_and_uploads_100_mib_with_matching_sha256") else {
         return;
     };
     const MIB: usize = 100;
-    let file = lab.dir.join("payload");
-    common::sh(&["sh", "-c", &format!("head -c {MIB}M /dev/urandom > {}", file.display())]);
-    let want = sha256_of(&file);
-    let inet = lab.inet.clone();
-    server(&mut lab, &script, &inet, &["http", "198.51.100.1", "8080", file.to_str().unwrap()], 8080);
+    let (file, want) = serve_random_file(&mut lab, &script, MIB);
     let p = attach(&mut lab, &["--configure"]);
     wait_configured(&lab);
-
-    // Download: curl in the guest, hashed as it streams.
-    let started = Instant::now();
-    let out = run_sh(
-        &lab,
-        &lab.guest,
-        "set -o pipefail; curl -sS --fail --max-time 120 http://198.51.100.1:8080/file | sha256sum",
-        Duration::from_secs(150),
-    );
-    let down = started.elapsed();
-    assert!(out.status.success(), "curl download: {}{}", text(&out.stdout), text(&out.stderr));
-    assert_eq!(text(&out.stdout).split_whitespace().next(), Some(want.as_str()), "downloaded bytes differ");
-
-    // Upload: curl PUTs the file; the server answers the SHA-256 and length it received.
-    let started = Instant::now();
-    let put =
-        format!("curl -sS --fail --max-time 120 -H 'Expect:' -T {} http://198.51.100.1:8080/upload", file.display());
-    let out = run_sh(&lab, &lab.guest, &put, Duration::from_secs(150));
-    let up = started.elapsed();
-    assert!(out.status.success(), "curl upload: {}{}", text(&out.stdout), text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), format!("{want} {}", MIB << 20), "uploaded bytes differ");
+    let (down, up) = curl_down_and_up(&lab, &file, &want, MIB, Duration::from_secs(120));
     eprintln!(
         "{MIB} MiB down in {down:?} ({:.0} Mbit/s), up in {up:?} ({:.0} Mbit/s)",
         (MIB * 8) as f64 * 1.048576 / down.as_secs_f64(),
@@ -380,11 +387,7 @@ fn tap_offloads_carry_super_frames_at_mtu_1500_and_can_be_turned_off() {
         return;
     };
     const MIB: usize = 20;
-    let file = lab.dir.join("payload");
-    common::sh(&["sh", "-c", &format!("head -c {MIB}M /dev/urandom > {}", file.display())]);
-    let want = sha256_of(&file);
-    let inet = lab.inet.clone();
-    server(&mut lab, &script, &inet, &["http", "198.51.100.1", "8080", file.to_str().unwrap()], 8080);
+    let (file, want) = serve_random_file(&mut lab, &script, MIB);
     for offload in [true, false] {
         let pcap = lab.dir.join(format!("offload-{offload}.pcap"));
         let mut args = vec!["--configure", "--mtu", "1500", "--pcap", pcap.to_str().unwrap()];
@@ -393,15 +396,7 @@ fn tap_offloads_carry_super_frames_at_mtu_1500_and_can_be_turned_off() {
         }
         let p = attach(&mut lab, &args);
         wait_configured(&lab);
-        let down = "set -o pipefail; curl -sS --fail --max-time 60 http://198.51.100.1:8080/file | sha256sum";
-        let out = run_sh(&lab, &lab.guest, down, Duration::from_secs(90));
-        assert!(out.status.success(), "curl download: {}{}", text(&out.stdout), text(&out.stderr));
-        assert_eq!(text(&out.stdout).split_whitespace().next(), Some(want.as_str()), "downloaded bytes differ");
-        let put =
-            format!("curl -sS --fail --max-time 60 -H 'Expect:' -T {} http://198.51.100.1:8080/upload", file.display());
-        let out = run_sh(&lab, &lab.guest, &put, Duration::from_secs(90));
-        assert!(out.status.success(), "curl upload: {}{}", text(&out.stdout), text(&out.stderr));
-        assert_eq!(text(&out.stdout).trim(), format!("{want} {}", MIB << 20), "uploaded bytes differ");
+        curl_down_and_up(&lab, &file, &want, MIB, Duration::from_secs(60));
         let log = stop(&mut lab, p);
         // The guest namespace's TAP goes with slirp; the next round makes a fresh one.
         let (to_guest, from_guest) = frames_longer_than(&pcap, 1514);
