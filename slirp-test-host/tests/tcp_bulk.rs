@@ -8,7 +8,6 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 
 use common::*;
-use slirp_test_host::sha256::pattern_digest;
 use slirp_test_host::{Direction, FakeNet, LinkFaults, SimConfig, Simulation, TcpService};
 
 const SOURCE: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 20), 5001);
@@ -41,24 +40,7 @@ fn both_ways(seed: u64, len: u64, faults: LinkFaults, up_buffer: usize, limit: D
         );
     }
     let took = result.unwrap();
-    assert_eq!(streams[0].received(), len, "seed {seed}: download length");
-    assert!(streams[0].down.finish() == pattern_digest(seed ^ 0xd0, len), "seed {seed}: download hash");
-    // The sink answers with its count and hash of what it received.
-    let reply = streams[1].kept.as_ref().unwrap();
-    assert_eq!(reply.len(), 40, "seed {seed}: sink reply");
-    assert_eq!(u64::from_be_bytes(reply[..8].try_into().unwrap()), len, "seed {seed}: upload length");
-    assert!(reply[8..] == pattern_digest(seed ^ 0xa0, len), "seed {seed}: upload hash");
-    // The download's guest side closes last (the source closed first: host EOF first).
-    tcp_socket(&mut sim, down).close();
-    sim.link_mut().set_faults(Direction::ToCore, LinkFaults::NONE);
-    sim.link_mut().set_faults(Direction::ToGuest, LinkFaults::NONE);
-    wait_tcp_idle(&mut sim, Duration::from_secs(30)).unwrap_or_else(|e| {
-        panic!("seed {seed}: not idle: {e}; core {:?}", sim.core().tcp_connections().collect::<Vec<_>>())
-    });
-    let stats = sim.host().stats();
-    assert_eq!(stats.unknown_socket_calls, 0, "seed {seed}");
-    assert_eq!(stats.tcp_empty_reads, 0, "seed {seed}");
-    assert_eq!(stats.tcp_send_after_shutdown, 0, "seed {seed}");
+    check_transfers_and_settle(&mut sim, &mut streams, seed, len);
     took
 }
 

@@ -421,3 +421,32 @@ pub fn tcp_segments(log: &FrameLog, direction: slirp_test_host::Direction) -> Ve
     }
     out
 }
+
+/// After a bulk transfer from the fake internet's pattern source (seeded `seed ^ 0xd0`) into
+/// `streams[0]` and, when there is one, from `streams[1]` into its sink (pattern `seed ^ 0xa0`):
+/// both arrived whole; then the download's guest side closes (the source closed first), the
+/// link's faults are cleared, every flow and host socket must be gone once TIME_WAIT passes, and
+/// the host must have seen no misuse of its sockets.
+pub fn check_transfers_and_settle(sim: &mut Simulation<FakeNet>, streams: &mut [GuestStream], seed: u64, len: u64) {
+    use slirp_test_host::sha256::pattern_digest;
+    use slirp_test_host::{Direction, LinkFaults};
+    assert_eq!(streams[0].received(), len, "seed {seed}: download length");
+    assert!(streams[0].down.finish() == pattern_digest(seed ^ 0xd0, len), "seed {seed}: download hash");
+    if let Some(up) = streams.get(1) {
+        // The sink answers with its count and hash of what it received.
+        let reply = up.kept.as_ref().unwrap();
+        assert_eq!(reply.len(), 40, "seed {seed}: sink reply");
+        assert_eq!(u64::from_be_bytes(reply[..8].try_into().unwrap()), len, "seed {seed}: upload length");
+        assert!(reply[8..] == pattern_digest(seed ^ 0xa0, len), "seed {seed}: upload hash");
+    }
+    tcp_socket(sim, streams[0].handle).close();
+    sim.link_mut().set_faults(Direction::ToCore, LinkFaults::NONE);
+    sim.link_mut().set_faults(Direction::ToGuest, LinkFaults::NONE);
+    wait_tcp_idle(sim, Duration::from_secs(30)).unwrap_or_else(|e| {
+        panic!("seed {seed}: not idle: {e}; core {:?}", sim.core().tcp_connections().collect::<Vec<_>>())
+    });
+    let stats = sim.host().stats();
+    assert_eq!(stats.unknown_socket_calls, 0, "seed {seed}");
+    assert_eq!(stats.tcp_empty_reads, 0, "seed {seed}");
+    assert_eq!(stats.tcp_send_after_shutdown, 0, "seed {seed}");
+}
