@@ -45,21 +45,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for ns in "$HOST" "$INET"; do ip netns add "$ns"; done
-ip -n "$HOST" link add inet0 type veth peer name host0 netns "$INET"
-ip -n "$INET" addr add 198.51.100.1/24 dev host0
-ip -n "$INET" link set host0 up
-ip -n "$INET" link set lo up
-ip -n "$HOST" addr add 198.51.100.2/24 dev inet0
-ip -n "$HOST" link set inet0 up
-ip -n "$HOST" link set lo up
-ip -n "$HOST" route add default via 198.51.100.1
-mkdir -p "/etc/netns/$HOST"
-echo "nameserver 198.51.100.1" > "/etc/netns/$HOST/resolv.conf"
-# Refuse to go on if the host namespace can reach anything outside the lab.
-if ip -n "$HOST" -4 route | grep -vE '^(default via 198\.51\.100\.1 |198\.51\.100\.0/24 )'; then
-    echo "measure-rss: host namespace routes outside the lab" >&2; exit 1
-fi
+# shellcheck source=tests-netns/lab.sh
+. tests-netns/lab.sh
+lab_up "$HOST" "$INET" || exit 1
 
 start() { # NAME GUEST_NS COMMAND...
     local name=$1 guest=$2; shift 2
