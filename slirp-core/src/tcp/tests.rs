@@ -1977,9 +1977,17 @@ mod props {
             }
         }
 
-        fn deliver(&mut self, now: Instant, bytes: &[u8], rng: &mut Rng) {
+        /// Delivers one segment; returns the RST a closed side's stack answers with (the glue's
+        /// `send_reset`, or the guest's kernel), for the other side.
+        fn deliver(&mut self, now: Instant, bytes: &[u8], rng: &mut Rng) -> Option<Vec<u8>> {
             let pkt = TcpPacket::new_checked(bytes).unwrap();
             let r = TcpRepr::parse(&pkt, *self.dst.ip(), *self.src.ip(), true).unwrap();
+            if self.tcb.is_closed() {
+                let rst = crate::tcp::reset_reply(&r)?;
+                let mut out = vec![0u8; rst.buffer_len()];
+                rst.emit(&mut out, *self.src.ip(), *self.dst.ip());
+                return Some(out);
+            }
             let take = rng.below(4000) as usize;
             let got = &mut self.got;
             self.tcb.on_segment(now, &r, |d| {
@@ -1988,6 +1996,7 @@ mod props {
                 n
             });
             self.tcb.check_invariants();
+            None
         }
     }
 
@@ -2052,14 +2061,20 @@ mod props {
                 guest.tcb.summary(),
                 ours.tcb.summary()
             );
-            // Deliver whatever is due, in arrival order (random delays reorder).
-            for (q, side) in [(&mut to_guest, &mut guest), (&mut to_ours, &mut ours)] {
+            // Deliver whatever is due, in arrival order (random delays reorder). A side that has
+            // closed answers with RST, as a real stack does (a lost final ACK then ends the
+            // peer's retransmissions instead of leaving it to back off for minutes).
+            let mut resets = [vec![], vec![]];
+            for (i, (q, side)) in [(&mut to_guest, &mut guest), (&mut to_ours, &mut ours)].into_iter().enumerate() {
                 q.sort_by_key(|(t, _)| *t);
                 let due = q.iter().take_while(|(t, _)| *t <= now).count();
                 for (_, bytes) in q.drain(..due).collect::<Vec<_>>() {
-                    side.deliver(now, &bytes, &mut rng);
+                    resets[i].extend(side.deliver(now, &bytes, &mut rng));
                 }
             }
+            let [from_guest, from_ours] = resets;
+            to_ours.extend(from_guest.into_iter().map(|r| (now + Duration::from_micros(50), r)));
+            to_guest.extend(from_ours.into_iter().map(|r| (now + Duration::from_micros(50), r)));
             for side in [&mut guest, &mut ours] {
                 if side.tcb.poll_at().is_some_and(|t| t <= now) {
                     side.tcb.on_timeout(now);
@@ -2106,6 +2121,13 @@ mod props {
     #[test]
     fn regression_seed_ack_war() {
         run_loop(991066262587464094, 8, TcpConfig::default(), 105976, 132781);
+    }
+
+    /// A seed that stalled: the guest stuck in CLOSING retransmitting its FIN after ours had
+    /// left TIME_WAIT.
+    #[test]
+    fn regression_seed_closing_after_time_wait() {
+        run_loop(15026478046472154088, 23, TcpConfig::default(), 4345, 98385);
     }
 
     #[test]
