@@ -19,6 +19,9 @@ use core::hash::{Hash, Hasher};
 use managed::ManagedSlice;
 
 const NONE: u32 = u32::MAX;
+/// An empty index bucket. Buckets hold slot number + 1, so an index fresh from the allocator
+/// (zero pages) is already empty and costs no resident memory until flows land in it.
+const EMPTY: u32 = 0;
 
 /// Handle to a flow: slab index plus generation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -128,7 +131,7 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
     /// at most the number of index buckets; slots beyond that are never used. When every slot is
     /// taken, [`insert`](Self::insert) returns [`TableFull`].
     pub fn new(slots: ManagedSlice<'a, FlowSlot<K, V>>, index: ManagedSlice<'a, u32>, seed: u64) -> Self {
-        let limit = index.len().min(NONE as usize - 1);
+        let limit = index.len().min(NONE as usize - 2);
         let reserved = match &slots {
             #[cfg(feature = "alloc")]
             ManagedSlice::Owned(v) => v.capacity(),
@@ -138,8 +141,10 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
         let mut t = FlowTable { slots, index, free: NONE, len: 0, lists: [EMPTY_LIST; LISTS], seed, capacity };
         // The index must be able to hold every entry; ignore the slots that would not fit.
         let usable = t.slots.len().min(limit);
-        for b in t.index.iter_mut() {
-            *b = NONE;
+        // Only buckets that are not already empty are written: reading a fresh page maps the
+        // shared zero page, writing would make it resident.
+        for b in t.index.iter_mut().filter(|b| **b != EMPTY) {
+            *b = EMPTY;
         }
         for i in (0..usable).rev() {
             let s = &mut t.slots[i];
@@ -159,7 +164,7 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
     {
         use alloc::vec::Vec;
         let slots: Vec<FlowSlot<K, V>> = Vec::with_capacity(capacity);
-        let index = alloc::vec![NONE; (capacity * 2).max(1)];
+        let index = super::zeroed(EMPTY, (capacity * 2).max(1));
         FlowTable::new(ManagedSlice::Owned(slots), ManagedSlice::Owned(index), seed)
     }
 
@@ -214,11 +219,11 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
         }
         let mut b = self.bucket_of(key);
         for _ in 0..n {
-            let i = self.index[b];
-            if i == NONE {
+            let e = self.index[b];
+            if e == EMPTY {
                 return None;
             }
-            if let Some((k, _)) = &self.slots[i as usize].entry {
+            if let Some((k, _)) = &self.slots[e as usize - 1].entry {
                 if k == key {
                     return Some(b);
                 }
@@ -231,7 +236,7 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
     /// The flow with `key`.
     pub fn find(&self, key: &K) -> Option<FlowId> {
         let b = self.find_bucket(key)?;
-        let i = self.index[b];
+        let i = self.index[b] - 1;
         Some(FlowId { index: i, gen: self.slots[i as usize].gen })
     }
 
@@ -271,14 +276,14 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
         let i = self.take_free().ok_or(TableFull)?;
         let n = self.index.len();
         let mut b = self.bucket_of(&key);
-        while self.index[b] != NONE {
+        while self.index[b] != EMPTY {
             b = (b + 1) % n;
         }
         let slot = &mut self.slots[i as usize];
         slot.entry = Some((key, value));
         slot.list = list as u8;
         let id = FlowId { index: i, gen: slot.gen };
-        self.index[b] = i;
+        self.index[b] = i + 1;
         self.len += 1;
         self.link_tail(i, list);
         Ok(id)
@@ -308,23 +313,23 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
         let mut hole = b;
         let mut j = (b + 1) % n;
         loop {
-            let i = self.index[j];
-            if i == NONE {
+            let e = self.index[j];
+            if e == EMPTY {
                 break;
             }
-            let home = match &self.slots[i as usize].entry {
+            let home = match &self.slots[e as usize - 1].entry {
                 Some((k, _)) => self.bucket_of(k),
                 None => j,
             };
             // Move entry j into the hole if its home is not in the cyclic range (hole, j].
             let in_range = if hole <= j { home > hole && home <= j } else { home > hole || home <= j };
             if !in_range {
-                self.index[hole] = i;
+                self.index[hole] = e;
                 hole = j;
             }
             j = (j + 1) % n;
         }
-        self.index[hole] = NONE;
+        self.index[hole] = EMPTY;
     }
 
     /// Changes the key of a live flow, keeping its id. Fails if `new` is taken.
@@ -343,10 +348,10 @@ impl<'a, K: Hash + Eq + Copy, V> FlowTable<'a, K, V> {
         }
         let n = self.index.len();
         let mut b = self.bucket_of(&new);
-        while self.index[b] != NONE {
+        while self.index[b] != EMPTY {
             b = (b + 1) % n;
         }
-        self.index[b] = id.index;
+        self.index[b] = id.index + 1;
         Ok(())
     }
 

@@ -121,14 +121,13 @@ impl<'a> Storage<'a> {
     /// connections are refused (the table is full).
     #[cfg(feature = "alloc")]
     pub fn with_tcp_capacity(mut self, connections: usize, send_bytes: usize, recv_bytes: usize) -> Self {
-        use alloc::vec;
         use alloc::vec::Vec;
         let flows: Vec<TcpFlowSlot<'a>> = Vec::with_capacity(connections);
         // Grown on demand, up to one pair per connection slot (see the TCP NAT's pool).
         let buffers: Vec<Option<crate::tcp::TcpBuffers<'a>>> = Vec::new();
         self.tcp = TcpStorage {
             flows: ManagedSlice::Owned(flows),
-            index: ManagedSlice::Owned(vec![u32::MAX; (connections * 2).max(1)]),
+            index: ManagedSlice::Owned(zeroed(0u32, (connections * 2).max(1))),
             buffers: ManagedSlice::Owned(buffers),
             timers: ManagedSlice::Owned(zeroed((0, 0), (connections * 2).max(16))),
             out: ManagedSlice::Owned(zeroed(0u64, connections.max(1))),
@@ -160,11 +159,10 @@ impl<'a> Storage<'a> {
     /// [`with_tcp_capacity`](Self::with_tcp_capacity); at most `udp_flows` exist at once.
     #[cfg(feature = "alloc")]
     pub fn with_udp_capacity(mut self, udp_flows: usize, max_datagram: usize) -> Self {
-        use alloc::vec;
         use alloc::vec::Vec;
         let slots: Vec<UdpFlowSlot> = Vec::with_capacity(udp_flows);
         self.udp_flows = ManagedSlice::Owned(slots);
-        self.udp_index = ManagedSlice::Owned(vec![u32::MAX; (udp_flows * 2).max(1)]);
+        self.udp_index = ManagedSlice::Owned(zeroed(0u32, (udp_flows * 2).max(1)));
         self.ready = ManagedSlice::Owned(zeroed(0u64, udp_flows + crate::nat::MAX_FORWARDS + 2));
         self.scratch = ManagedSlice::Owned(zeroed(0u8, max_datagram));
         self
