@@ -288,18 +288,18 @@ class Nat:
         return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
     def mem(self):
-        """(VmRSS, VmHWM) in KiB."""
+        """(VmRSS, VmHWM, RssAnon) in KiB."""
         if self.proc is None:
             return None
         out = {}
         try:
             for line in open(f"/proc/{self.proc.pid}/status"):
                 k, _, v = line.partition(":")
-                if k in ("VmRSS", "VmHWM"):
+                if k in ("VmRSS", "VmHWM", "RssAnon"):
                     out[k] = int(v.split()[0])
         except OSError:
             return None
-        return out.get("VmRSS"), out.get("VmHWM")
+        return out.get("VmRSS"), out.get("VmHWM"), out.get("RssAnon")
 
     def alive(self):
         return self.proc is None or self.proc.poll() is None
@@ -373,6 +373,8 @@ def measure(lab, impl, mtu, args, res, notes):
         m = nat.mem()
         if m:
             put("rss_idle_kib", m[0])
+            if m[2] is not None:
+                put("rss_anon_idle_kib", m[2])
             nat.idle_rss = m[0]
         for reverse in (False, True):
             for streams in (1, 4):
@@ -706,9 +708,11 @@ def report(args, res, notes, started, elapsed):
     table("CPU seconds of the NAT process per GB moved (utime+stime from /proc/PID/stat)", cpu, "s/GB",
           higher_better=False, with_veth=False,
           note="Lower is better; the ratio is ours/lowest peer (below 1 = we spend less).")
-    table("Memory of the NAT process, KiB", ["rss_idle_kib", "rss_hwm_kib", "rss_idleflows_kib", "kib per held connection"], "KiB",
+    table("Memory of the NAT process, KiB", ["rss_idle_kib", "rss_anon_idle_kib", "rss_hwm_kib", "rss_idleflows_kib", "kib per held connection"], "KiB",
           higher_better=False, with_veth=False,
-          note="`rss_idle`: VmRSS right after the guest was configured; `rss_hwm`: VmHWM after the "
+          note="`rss_idle`: VmRSS right after the guest was configured; `rss_anon_idle`: its private "
+               "part (RssAnon: heap, stacks; without the pages of the binary and shared libraries, which "
+               "every instance shares); `rss_hwm`: VmHWM after the "
                "throughput runs; `rss_idleflows`: VmRSS while the idle connections were held; `kib per held connection`: "
                "(rss_idleflows − rss_idle) / connections held, after the throughput runs grew the heap. Lower is "
                "better; ratio is ours/lowest peer.")
