@@ -483,6 +483,25 @@ mod tests {
     }
 
     #[test]
+    fn a_borrowed_index_with_stale_contents_starts_empty() {
+        // An embedder's static buffer may hold anything (a previous instance, garbage).
+        let mut slots: [FlowSlot<u32, u8>; 4] = Default::default();
+        let mut index = [7u32, u32::MAX, 1, 3, 0, 2, 9, 4];
+        let mut t = FlowTable::new(ManagedSlice::Borrowed(&mut slots[..]), ManagedSlice::Borrowed(&mut index[..]), 5);
+        assert_eq!(t.len(), 0);
+        for k in 0..8 {
+            assert_eq!(t.find(&k), None);
+        }
+        let a = t.insert(3, 30, 0).unwrap();
+        let b = t.insert(4, 40, 0).unwrap();
+        assert_eq!(t.find(&3), Some(a));
+        assert_eq!(t.find(&4), Some(b));
+        assert_eq!(t.remove(a), Some((3, 30)));
+        assert_eq!(t.find(&3), None);
+        assert_eq!(t.find(&4), Some(b));
+    }
+
+    #[test]
     fn rekey_keeps_the_id() {
         let mut t: FlowTable<'static, u32, u8> = FlowTable::with_capacity(4, 3);
         let a = t.insert(1, 10, 0).unwrap();
