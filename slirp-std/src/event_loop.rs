@@ -114,9 +114,12 @@ pub struct EventLoop<'a> {
 impl<'a> EventLoop<'a> {
     /// An event loop driving `slirp` over `link`, with `host` as its host side.
     ///
-    /// The engine is told the link's offloads ([`GuestLink::offload`]).
+    /// The engine is told the link's offloads ([`GuestLink::offload`]), and the host batches
+    /// UDP sends ([`StdHost::set_udp_batching`]; the loop flushes after every burst of guest
+    /// frames and before it sleeps).
     pub fn new(mut slirp: Slirp<'a>, mut host: StdHost, mut link: GuestLink) -> io::Result<Self> {
         slirp.set_guest_offload(link.offload());
+        host.set_udp_batching(true);
         let poll = Poll::new()?;
         link.register(poll.registry())?;
         host.attach(poll.registry().try_clone()?)?;
@@ -389,6 +392,8 @@ impl<'a> EventLoop<'a> {
                     RecvOutcome::Empty => break,
                 }
             }
+            // The burst's UDP datagrams leave together (one sendmmsg per socket).
+            self.host.flush();
             if n == RX_BATCH {
                 self.rx_pending = true;
             }
@@ -437,6 +442,8 @@ impl<'a> EventLoop<'a> {
         if self.slirp.poll_at().is_some_and(|t| t <= now) {
             self.slirp.handle_timeout(now, &mut self.host);
         }
+        // Nothing the core sent waits past this turn.
+        self.host.flush();
         self.transmit()?;
         if let Some(p) = &mut self.pcap {
             p.flush()?;
@@ -491,6 +498,10 @@ impl<'a> EventLoop<'a> {
         let mut drops = String::new();
         for (reason, n) in s.drops() {
             drops.push_str(&format!(" {}={n}", reason.name()));
+        }
+        let batch_dropped = self.host.udp_batch_dropped();
+        if batch_dropped > 0 {
+            drops.push_str(&format!(" udp-batch-send-failed={batch_dropped}"));
         }
         if drops.is_empty() {
             drops.push_str(" none");

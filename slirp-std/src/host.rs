@@ -6,6 +6,14 @@
 //!   needed) come back as [`UdpEvent::Error`] with the router that sent them and the destination
 //!   that failed. The guest's TTL is applied with `IP_TTL`, set only when it changes (one
 //!   syscall per change, not per datagram). Datagrams of any size IPv4 allows go both ways.
+//!   With [`StdHost::set_udp_batching`] on (the `slirp` command turns it on), small datagrams to
+//!   a destination the socket already reached are gathered and sent with one `sendmmsg` per
+//!   socket and burst, when the owner calls [`StdHost::flush`] (the event loop does after each
+//!   burst of guest frames, before it sleeps); the first datagram to a destination and large
+//!   ones still go at once, so errors that say where a datagram cannot go (no route, too large)
+//!   still reach the core, which answers the guest with ICMP. A datagram of the batch that the
+//!   kernel refuses later is counted ([`StdHost::udp_batch_dropped`]) and its destination sent
+//!   to synchronously again.
 //! - **ICMP echo**: one long-lived socket. An unprivileged ping socket (`SOCK_DGRAM`/
 //!   `IPPROTO_ICMP`, allowed when our group is in `net.ipv4.ping_group_range`) is preferred; else
 //!   a raw ICMP socket (needs `CAP_NET_RAW`) that only lets echo replies through (`ICMP_FILTER`)
@@ -88,7 +96,29 @@ struct Sock {
     backlog: bool,
     /// TCP: the peer sent urgent data (a priority event) whose mark we have not read past yet.
     urgent: bool,
+    /// UDP: the destination of the last datagram the kernel took at once (batching defers only
+    /// datagrams to it, so a destination's first send reports its errors synchronously).
+    reached: Option<SocketAddrV4>,
 }
+
+/// Datagrams gathered for one `sendmmsg` (see the module documentation).
+#[derive(Debug, Default)]
+struct UdpBatch {
+    /// The socket every datagram here goes out through.
+    socket: Option<SocketId>,
+    /// The datagrams' bytes, back to back (allocated once, [`BATCH_BYTES`]).
+    bytes: Vec<u8>,
+    /// Each datagram: start in `bytes`, length, destination.
+    msgs: Vec<(usize, usize, SocketAddrV4)>,
+}
+
+/// Most datagrams in one batch.
+const BATCH_MSGS: usize = 32;
+/// Largest datagram that is batched; bigger ones are sent at once (the system call is a small
+/// part of their cost).
+const BATCH_MAX_DATAGRAM: usize = 2048;
+/// Bytes of a batch: room for [`BATCH_MSGS`] datagrams of the largest batched size.
+const BATCH_BYTES: usize = BATCH_MSGS * BATCH_MAX_DATAGRAM;
 
 /// The host side of one slirp instance on a std platform. See the module documentation.
 #[derive(Debug)]
@@ -105,11 +135,23 @@ pub struct StdHost {
     packet: Vec<u8>,
     /// Connections accepted since the start (see [`StdHost::accepted`]).
     accepted: u64,
+    /// UDP datagrams waiting for [`StdHost::flush`] (only with batching on).
+    batch: UdpBatch,
+    batching: bool,
+    /// Batched datagrams the kernel refused (see [`StdHost::udp_batch_dropped`]).
+    batch_dropped: u64,
 }
 
 impl Default for StdHost {
     fn default() -> Self {
         StdHost::new(None)
+    }
+}
+
+impl Drop for StdHost {
+    fn drop(&mut self) {
+        // Datagrams the core handed over leave even if nobody flushed.
+        self.flush();
     }
 }
 
@@ -127,7 +169,68 @@ impl StdHost {
             raw_ident,
             packet: Vec::new(),
             accepted: 0,
+            batch: UdpBatch::default(),
+            batching: false,
+            batch_dropped: 0,
         }
+    }
+
+    /// Turns UDP send batching on or off (off by default; see the module documentation). With
+    /// it on, whoever drives this host must call [`flush`](Self::flush) after each burst of guest
+    /// frames and before sleeping, or gathered datagrams wait. Turning it off flushes.
+    pub fn set_udp_batching(&mut self, on: bool) {
+        if !on {
+            self.flush();
+        }
+        self.batching = on;
+    }
+
+    /// Sends the UDP datagrams gathered by batching (one `sendmmsg` per 32). A datagram the
+    /// kernel refuses is counted in [`udp_batch_dropped`](Self::udp_batch_dropped) and logged;
+    /// its socket's next datagram is sent at once, so the error reaches the core then.
+    pub fn flush(&mut self) {
+        let Some(id) = self.batch.socket.take() else { return };
+        let msgs = std::mem::take(&mut self.batch.msgs);
+        if let Some(sock) = self.sockets.get_mut(&id) {
+            let mut done = 0;
+            let mut retried_async = false;
+            while done < msgs.len() {
+                match sys::send_datagrams(sock.fd.as_fd(), &self.batch.bytes, &msgs[done..]) {
+                    Ok(n) => done += n.max(1),
+                    Err(e) => {
+                        let errno = Errno::from_io_error(&e);
+                        // An ICMP error that arrived earlier fails the next send once, as in
+                        // `udp_send_to`: note the error queue and try the datagram again.
+                        if !retried_async && errno.is_some_and(is_async_icmp_error) {
+                            sock.errqueue = true;
+                            retried_async = true;
+                            continue;
+                        }
+                        log::debug!("batched datagram to {} refused: {e}", msgs[done].2);
+                        self.batch_dropped += 1;
+                        sock.reached = None;
+                        done += 1;
+                    }
+                }
+            }
+        }
+        self.batch.bytes.clear();
+        self.batch.msgs = msgs;
+        self.batch.msgs.clear();
+    }
+
+    /// Batched UDP datagrams the kernel refused after [`udp_send_to`](HostSocket::udp_send_to)
+    /// had accepted them (they are lost, as UDP allows; the count is for the stats).
+    pub fn udp_batch_dropped(&self) -> u64 {
+        self.batch_dropped
+    }
+
+    /// Whether `udp_send_to` may defer this datagram: batching on, small, and to the destination
+    /// the socket last reached at once, with the same TTL.
+    fn batchable(&self, id: SocketId, len: usize, dst: SocketAddrV4, ttl: Option<u8>) -> bool {
+        self.batching
+            && len <= BATCH_MAX_DATAGRAM
+            && self.sockets.get(&id).is_some_and(|s| s.kind == Kind::Udp && s.reached == Some(dst) && s.ttl == ttl)
     }
 
     /// The resolver queries to the DNS alias go to, as configured.
@@ -223,7 +326,17 @@ impl StdHost {
         self.close(id);
         self.sockets.insert(
             id,
-            Sock { fd, token: None, kind, ttl: None, errqueue: false, core_ident: 0, backlog: false, urgent: false },
+            Sock {
+                fd,
+                token: None,
+                kind,
+                ttl: None,
+                errqueue: false,
+                core_ident: 0,
+                backlog: false,
+                urgent: false,
+                reached: None,
+            },
         );
         if let Err(e) = self.register(id) {
             self.sockets.remove(&id);
@@ -407,12 +520,35 @@ impl HostSocket for StdHost {
     }
 
     fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddrV4, ttl: Option<u8>) -> Result<(), HostError> {
+        // Datagrams leave in the order the core sent them: a batch for another socket, or one
+        // this datagram cannot join, goes first.
+        let batchable = self.batchable(id, data.len(), dst, ttl);
+        if self.batch.socket.is_some_and(|s| s != id) || (!batchable && self.batch.socket.is_some()) {
+            self.flush();
+        }
+        if batchable {
+            let b = &mut self.batch;
+            if b.bytes.capacity() == 0 {
+                b.bytes.reserve_exact(BATCH_BYTES);
+                b.msgs.reserve_exact(BATCH_MSGS);
+            }
+            b.socket = Some(id);
+            b.msgs.push((b.bytes.len(), data.len(), dst));
+            b.bytes.extend_from_slice(data);
+            if b.msgs.len() >= BATCH_MSGS.min(sys::SEND_BATCH) || b.bytes.len() + BATCH_MAX_DATAGRAM > BATCH_BYTES {
+                self.flush();
+            }
+            return Ok(());
+        }
         let sock = self.sock(id, Kind::Udp)?;
         apply_ttl(sock, ttl);
         let mut first = true;
         loop {
             match rustix::net::sendto(&sock.fd, data, SendFlags::empty(), &dst) {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    sock.reached = Some(dst);
+                    return Ok(());
+                }
                 Err(Errno::INTR) => continue,
                 // An ICMP error that arrived earlier (for any destination) makes the next call
                 // fail once; it is on the error queue for the core to read. Send again.
@@ -465,6 +601,10 @@ impl HostSocket for StdHost {
     }
 
     fn close(&mut self, id: SocketId) {
+        // What the socket was asked to send leaves before it closes.
+        if self.batch.socket == Some(id) {
+            self.flush();
+        }
         let Some(sock) = self.sockets.remove(&id) else { return };
         if let Some(token) = sock.token {
             // No EPOLL_CTL_DEL: closing the descriptor (we never duplicate it) takes it out of
@@ -829,6 +969,125 @@ mod tests {
         let ev = wait(|| host.udp_recv_from(A, &mut buf)).unwrap();
         assert_eq!(ev, UdpEvent::Error { offender: Ipv4Addr::LOCALHOST, dst: closed, error: HostError::Refused });
         assert_eq!(host.udp_recv_from(A, &mut buf), Err(HostError::WouldBlock));
+    }
+
+    /// Everything `remote` has queued now, without waiting.
+    fn drain(remote: &UdpSocket) -> Vec<Vec<u8>> {
+        remote.set_nonblocking(true).unwrap();
+        let mut out = Vec::new();
+        let mut got = vec![0u8; 65535];
+        while let Ok((n, _)) = remote.recv_from(&mut got) {
+            out.push(got[..n].to_vec());
+        }
+        remote.set_nonblocking(false).unwrap();
+        out
+    }
+
+    /// Datagram `i` of the batching tests: distinct bytes, sizes around the batching limit.
+    fn datagram(i: usize) -> Vec<u8> {
+        let len = if i == 40 { 3000 } else { 1 + (i * 97) % BATCH_MAX_DATAGRAM };
+        (0..len).map(|j| (i * 31 + j) as u8).collect()
+    }
+
+    #[test]
+    fn batched_udp_sends_wait_for_flush_and_leave_in_order() {
+        let mut host = StdHost::default();
+        host.set_udp_batching(true);
+        host.udp_bind(A, any()).unwrap();
+        let (remote, raddr) = peer();
+        // A destination's first datagram goes at once (its errors must reach the core).
+        host.udp_send_to(A, &datagram(0), raddr, Some(64)).unwrap();
+        assert_eq!(drain(&remote), vec![datagram(0)]);
+        // Then small ones wait for the flush; a full batch (32) leaves by itself, and a large
+        // one (number 40) pushes out what is gathered before going itself.
+        for i in 1..=20 {
+            host.udp_send_to(A, &datagram(i), raddr, Some(64)).unwrap();
+        }
+        assert_eq!(drain(&remote), Vec::<Vec<u8>>::new(), "gathered, not sent yet");
+        // Read as we go: the receiving socket's buffer holds only a few dozen of them.
+        let mut got = Vec::new();
+        for i in 21..=100 {
+            host.udp_send_to(A, &datagram(i), raddr, Some(64)).unwrap();
+            got.extend(drain(&remote));
+        }
+        host.flush();
+        std::thread::sleep(Duration::from_millis(20));
+        got.extend(drain(&remote));
+        assert_eq!(got.len(), 100);
+        for (k, d) in got.iter().enumerate() {
+            assert!(*d == datagram(k + 1), "datagram {} out of order or damaged", k + 1);
+        }
+        assert_eq!(host.udp_batch_dropped(), 0);
+        // Sizes the kernel refuses are still refused synchronously.
+        assert_eq!(host.udp_send_to(A, &vec![0u8; 65508], raddr, Some(64)), Err(HostError::TooLarge));
+    }
+
+    #[test]
+    fn batching_flushes_before_another_socket_destination_ttl_or_close() {
+        let mut host = StdHost::default();
+        host.set_udp_batching(true);
+        host.udp_bind(A, any()).unwrap();
+        host.udp_bind(B, any()).unwrap();
+        let (remote, raddr) = peer();
+        let (other, oaddr) = peer();
+        host.udp_send_to(A, b"a0", raddr, Some(64)).unwrap();
+        host.udp_send_to(B, b"b0", raddr, Some(64)).unwrap();
+        host.udp_send_to(A, b"a1", raddr, Some(64)).unwrap();
+        // Another socket: A's batch leaves first.
+        host.udp_send_to(B, b"b1", raddr, Some(64)).unwrap();
+        // Another destination: sent at once, after B's batch.
+        host.udp_send_to(B, b"to-other", oaddr, Some(64)).unwrap();
+        // Another TTL: sent at once, after what was gathered.
+        host.udp_send_to(A, b"a2", raddr, Some(64)).unwrap();
+        host.udp_send_to(A, b"a3-ttl9", raddr, Some(9)).unwrap();
+        assert_eq!(rustix::net::sockopt::ip_ttl(&host.sockets[&A].fd).unwrap(), 9);
+        // Closing a socket sends what it was given.
+        host.udp_send_to(A, b"a4", raddr, Some(9)).unwrap();
+        host.close(A);
+        std::thread::sleep(Duration::from_millis(20));
+        let got: Vec<Vec<u8>> = drain(&remote);
+        let want: Vec<&[u8]> = vec![b"a0", b"b0", b"a1", b"b1", b"a2", b"a3-ttl9", b"a4"];
+        assert_eq!(got, want.iter().map(|w| w.to_vec()).collect::<Vec<_>>());
+        assert_eq!(drain(&other), vec![b"to-other".to_vec()]);
+    }
+
+    #[test]
+    fn a_refused_batch_reports_its_icmp_error_and_keeps_sending() {
+        let mut host = StdHost::default();
+        host.set_udp_batching(true);
+        host.udp_bind(A, any()).unwrap();
+        // A port that is open for the first datagram and closed for the batch.
+        let (gone, gaddr) = peer();
+        host.udp_send_to(A, b"first", gaddr, Some(64)).unwrap();
+        drop(gone);
+        host.udp_send_to(A, b"into-the-void", gaddr, Some(64)).unwrap();
+        host.flush();
+        // Loopback answers with a port unreachable at once; the next send meets it.
+        std::thread::sleep(Duration::from_millis(50));
+        let (remote, raddr) = peer();
+        host.udp_send_to(A, b"hello", raddr, Some(64)).unwrap();
+        host.udp_send_to(A, b"again", raddr, Some(64)).unwrap();
+        host.flush();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(drain(&remote), vec![b"hello".to_vec(), b"again".to_vec()]);
+        let mut buf = vec![0u8; 2048];
+        let ev = wait(|| host.udp_recv_from(A, &mut buf)).unwrap();
+        assert_eq!(ev, UdpEvent::Error { offender: Ipv4Addr::LOCALHOST, dst: gaddr, error: HostError::Refused });
+        assert_eq!(host.udp_batch_dropped(), 0, "the ICMP error is reported, not a lost datagram");
+    }
+
+    #[test]
+    fn dropping_the_host_flushes() {
+        let (remote, raddr) = peer();
+        {
+            let mut host = StdHost::default();
+            host.set_udp_batching(true);
+            host.udp_bind(A, any()).unwrap();
+            host.udp_send_to(A, b"one", raddr, None).unwrap();
+            host.udp_send_to(A, b"two", raddr, None).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(drain(&remote), vec![b"one".to_vec(), b"two".to_vec()]);
     }
 
     #[test]
