@@ -75,15 +75,17 @@ sleep 2
 perf record -a -g -o "$DIR/perf.data" -- sleep $((SECS - 4)) >/dev/null 2>&1
 wait "$CLIENT" || { cat "$DIR/iperf3.txt"; exit 1; }
 
-echo "== iperf3 (MTU $MTU, ${REVERSE:-guest -> internet}${REVERSE:+internet -> guest}${UDP:+, UDP 64 B})"
+if [ -n "$REVERSE" ]; then DIRECTION="internet -> guest"; else DIRECTION="guest -> internet"; fi
+echo "== iperf3 (MTU $MTU, $DIRECTION${UDP:+, UDP 64 B})"
 grep -E "sender|receiver" "$DIR/iperf3.txt"
+# (`|| true`: `head` closing the pipe early is not a failure.)
 echo "== share of all CPU samples, by process (2 CPUs = 100%)"
 perf report -i "$DIR/perf.data" --no-children --sort pid --stdio -g none 2>/dev/null \
-    | grep -vE '^#|^$' | head -6
+    | grep -vE '^#|^$' | head -6 || true
 echo "== inside slirp (pid $SLIRP), inclusive, top 40"
 perf report -i "$DIR/perf.data" --children --pid "$SLIRP" --sort sym --stdio -g none 2>/dev/null \
-    | grep -vE '^#|^$' | head -40
+    | grep -vE '^#|^$' | head -40 || true
 echo "== copies, by process"
 perf report -i "$DIR/perf.data" --no-children --sort pid,sym --stdio -g none 2>/dev/null \
-    | grep -E '_copy_(from|to)_iter|memmove|memcpy' | head -8
+    | grep -E '_copy_(from|to)_iter|memmove|memcpy' | head -8 || true
 [ -z "$KEEP" ] || echo "perf data kept: perf report -i $DIR/perf.data"
