@@ -44,19 +44,6 @@ fn both_ways(seed: u64, len: u64, faults: LinkFaults, up_buffer: usize, limit: D
     took
 }
 
-/// Loss, reordering, duplication and delay (the link's corruption stays off: the TCP checksum
-/// would catch it, but smoltcp and the core count it as a drop, not a test failure).
-fn faults(loss: f64) -> LinkFaults {
-    LinkFaults {
-        loss,
-        duplicate: 0.01,
-        reorder: 0.02,
-        delay: Duration::from_micros(200),
-        jitter: Duration::from_micros(300),
-        ..LinkFaults::NONE
-    }
-}
-
 #[test]
 fn one_mib_each_way_on_a_perfect_link() {
     let took = both_ways(1, MIB, LinkFaults::NONE, GUEST_BUFFER, Duration::from_secs(30));

@@ -173,18 +173,6 @@ fn transfer(seed: u64, len: u64, faults: LinkFaults, offload: bool, upload: bool
     Run { took, gso, wire, pcap }
 }
 
-/// Loss, reordering, duplication and delay as in `tcp_bulk.rs` (no corruption).
-fn faults(loss: f64) -> LinkFaults {
-    LinkFaults {
-        loss,
-        duplicate: 0.01,
-        reorder: 0.02,
-        delay: Duration::from_micros(200),
-        jitter: Duration::from_micros(300),
-        ..LinkFaults::NONE
-    }
-}
-
 #[test]
 fn thirty_two_mib_download_on_a_perfect_link_travels_in_super_frames() {
     let t = std::time::Instant::now();

@@ -12,7 +12,7 @@ use slirp_test_host::smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpAddress,
     IpListenEndpoint, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
-use slirp_test_host::{FakeNet, SimConfig, Simulation, GUEST_MAC};
+use slirp_test_host::{FakeNet, LinkFaults, SimConfig, Simulation, GUEST_MAC};
 
 /// The gateway alias.
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
@@ -449,4 +449,18 @@ pub fn check_transfers_and_settle(sim: &mut Simulation<FakeNet>, streams: &mut [
     assert_eq!(stats.unknown_socket_calls, 0, "seed {seed}");
     assert_eq!(stats.tcp_empty_reads, 0, "seed {seed}");
     assert_eq!(stats.tcp_send_after_shutdown, 0, "seed {seed}");
+}
+
+/// Loss, reordering, duplication and delay for the bulk-transfer tests (the link's corruption
+/// stays off: the TCP checksum would catch it, but smoltcp and the core count it as a drop, not
+/// a test failure).
+pub fn faults(loss: f64) -> LinkFaults {
+    LinkFaults {
+        loss,
+        duplicate: 0.01,
+        reorder: 0.02,
+        delay: Duration::from_micros(200),
+        jitter: Duration::from_micros(300),
+        ..LinkFaults::NONE
+    }
 }
