@@ -136,7 +136,7 @@ impl<'a> EventLoop<'a> {
             exit_fd: None,
             ready_fd: None,
             child: None,
-            rx_buf: fresh_zeroed(MAX_FRAME),
+            rx_buf: slirp_core::storage::zeroed(0u8, MAX_FRAME),
             pcap_buf: Vec::new(),
             rx_pending: true,
             tx_blocked: false,
@@ -527,15 +527,6 @@ impl<'a> EventLoop<'a> {
         }
         Ok(self.child.take().map(|(c, _)| c))
     }
-}
-
-/// A zeroed buffer of `len` bytes from fresh pages: allocated at 256 KiB or more, which the
-/// system allocator maps from the kernel (zero pages, resident only when touched) instead of
-/// clearing reused heap memory, then cut to `len`.
-fn fresh_zeroed(len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len.max(256 * 1024)];
-    v.truncate(len);
-    v
 }
 
 #[cfg(test)]

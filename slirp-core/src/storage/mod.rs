@@ -40,11 +40,11 @@ const FRESH_PAGES_BYTES: usize = 256 * 1024;
 /// A zeroed request served from the heap is cleared with `memset` when its memory was used before
 /// (glibc `calloc`), which makes an idle buffer resident; a large request is mapped fresh from the
 /// kernel (zero pages, made resident only when touched). So a smaller one is allocated at
-/// [`FRESH_PAGES_BYTES`] and truncated: it keeps the larger capacity (address space only) and is
+/// 256 KiB and truncated: it keeps the larger capacity (address space only) and is
 /// `len` elements everywhere else. This is a placement hint, not a guarantee: an allocator that
 /// serves the request from memory it used before still clears it, as before.
 #[cfg(feature = "alloc")]
-pub(crate) fn zeroed<T: Clone>(zero: T, len: usize) -> alloc::vec::Vec<T> {
+pub fn zeroed<T: Clone>(zero: T, len: usize) -> alloc::vec::Vec<T> {
     let fresh = FRESH_PAGES_BYTES / core::mem::size_of::<T>().max(1);
     let mut v = alloc::vec![zero; len.max(fresh)];
     v.truncate(len);
