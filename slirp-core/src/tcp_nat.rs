@@ -246,7 +246,8 @@ impl<'a> TcpNat<'a> {
         if self.lazy.is_some() && self.pool_free >= KEEP_FREE_BUFFERS {
             // Enough spares kept for the next connections: give the memory back (a burst of
             // busy connections must not leave the process at its high-water mark for good).
-            self.allocated -= 1;
+            // Saturating: an embedder's storage may hold pairs that were never counted here.
+            self.allocated = self.allocated.saturating_sub(1);
             drop(b);
             return;
         }

@@ -112,8 +112,8 @@ struct UdpBatch {
     msgs: Vec<(usize, usize, SocketAddrV4)>,
 }
 
-/// Most datagrams in one batch.
-const BATCH_MSGS: usize = 32;
+/// Most datagrams in one batch: what one `sendmmsg` takes.
+const BATCH_MSGS: usize = sys::SEND_BATCH;
 /// Largest datagram that is batched; bigger ones are sent at once (the system call is a small
 /// part of their cost).
 const BATCH_MAX_DATAGRAM: usize = 2048;
@@ -535,7 +535,8 @@ impl HostSocket for StdHost {
             b.socket = Some(id);
             b.msgs.push((b.bytes.len(), data.len(), dst));
             b.bytes.extend_from_slice(data);
-            if b.msgs.len() >= BATCH_MSGS.min(sys::SEND_BATCH) || b.bytes.len() + BATCH_MAX_DATAGRAM > BATCH_BYTES {
+            // Full (the bytes cannot run out first: each datagram is at most BATCH_MAX_DATAGRAM).
+            if b.msgs.len() == BATCH_MSGS {
                 self.flush();
             }
             return Ok(());
