@@ -19,6 +19,10 @@
 //! a checksum span outside the datagram or not on the TCP checksum of a super-frame, a segment
 //! size of zero) is **dropped**, as the Linux TAP driver drops a frame whose virtio-net header
 //! does not match it; [`segment_offloaded`] says why in [`Segmented::Dropped`].
+//!
+//! The checksum arithmetic here is written independently of `slirp_core::wire::checksum` on
+//! purpose: this module stands in for the guest's kernel, so a mistake in the core's checksum
+//! code must not be repeated by the thing that checks it.
 
 use slirp_core::TxOffload;
 
