@@ -7,7 +7,12 @@
 //! recently active flow is closed to make room (counted as [`DropReason::UdpFlowEvicted`]).
 //!
 //! **Addresses the guest sends to:**
-//! - the DNS alias, port 53 only: the configured upstream resolver; replies come from alias:53;
+//! - the DNS alias, port 53 only: the configured upstream resolver; replies come from alias:53.
+//!   A guest endpoint's datagrams to the alias leave through a host socket of their own (the
+//!   flow's key says so), and only that socket's replies from the upstream, and the ICMP errors
+//!   about what it sent, are shown as coming from the alias. A guest that asks the upstream (or
+//!   any other server) directly sees the real address, as it expects; one guest socket that
+//!   talks to both gets each answer from the address it asked;
 //! - the gateway: the host's loopback on the same port (replies come from the gateway), unless
 //!   `disable_host_loopback`, which answers ICMP "administratively prohibited";
 //! - any other address of the virtual subnet: nobody is there (ICMP host unreachable). The
@@ -60,6 +65,14 @@ pub const MAX_FORWARDS: usize = 32;
 const LIST_IDLE: usize = 0;
 const LIST_DNS: usize = 1;
 
+/// What a UDP flow is keyed by: the guest endpoint, and whether this is its traffic to the DNS
+/// alias (public only so embedders can size storage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UdpKey {
+    guest: SocketAddrV4,
+    dns_alias: bool,
+}
+
 /// The mapping of one guest UDP endpoint (public only so embedders can size storage).
 #[derive(Debug)]
 pub struct UdpFlow {
@@ -69,7 +82,7 @@ pub struct UdpFlow {
 }
 
 /// A slot of the UDP flow table, for sizing [`Storage`](crate::Storage).
-pub type UdpFlowSlot = FlowSlot<SocketAddrV4, UdpFlow>;
+pub type UdpFlowSlot = FlowSlot<UdpKey, UdpFlow>;
 
 /// A UDP port forward, as listed by [`Slirp::udp_forwards`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,7 +257,7 @@ impl<'a> ReadyRing<'a> {
 /// The NAT's state, owned by the engine.
 #[derive(Debug)]
 pub(crate) struct Nat<'a> {
-    udp: FlowTable<'a, SocketAddrV4, UdpFlow>,
+    udp: FlowTable<'a, UdpKey, UdpFlow>,
     ready: ReadyRing<'a>,
     echo: EchoNat,
     forwards: heapless::Vec<UdpForward, MAX_FORWARDS>,
@@ -289,9 +302,10 @@ impl<'a> Nat<'a> {
         self.udp.len()
     }
 
-    /// (guest endpoint, seconds idle) for every UDP mapping.
+    /// (guest endpoint, last activity) for every UDP mapping (an endpoint that used the DNS
+    /// alias and other servers has two).
     pub(crate) fn udp_flows(&self) -> impl Iterator<Item = (SocketAddrV4, Instant)> + '_ {
-        self.udp.iter().map(|(_, k, f)| (*k, f.last))
+        self.udp.iter().map(|(_, k, f)| (k.guest, f.last))
     }
 
     pub(crate) fn forwards(&self) -> impl Iterator<Item = UdpForward> + '_ {
@@ -376,9 +390,11 @@ impl<'a> Inner<'a> {
         Target::To(dst)
     }
 
-    /// The address a host-side sender appears as to the guest.
-    pub(crate) fn guest_facing<H: HostSocket>(&self, from: SocketAddrV4, host: &H) -> SocketAddrV4 {
-        if host.dns_upstream() == Some(from) {
+    /// The address a host-side sender appears as to the guest. `alias_upstream` is the upstream
+    /// resolver when the guest addressed the DNS alias (the flow is the alias's), else `None`:
+    /// only then is the upstream shown as alias:53.
+    pub(crate) fn guest_facing(&self, from: SocketAddrV4, alias_upstream: Option<SocketAddrV4>) -> SocketAddrV4 {
+        if alias_upstream == Some(from) {
             SocketAddrV4::new(self.config.dns, 53)
         } else if from.ip().is_loopback() {
             SocketAddrV4::new(self.config.gateway, from.port())
@@ -446,7 +462,8 @@ impl<'a> Inner<'a> {
             }
             Target::Drop(reason) => return self.stats.drop(reason),
         };
-        let id = match self.udp_flow_for(now, guest, host) {
+        let key = UdpKey { guest, dns_alias: repr.dst_addr == self.config.dns };
+        let id = match self.udp_flow_for(now, key, host) {
             Ok(id) => id,
             Err(e) => {
                 self.stats.drop(DropReason::UdpNoSocket);
@@ -478,14 +495,9 @@ impl<'a> Inner<'a> {
         }
     }
 
-    /// The flow of `guest`, opening a host socket for a new one.
-    fn udp_flow_for<H: HostSocket>(
-        &mut self,
-        now: Instant,
-        guest: SocketAddrV4,
-        host: &mut H,
-    ) -> Result<FlowId, HostError> {
-        if let Some(id) = self.nat.udp.find(&guest) {
+    /// The flow of `key`, opening a host socket for a new one.
+    fn udp_flow_for<H: HostSocket>(&mut self, now: Instant, key: UdpKey, host: &mut H) -> Result<FlowId, HostError> {
+        if let Some(id) = self.nat.udp.find(&key) {
             return Ok(id);
         }
         if self.nat.udp.is_full() {
@@ -499,7 +511,7 @@ impl<'a> Inner<'a> {
             }
         }
         let placeholder = UdpFlow { socket: SocketId(0), last: now, ready: false };
-        let id = self.nat.udp.insert(guest, placeholder, LIST_IDLE).map_err(|TableFull| HostError::Exhausted)?;
+        let id = self.nat.udp.insert(key, placeholder, LIST_IDLE).map_err(|TableFull| HostError::Exhausted)?;
         let socket = encode(Kind::Flow(id));
         match host.udp_bind(socket, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)) {
             Ok(_) => {
@@ -606,29 +618,31 @@ impl<'a> Inner<'a> {
 
     /// Tells the guest that a datagram it sent from `guest` to `dst` (host side) failed, with an
     /// ICMP unreachable from `offender` quoting the IP and UDP headers the guest sent.
-    fn udp_error_to_guest<H: HostSocket>(
+    /// `alias_upstream` is the upstream resolver if the guest sent it to the DNS alias.
+    fn udp_error_to_guest(
         &mut self,
         now: Instant,
         guest: SocketAddrV4,
         offender: Ipv4Addr,
         dst: SocketAddrV4,
         error: HostError,
-        host: &H,
+        alias_upstream: Option<SocketAddrV4>,
     ) {
-        let seen_dst = self.guest_facing(dst, host);
+        let seen_dst = self.guest_facing(dst, alias_upstream);
         let mut l4 = [0u8; 8];
         l4[0..2].copy_from_slice(&guest.port().to_be_bytes());
         l4[2..4].copy_from_slice(&seen_dst.port().to_be_bytes());
         l4[4..6].copy_from_slice(&8u16.to_be_bytes());
-        self.transport_error_to_guest(now, IpProtocol::Udp, guest, seen_dst, offender, error, l4, host);
+        let offender = if alias_upstream.map(|u| *u.ip()) == Some(offender) { self.config.dns } else { offender };
+        self.transport_error_to_guest(now, IpProtocol::Udp, guest, seen_dst, offender, error, l4);
     }
 
     /// Sends the guest an ICMP error about a packet it sent from `guest` to `seen_dst` (as the
-    /// guest addressed it), from `offender` as the guest should see it, quoting a rebuilt IP
-    /// header and the first 8 bytes `l4` of the transport header (ports, and for TCP the sequence
-    /// number the guest's stack checks).
+    /// guest addressed it), from `offender` (host loopback and unspecified appear as the
+    /// gateway), quoting a rebuilt IP header and the first 8 bytes `l4` of the transport header
+    /// (ports, and for TCP the sequence number the guest's stack checks).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn transport_error_to_guest<H: HostSocket>(
+    pub(crate) fn transport_error_to_guest(
         &mut self,
         now: Instant,
         protocol: IpProtocol,
@@ -637,11 +651,9 @@ impl<'a> Inner<'a> {
         offender: Ipv4Addr,
         error: HostError,
         l4: [u8; 8],
-        host: &H,
     ) {
         let Some((msg_type, code)) = Self::icmp_for(error) else { return };
         let from = if offender.is_loopback() || offender.is_unspecified() { self.config.gateway } else { offender };
-        let from = if host.dns_upstream().map(|u| *u.ip()) == Some(offender) { self.config.dns } else { from };
         let mut quote = [0u8; 28];
         let orig = Ipv4Repr {
             src_addr: *guest.ip(),
@@ -758,10 +770,11 @@ impl<'a> Slirp<'a> {
             let buf = &mut self.scratch[..];
             match kind {
                 Kind::Flow(fid) => {
-                    let Some((&guest, _)) = inner.nat.udp.get(fid) else { return Turn::Drained };
+                    let Some((&key, _)) = inner.nat.udp.get(fid) else { return Turn::Drained };
+                    let (guest, upstream) = (key.guest, key.dns_alias.then(|| host.dns_upstream()).flatten());
                     match host.udp_recv_from(id, buf) {
                         Ok(UdpEvent::Datagram { len, from }) => {
-                            let src = inner.guest_facing(from, host);
+                            let src = inner.guest_facing(from, upstream);
                             let dns = host.dns_upstream() == Some(from);
                             if let Some(f) = inner.nat.udp.get_mut(fid) {
                                 f.last = now;
@@ -770,7 +783,7 @@ impl<'a> Slirp<'a> {
                             inner.udp_to_guest(now, src, guest, &buf[..len]);
                         }
                         Ok(UdpEvent::Error { offender, dst, error }) => {
-                            inner.udp_error_to_guest(now, guest, offender, dst, error, host);
+                            inner.udp_error_to_guest(now, guest, offender, dst, error, upstream);
                         }
                         Err(_) => return Turn::Drained,
                     }
@@ -781,11 +794,11 @@ impl<'a> Slirp<'a> {
                     };
                     match host.udp_recv_from(id, buf) {
                         Ok(UdpEvent::Datagram { len, from }) => {
-                            let src = inner.guest_facing(from, host);
+                            let src = inner.guest_facing(from, None);
                             inner.udp_to_guest(now, src, fwd.guest, &buf[..len]);
                         }
                         Ok(UdpEvent::Error { offender, dst, error }) => {
-                            inner.udp_error_to_guest(now, fwd.guest, offender, dst, error, host);
+                            inner.udp_error_to_guest(now, fwd.guest, offender, dst, error, None);
                         }
                         Err(_) => return Turn::Drained,
                     }

@@ -482,16 +482,7 @@ impl<'a> Inner<'a> {
             _ => HostError::HostUnreachable,
         };
         let offender = if key.remote.ip() == &self.config.dns { self.config.dns } else { self.config.gateway };
-        self.transport_error_to_guest(
-            now,
-            IpProtocol::Tcp,
-            key.guest,
-            key.remote,
-            offender,
-            error,
-            l4,
-            &crate::host::NoHost,
-        );
+        self.transport_error_to_guest(now, IpProtocol::Tcp, key.guest, key.remote, offender, error, l4);
     }
 
     /// The table is full: frees the connection longest in TIME_WAIT, if any, and returns the
@@ -712,7 +703,7 @@ impl<'a> Slirp<'a> {
                     break;
                 }
             };
-            let seen = inner.guest_facing(peer, host);
+            let seen = inner.guest_facing(peer, None);
             let key = TcpKey { guest: fwd.guest, remote: seen };
             if inner.tcp.flows.find(&key).is_some() {
                 host.tcp_abort(socket);

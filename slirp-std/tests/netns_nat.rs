@@ -36,7 +36,13 @@ fn stop(lab: &mut Lab, p: usize) -> String {
 
 /// `dig @10.0.2.3 NAME` from the guest.
 fn dig(lab: &Lab, name: &str) -> Output {
-    lab.exec_in(&lab.guest, &["dig", "+short", "+time=2", "+tries=2", "@10.0.2.3", name])
+    dig_at(lab, "10.0.2.3", name)
+}
+
+/// `dig @SERVER NAME` from the guest (dig accepts only an answer from the address it asked).
+fn dig_at(lab: &Lab, server: &str, name: &str) -> Output {
+    let at = format!("@{server}");
+    lab.exec_in(&lab.guest, &["dig", "+short", "+time=2", "+tries=2", &at, name])
 }
 
 /// Sends `payload` as one UDP datagram from namespace `ns` to `dst` (a connected socket, so only
@@ -90,6 +96,10 @@ fn dns_udp_echo_and_ping_reach_the_stand_in_internet() {
     let out = dig(&lab, "example.test");
     assert!(out.status.success(), "dig: {}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "198.51.100.80", "{}", text(&out.stderr));
+    // The upstream asked directly answers as itself, also from a socket that used the alias.
+    let out = dig_at(&lab, "198.51.100.1", "example.test");
+    assert!(out.status.success(), "dig @upstream: {}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "198.51.100.80", "{}", text(&out.stderr));
 
     // UDP echo: small, then 4000 bytes (three fragments each way on a 1500-byte link).
     for size in [16, 4000] {
@@ -116,6 +126,7 @@ fn dns_udp_echo_and_ping_reach_the_stand_in_internet() {
 
     let dump = tcpdump(&pcap);
     assert!(dump.contains("10.0.2.3.53 > 10.0.2.15."), "DNS reply from the alias: {dump}");
+    assert!(dump.contains("198.51.100.1.53 > 10.0.2.15."), "DNS reply from the upstream asked: {dump}");
     assert!(dump.contains("198.51.100.1.7 > 10.0.2.15.") && dump.contains("UDP, length 4000"), "{dump}");
     // Fragments toward the guest: the later ones carry no UDP header.
     assert!(dump.contains("IP 198.51.100.1 > 10.0.2.15: ip-proto-17"), "{dump}");

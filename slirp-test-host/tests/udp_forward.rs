@@ -52,6 +52,19 @@ fn loopback_client_reaches_the_guest_from_the_gateway() {
 }
 
 #[test]
+fn a_client_at_the_upstream_resolvers_address_keeps_it() {
+    // Only flows the guest addressed to the DNS alias show the upstream as the alias; a forward's
+    // client is whoever it is, even at the resolver's address and port.
+    let mut sim = boot_internet(53);
+    let server = sim.guest_mut().udp_bind(GUEST_PORT, 4096);
+    add_forward(&mut sim, ANY_HOST_PORT, GUEST_PORT).unwrap();
+    let client = slirp_test_host::fakenet::DNS_ADDR;
+    assert!(sim.host_mut().client_send(client, SocketAddrV4::new(HOST_PUBLIC_ADDR, HOST_PORT), b"hello"));
+    let (from, data) = recv_udp(&mut sim, server, Duration::from_secs(2)).expect("datagram to the guest");
+    assert_eq!((from, data), (client, b"hello".to_vec()));
+}
+
+#[test]
 fn remote_client_is_seen_with_its_real_address() {
     let mut sim = boot_internet(52);
     let server = sim.guest_mut().udp_bind(GUEST_PORT, 4096);

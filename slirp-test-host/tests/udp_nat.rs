@@ -313,3 +313,49 @@ fn errors_from_the_upstream_resolver_appear_from_the_alias() {
     assert_eq!((err.from, err.msg_type, err.code), (DNS_ALIAS, 3, 3), "the upstream's address stays hidden");
     assert_eq!((err.quoted_dst, err.quoted_ports), (DNS_ALIAS, (5354, 53)));
 }
+
+#[test]
+fn a_query_to_the_upstream_itself_is_answered_from_the_upstream() {
+    // A guest whose resolv.conf names the host's resolver directly (as `slirp run` inherits it)
+    // must see the answer from the server it asked, or its resolver library drops it.
+    let mut sim = boot_internet(22);
+    let sock = sim.guest_mut().udp_bind(5355, 4096);
+    let (from, reply) = udp_round_trip(&mut sim, sock, DNS_ADDR, &dns::build_query(0x1234, "example.com", dns::TYPE_A))
+        .expect("an answer");
+    assert_eq!(from, DNS_ADDR, "the answer comes from the server the guest asked");
+    assert_eq!(dns::parse_response(&reply).expect("a DNS response").id, 0x1234);
+    assert!(drops(&sim).is_empty(), "unexpected drops: {:?}", drops(&sim));
+}
+
+#[test]
+fn one_socket_asking_the_alias_and_the_upstream_hears_each_from_the_address_it_asked() {
+    let mut sim = boot_internet(23);
+    let sock = sim.guest_mut().udp_bind(5356, 4096);
+    for round in 0..3u16 {
+        let (from, reply) =
+            udp_round_trip(&mut sim, sock, DNS_ALIAS_53, &dns::build_query(round, "example.com", dns::TYPE_A))
+                .expect("an answer through the alias");
+        assert_eq!((from, dns::parse_response(&reply).unwrap().id), (DNS_ALIAS_53, round));
+        let (from, reply) =
+            udp_round_trip(&mut sim, sock, DNS_ADDR, &dns::build_query(100 + round, "example.com", dns::TYPE_A))
+                .expect("an answer from the upstream");
+        assert_eq!((from, dns::parse_response(&reply).unwrap().id), (DNS_ADDR, 100 + round));
+    }
+    // The alias's traffic has a host socket of its own: two mappings for one guest endpoint.
+    assert_eq!(sim.core().udp_flow_count(), 2);
+    let alias_sockets = sim.host().sockets_that_sent_to(DNS_ADDR);
+    assert_eq!(alias_sockets.len(), 2, "one host socket per way of asking");
+}
+
+#[test]
+fn errors_about_a_direct_query_come_from_the_upstream_itself() {
+    let mut net = FakeNet::internet();
+    net.remove_udp_service(DNS_ADDR);
+    let mut sim = boot(SimConfig::seeded(24), net);
+    let sock = sim.guest_mut().udp_bind(5357, 4096);
+    let errors = icmp_errors_for_udp_port(&mut sim, 5357);
+    sim.guest_mut().udp_send(sock, DNS_ADDR, &dns::build_query(5, "example.com", dns::TYPE_A)).unwrap();
+    let err = recv_icmp_error(&mut sim, errors, Duration::from_secs(2)).expect("port unreachable");
+    assert_eq!((err.from, err.msg_type, err.code), (*DNS_ADDR.ip(), 3, 3));
+    assert_eq!((err.quoted_dst, err.quoted_ports), (*DNS_ADDR.ip(), (5357, 53)));
+}
