@@ -169,6 +169,33 @@ pub fn enter_new_netns(user: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Gives this process (and what it starts) a private mount namespace in which `/etc/resolv.conf`
+/// reads `contents`, the host's file untouched (as `ip netns exec` does with
+/// `/etc/netns/NAME/resolv.conf`). Call it after [`enter_new_netns`]: in a user namespace the
+/// process then owns the new mount namespace. Fails, changing nothing visible outside, if the
+/// host has no `/etc/resolv.conf` to cover (a symlink is followed: the mount covers its target).
+pub fn private_resolv_conf(contents: &str) -> io::Result<()> {
+    use rustix::mount::{mount_bind, mount_change, MountPropagationFlags};
+    sys::unshare_mount().map_err(|e| io::Error::new(e.kind(), format!("creating a mount namespace: {e}")))?;
+    // Mounts made from here on must not propagate back to the host's namespace.
+    mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
+        .map_err(|e| io::Error::other(format!("making mounts private: {e}")))?;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let source = std::env::temp_dir().join(format!("slirp-resolv.conf.{}.{nanos}", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&source)
+        .and_then(|mut f| io::Write::write_all(&mut f, contents.as_bytes()));
+    let mounted = written.and_then(|()| {
+        mount_bind(&source, "/etc/resolv.conf")
+            .map_err(|e| io::Error::other(format!("bind-mounting over /etc/resolv.conf: {e}")))
+    });
+    // The mount holds the file; its name is not needed any more.
+    let _ = std::fs::remove_file(&source);
+    mounted
+}
+
 /// Sends `fd` over a unix stream socket with one byte of payload (`SCM_RIGHTS`).
 pub fn send_fd(sock: &std::os::unix::net::UnixStream, fd: &OwnedFd, byte: u8) -> io::Result<()> {
     use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};

@@ -139,6 +139,14 @@ pub fn unshare_net(user: bool) -> io::Result<()> {
     unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(io::Error::from)
 }
 
+/// Moves this process into a fresh mount namespace (a copy of the current one), so mounts made
+/// after it are seen by this process and its children only.
+pub fn unshare_mount() -> io::Result<()> {
+    // SAFETY: as in `unshare_net`: unsafe only because of `CLONE_FILES`; NEWNS changes no
+    // descriptor table.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.map_err(io::Error::from)
+}
+
 /// Takes ownership of a descriptor number handed to us on the command line (`--ready-fd`,
 /// `--exit-fd`, the `slirp run` child's control socket).
 ///

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{lab_with, Lab};
+use common::{lab_with, Lab, SLIRP};
 use rustix::process::Signal;
 use serde_json::{json, Value};
 
@@ -419,4 +419,64 @@ fn tap_offloads_carry_super_frames_at_mtu_1500_and_can_be_turned_off() {
         ]);
         assert_eq!(out.trim(), "0", "TCP checksums toward the guest must verify in the capture");
     }
+}
+
+/// `slirp run` gives its command a resolv.conf naming the DNS alias (the host's search and
+/// options lines kept), so names resolve and fetch whatever the host's resolver is: here first
+/// an address of the stand-in internet, then a resolver on the host namespace's loopback
+/// (127.0.0.53, as systemd-resolved), which the command's new namespace could never reach.
+#[test]
+fn run_resolves_and_fetches_by_name_with_the_hosts_resolver_public_or_on_loopback() {
+    let Some((mut lab, script)) = lab("run_resolves_and_fetches_by_name_with_the_hosts_resolver_public_or_on_loopback")
+    else {
+        return;
+    };
+    lab.start_internet_services();
+    let (_file, want) = serve_random_file(&mut lab, &script, 1);
+    let fetch = "set -o pipefail; cat /etc/resolv.conf; getent hosts www; \
+                 curl -sS --fail --max-time 20 http://www.example.test:8080/file | sha256sum";
+    let check = |lab: &Lab, resolver: &str| {
+        let out =
+            lab.exec_in_with_limit(&lab.host, &[SLIRP, "run", "--", "bash", "-c", fetch], Duration::from_secs(40));
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "with the host's resolver on {resolver}: {stdout}{}", text(&out.stderr));
+        assert!(
+            stdout.contains("nameserver 10.0.2.3") && !stdout.contains(&format!("nameserver {resolver}")),
+            "{stdout}"
+        );
+        assert!(stdout.contains("search example.test"), "the host's search line is kept: {stdout}");
+        assert!(stdout.contains("198.51.100.1 ") && stdout.contains("www.example.test"), "{stdout}");
+        assert!(stdout.contains(&want), "the file came through: {stdout}");
+    };
+    lab.set_host_resolv_conf("nameserver 198.51.100.1\nsearch example.test\noptions timeout:2\n");
+    check(&lab, "198.51.100.1");
+
+    // The host namespace's own resolver on 127.0.0.53, forwarding to the stand-in internet.
+    let host = lab.host.clone();
+    let pid_file = format!("--pid-file={}", lab.dir.join("stub.pid").display());
+    lab.spawn_in(
+        &host,
+        &[
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--server=198.51.100.1",
+            "--listen-address=127.0.0.53",
+            "--bind-interfaces",
+            "--user=root",
+            "--group=root",
+            &pid_file,
+        ],
+    );
+    lab.wait_udp_listening(&host, 53);
+    lab.set_host_resolv_conf("nameserver 127.0.0.53\nsearch example.test\noptions edns0\n");
+    check(&lab, "127.0.0.53");
+
+    // The host's file is left as it was, and --no-resolv-conf hands it to the command unchanged.
+    let out = lab.exec_in(&lab.host, &["cat", "/etc/resolv.conf"]);
+    assert_eq!(text(&out.stdout), "nameserver 127.0.0.53\nsearch example.test\noptions edns0\n");
+    let out = lab.exec_in(&lab.host, &[SLIRP, "run", "--no-resolv-conf", "--", "cat", "/etc/resolv.conf"]);
+    assert_eq!(text(&out.stdout), "nameserver 127.0.0.53\nsearch example.test\noptions edns0\n");
 }

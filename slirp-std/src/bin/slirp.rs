@@ -131,7 +131,8 @@ struct AttachArgs {
     #[arg(value_name = "PATH|PID", value_parser = NetnsTarget::parse, conflicts_with = "netns")]
     target: Option<NetnsTarget>,
     /// Bring the interface up with the guest address (.100), default route via the gateway
-    /// and the MTU.
+    /// and the MTU. The namespace's resolv.conf is left alone: name the DNS alias (.3) there
+    /// (for `ip netns exec NAME`: /etc/netns/NAME/resolv.conf).
     #[arg(long, short = 'c')]
     configure: bool,
     /// Name of the TAP interface to create.
@@ -146,6 +147,12 @@ struct RunArgs {
     /// Name of the TAP interface to create.
     #[arg(long, default_value = "tap0")]
     ifname: String,
+    /// Keep the host's /etc/resolv.conf for the command. By default the command gets a private
+    /// mount namespace in which /etc/resolv.conf names the DNS alias (10.0.2.3), keeping the
+    /// host's search and options lines: a resolver on the host's loopback (127.0.0.53) is not
+    /// reachable from the new network namespace.
+    #[arg(long)]
+    no_resolv_conf: bool,
     #[command(flatten)]
     common: Common,
     /// The command to run, after `--`.
@@ -174,6 +181,9 @@ struct RunChildArgs {
     mtu: u16,
     #[arg(long)]
     userns: bool,
+    /// Give the command a resolv.conf naming this DNS server.
+    #[arg(long)]
+    resolv_conf_dns: Option<Ipv4Addr>,
     #[arg(last = true, required = true)]
     command: Vec<OsString>,
 }
@@ -471,6 +481,9 @@ fn run(r: RunArgs) -> Result<ExitCode, Fail> {
     if userns {
         cmd.arg("--userns");
     }
+    if !r.no_resolv_conf {
+        cmd.arg("--resolv-conf-dns").arg(prepared.config.dns.to_string());
+    }
     cmd.arg("--").args(&r.command);
     let mut child = cmd.spawn().map_err(|e| Fail(format!("starting the namespace helper: {e}")))?;
     drop(inheritable);
@@ -507,6 +520,14 @@ fn run_child(c: RunChildArgs) -> Result<ExitCode, Fail> {
     };
     let (tap, name) = open_tap_here(&c.ifname)?;
     configure_here(&name, &setup, true)?;
+    if let Some(dns) = c.resolv_conf_dns {
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let contents = slirp_std::options::namespace_resolv_conf(&host, dns.into());
+        if let Err(e) = slirp_std::netns::private_resolv_conf(&contents) {
+            // The command still runs; names it looks up go wherever the host's file says.
+            eprintln!("slirp: warning: no resolv.conf naming {dns} for the command: {e}");
+        }
+    }
     send_fd(&ctl, &tap, 1)?;
     drop(tap);
     let mut go = [0u8; 1];

@@ -147,6 +147,12 @@ impl Lab {
         PathBuf::from("/etc/netns").join(&self.host)
     }
 
+    /// Replaces the resolv.conf that processes in the host namespace see (the lab's own file;
+    /// the machine's is never touched).
+    pub fn set_host_resolv_conf(&self, contents: &str) {
+        std::fs::write(self.etc_dir().join("resolv.conf"), contents).expect("resolv.conf");
+    }
+
     /// Refuses to go on unless every route of the host namespace stays inside the lab.
     pub fn assert_host_is_contained(&self) {
         let v4 = sh(&["ip", "-n", &self.host, "-4", "route", "show", "table", "all"]);
@@ -261,7 +267,7 @@ impl Lab {
     }
 
     /// The stand-in internet's services on 198.51.100.1: a DNS server (dnsmasq: `example.test`
-    /// is 198.51.100.80, nothing else is known and nothing is forwarded anywhere) and a UDP echo
+    /// is 198.51.100.80, `www.example.test` is 198.51.100.1 itself, nothing else is known and nothing is forwarded anywhere) and a UDP echo
     /// server on port 7 (socat). Pings are answered by the namespace's kernel.
     pub fn start_internet_services(&mut self) {
         let inet = self.inet.clone();
@@ -275,6 +281,7 @@ impl Lab {
                 "--no-resolv",
                 "--no-hosts",
                 "--address=/example.test/198.51.100.80",
+                "--address=/www.example.test/198.51.100.1",
                 "--listen-address=198.51.100.1",
                 "--bind-interfaces",
                 "--user=root",
