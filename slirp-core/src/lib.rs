@@ -34,6 +34,8 @@ extern crate std;
 mod log;
 
 pub mod config;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod host;
 pub mod offload;
 pub mod storage;

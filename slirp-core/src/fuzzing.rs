@@ -1,0 +1,9 @@
+//! Crate-private pieces re-exported for the fuzz targets in `fuzz/` (feature `fuzzing`; not part
+//! of the public API, no stability promise). Each is used there exactly as the engine uses it.
+#![doc(hidden)]
+
+/// The IPv4 fragment reassembler (see `ip/reassembly.rs` for its bounds and overlap policy).
+pub use crate::ip::reassembly::{Added, Reassembler, MAX_RANGES};
+
+/// The DHCP server's lease decisions (see `dhcp.rs`).
+pub use crate::dhcp::{DhcpServer, Verdict};
