@@ -97,6 +97,9 @@ drop_reasons! {
     TcpHostError => "tcp_host_error",
     /// The host refused a guest's TCP connection (RST sent).
     TcpRefused => "tcp_refused",
+    /// A connection still in its handshake was dropped, the oldest of them, to make room for a
+    /// new one (half-open share or table full: see `TcpConfig::half_open_percent`).
+    TcpHalfOpenEvicted => "tcp_half_open_evicted",
 }
 
 impl fmt::Display for DropReason {

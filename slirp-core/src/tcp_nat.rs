@@ -14,9 +14,16 @@
 //!   the guest-bound queue has room (the guest link's budget paces us, we never drop for it);
 //! - timers live in a heap keyed by flow with lazy deletion.
 //!
-//! When the table or the buffer pool is full a new connection is refused with RST (counted as
-//! [`DropReason::TcpTableFull`] / [`DropReason::TcpNoBuffers`]); TIME_WAIT is short (see
-//! [`TcpConfig::time_wait`]) so closed connections do not pin slots.
+//! Half-open connections (a guest SYN not yet completed, a forwarded connection the guest has
+//! not answered) hold at most [`TcpConfig::half_open_percent`] of the table and give up after
+//! [`TcpConfig::handshake_timeout`] (the host connect itself after
+//! [`TcpConfig::connect_timeout`]); past the share the oldest of them gives way to a new one
+//! ([`DropReason::TcpHalfOpenEvicted`]), so a SYN flood costs at most that many slots and host
+//! sockets and never locks working connections out. When the table is full a new connection
+//! first takes the slot of the connection longest in TIME_WAIT, then of the oldest half-open
+//! one, and is refused with RST only when neither exists (counted as
+//! [`DropReason::TcpTableFull`]; no buffers: [`DropReason::TcpNoBuffers`]). TIME_WAIT is short
+//! (see [`TcpConfig::time_wait`]) so closed connections do not pin slots.
 
 use crate::host::{HostError, HostSocket, SocketId};
 use crate::nat::{decode, encode, Kind, ReadyRing, Target};
@@ -39,6 +46,9 @@ use managed::ManagedSlice;
 pub const MAX_TCP_FORWARDS: usize = 32;
 /// Segments one flow may emit per turn before the next flow gets the link.
 const EMIT_BURST: usize = 16;
+/// Half-open connections always allowed, whatever the share (the whole table if smaller): a
+/// small table must still take a burst of parallel connects.
+const MIN_HALF_OPEN: usize = 16;
 /// Connections accepted from one listener per readiness report.
 const ACCEPT_BURST: usize = 16;
 /// Buffer pairs kept for reuse when allocated on demand; more are freed as connections close.
@@ -81,11 +91,15 @@ pub struct TcpFlow<'a> {
     forwarded: bool,
     /// On the TIME_WAIT list (reclaimed first when the table is full).
     parked: bool,
+    /// On the half-open list (handshake not complete), counted in `TcpNat::half_open`.
+    half_open: bool,
 }
 
 /// The flow table's activity list of flows in TIME_WAIT, oldest first (all others are on list
 /// 0). Every TIME_WAIT lasts as long, so the oldest is also the next to expire.
 const TIME_WAIT_LIST: usize = 1;
+/// The activity list of half-open flows (SYN-SENT, SYN-RECEIVED), oldest first.
+const HALF_OPEN_LIST: usize = 2;
 
 /// A slot of the TCP flow table, for sizing [`Storage`](crate::Storage).
 pub type TcpFlowSlot<'a> = FlowSlot<TcpKey, TcpFlow<'a>>;
@@ -142,6 +156,9 @@ pub(crate) struct TcpNat<'a> {
     accept_waiting: bool,
     pub(crate) config: TcpConfig,
     seed: u64,
+    /// Flows on the half-open list, and how many may be.
+    half_open: usize,
+    max_half_open: usize,
 }
 
 /// Memory for the TCP NAT inside [`Storage`](crate::Storage).
@@ -190,8 +207,11 @@ impl<'a> TcpNat<'a> {
                 free += 1;
             }
         }
+        let flows = FlowTable::new(storage.flows, storage.index, seed ^ 0x7463_705f_666c_6f77);
+        let share = usize::from(config.half_open_percent.clamp(1, 100));
+        let max_half_open = (flows.capacity() * share / 100).max(MIN_HALF_OPEN.min(flows.capacity())).max(1);
         TcpNat {
-            flows: FlowTable::new(storage.flows, storage.index, seed ^ 0x7463_705f_666c_6f77),
+            flows,
             pool,
             pool_free: free,
             lazy: storage.lazy_buffers,
@@ -203,6 +223,8 @@ impl<'a> TcpNat<'a> {
             accept_waiting: false,
             config: TcpConfig { mtu: usize::from(mtu), ..config },
             seed,
+            half_open: 0,
+            max_half_open,
         }
     }
 
@@ -328,6 +350,18 @@ impl<'a> TcpNat<'a> {
     pub(crate) fn connection_count(&self) -> usize {
         self.flows.len()
     }
+
+    /// Connections still in their handshake.
+    pub(crate) fn half_open_count(&self) -> usize {
+        self.half_open
+    }
+
+    /// Inserts a new flow (a free slot was made sure of): it starts half-open.
+    fn insert_half_open(&mut self, key: TcpKey, flow: TcpFlow<'a>) -> Option<FlowId> {
+        let id = self.flows.insert(key, TcpFlow { half_open: true, ..flow }, HALF_OPEN_LIST).ok()?;
+        self.half_open += 1;
+        Some(id)
+    }
 }
 
 fn flow_of(socket: u64) -> Option<FlowId> {
@@ -402,7 +436,7 @@ impl<'a> Inner<'a> {
             }
             Target::Drop(reason) => return self.stats.drop(reason),
         };
-        let Some(id) = self.tcp.flows.next_id().or_else(|| self.tcp_reclaim_time_wait(host)) else {
+        let Some(id) = self.tcp_free_slot(host) else {
             self.stats.drop(DropReason::TcpTableFull);
             return self.send_reset(now, link, repr, seg);
         };
@@ -426,11 +460,13 @@ impl<'a> Inner<'a> {
             host_peer: target,
             forwarded: false,
             parked: false,
+            half_open: true,
         };
-        let Ok(id) = self.tcp.flows.insert(key, flow, 0) else {
+        let Some(id) = self.tcp.insert_half_open(key, flow) else {
             self.stats.drop(DropReason::TcpTableFull);
             return;
         };
+        self.tcp_limit_half_open(host);
         self.stats.tcp_connections += 1;
         match host.tcp_connect(socket, target) {
             Ok(()) => {}
@@ -498,12 +534,53 @@ impl<'a> Inner<'a> {
         self.tcp.flows.next_id()
     }
 
-    /// A connection that reached TIME_WAIT joins the TIME_WAIT list (reclaimed first when the
-    /// table is full) and, once its buffers are empty, gives them back: short connections then
-    /// reuse a few buffer pairs instead of holding one each for the TIME_WAIT period.
+    /// The slot a new guest connection takes: a free one, else the one of the connection
+    /// longest in TIME_WAIT, else the one of the oldest half-open connection; `None` when every
+    /// connection is established (or closing).
+    fn tcp_free_slot<H: HostSocket>(&mut self, host: &mut H) -> Option<FlowId> {
+        self.tcp.flows.next_id().or_else(|| self.tcp_reclaim_time_wait(host)).or_else(|| {
+            self.tcp_evict_half_open(host);
+            self.tcp.flows.next_id()
+        })
+    }
+
+    /// Drops the oldest half-open connection, if any: its host socket is aborted (a client or
+    /// server that did connect sees a reset); the guest hears nothing, as from a kernel whose SYN
+    /// backlog overflowed, and retransmits its SYN if it is still there.
+    fn tcp_evict_half_open<H: HostSocket>(&mut self, host: &mut H) {
+        let Some(victim) = self.tcp.flows.oldest(HALF_OPEN_LIST) else { return };
+        if let Some(f) = self.tcp.flows.get_mut(victim) {
+            if f.host != HostConn::Gone {
+                host.tcp_abort(f.socket);
+                f.host = HostConn::Gone;
+            }
+        }
+        self.tcp_finish(victim, host);
+        self.stats.drop(DropReason::TcpHalfOpenEvicted);
+    }
+
+    /// Keeps the half-open connections within their share of the table, oldest out first.
+    fn tcp_limit_half_open<H: HostSocket>(&mut self, host: &mut H) {
+        while self.tcp.half_open > self.tcp.max_half_open {
+            self.tcp_evict_half_open(host);
+        }
+    }
+
+    /// Keeps a flow on the activity list of its state: a half-open one leaves the half-open list
+    /// once its handshake is done; one that reached TIME_WAIT joins the TIME_WAIT list
+    /// (reclaimed first when the table is full) and, once its buffers are empty, gives them
+    /// back: short connections then reuse a few buffer pairs instead of holding one each for the
+    /// TIME_WAIT period.
     fn tcp_time_wait(&mut self, id: FlowId) {
         let Some(f) = self.tcp.flows.get_mut(id) else { return };
-        if f.tcb.state() != TcpState::TimeWait {
+        let state = f.tcb.state();
+        if f.half_open && !matches!(state, TcpState::SynSent | TcpState::SynReceived) {
+            f.half_open = false;
+            self.tcp.half_open -= 1;
+            self.tcp.flows.touch(id, 0);
+        }
+        let Some(f) = self.tcp.flows.get_mut(id) else { return };
+        if state != TcpState::TimeWait {
             return;
         }
         let park = !f.parked;
@@ -626,6 +703,9 @@ impl<'a> Inner<'a> {
     /// Frees a flow whose TCB is closed and has nothing left to send.
     fn tcp_finish<H: HostSocket>(&mut self, id: FlowId, host: &mut H) {
         if let Some((_, f)) = self.tcp.flows.remove(id) {
+            if f.half_open {
+                self.tcp.half_open -= 1;
+            }
             if f.host != HostConn::Gone {
                 host.close(f.socket);
             }
@@ -689,6 +769,8 @@ impl<'a> Slirp<'a> {
         // report the listener again, so we remember and come back when a slot frees.
         let mut backlog = true;
         for _ in 0..ACCEPT_BURST {
+            // Not the oldest half-open connection's slot: the client may not be there (the last
+            // turn of this loop finds the backlog empty), and it may be one just accepted.
             let Some(id) = inner.tcp.flows.next_id().or_else(|| inner.tcp_reclaim_time_wait(host)) else {
                 inner.stats.drop(DropReason::TcpTableFull);
                 // The listener's backlog holds the rest until a slot frees.
@@ -729,14 +811,16 @@ impl<'a> Slirp<'a> {
                 host_peer: peer,
                 forwarded: true,
                 parked: false,
+                half_open: true,
             };
-            match inner.tcp.flows.insert(key, flow, 0) {
-                Ok(id) => {
+            match inner.tcp.insert_half_open(key, flow) {
+                Some(id) => {
+                    inner.tcp_limit_half_open(host);
                     inner.stats.tcp_connections += 1;
                     inner.tcp.schedule(id);
                     inner.tcp.enqueue_out(id);
                 }
-                Err(_) => host.tcp_abort(socket),
+                None => host.tcp_abort(socket),
             }
         }
         if let Some(f) = self.inner.tcp.forwards.iter_mut().find(|f| f.id == rule) {
@@ -943,6 +1027,12 @@ impl<'a> Slirp<'a> {
     /// Open TCP connections.
     pub fn tcp_connection_count(&self) -> usize {
         self.inner.tcp.connection_count()
+    }
+
+    /// TCP connections still in their handshake (at most
+    /// [`TcpConfig::half_open_percent`] of the table).
+    pub fn tcp_half_open_count(&self) -> usize {
+        self.inner.tcp.half_open_count()
     }
 
     /// Every TCP connection (slab order).

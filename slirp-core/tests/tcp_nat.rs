@@ -325,14 +325,28 @@ fn forward_opens_toward_the_guest_and_guest_refusal_closes_the_client() {
 
 #[test]
 fn full_table_refuses_with_rst() {
+    // A table full of established connections refuses a new one.
     let storage = Storage::with_capacity(256 * 1024, 64 * 1024, 2, 65535).with_tcp_capacity(1, 4096, 4096);
     let mut t = T::new(Config::default(), storage);
-    t.host.connect_now = None;
-    assert!(t.send(REMOTE, &syn(40010)).is_empty(), "first connection pending");
+    establish(&mut t, 40010);
     let out = t.send(REMOTE, &syn(40011));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].1.control, TcpControl::Rst);
     assert_eq!(t.slirp.stats().dropped(DropReason::TcpTableFull), 1);
+}
+
+#[test]
+fn a_half_open_connection_in_a_full_table_gives_way_to_a_new_one() {
+    let storage = Storage::with_capacity(256 * 1024, 64 * 1024, 2, 65535).with_tcp_capacity(1, 4096, 4096);
+    let mut t = T::new(Config::default(), storage);
+    t.host.connect_now = None;
+    assert!(t.send(REMOTE, &syn(40012)).is_empty(), "first connection pending");
+    let first = t.host.last_connect.unwrap();
+    assert!(t.send(REMOTE, &syn(40013)).is_empty(), "the second one is taken, no RST");
+    assert!(t.host.socks[&first.0].aborted || !t.host.socks.contains_key(&first.0), "the first one's connect ended");
+    assert_eq!(t.slirp.tcp_connections().map(|c| c.guest.port()).collect::<Vec<_>>(), [40013]);
+    assert_eq!(t.slirp.stats().dropped(DropReason::TcpHalfOpenEvicted), 1);
+    assert_eq!(t.slirp.stats().dropped(DropReason::TcpTableFull), 0);
 }
 
 #[test]

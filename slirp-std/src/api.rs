@@ -311,6 +311,7 @@ fn stats(cx: &Context<'_, '_>) -> Value {
         "udp_forwards": cx.slirp.udp_forwards().count(),
         "tcp_connections": cx.slirp.tcp_connection_count(),
         "tcp_connections_total": s.tcp_connections,
+        "tcp_half_open": cx.slirp.tcp_half_open_count(),
         "tcp_time_wait_reclaimed": s.tcp_time_wait_reclaimed,
         "tcp_forwards": cx.slirp.tcp_forwards().count(),
         "host_sockets": cx.host.open_sockets(),

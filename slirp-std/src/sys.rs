@@ -139,6 +139,26 @@ pub fn unshare_net(user: bool) -> io::Result<()> {
     unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(io::Error::from)
 }
 
+/// Raises this process's soft limit on open descriptors to at least `want`, as far as the hard
+/// limit allows (never lowers it). Returns the soft limit in force afterwards (`None`: unlimited).
+///
+/// Every TCP connection and UDP mapping holds one host socket, so a table sized beyond the
+/// usual soft limit of 1024 would otherwise meet `EMFILE` first. Call it after starting child
+/// processes that should keep the usual limit.
+pub fn raise_fd_limit(want: u64) -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let now = getrlimit(Resource::Nofile);
+    let (Some(current), maximum) = (now.current, now.maximum) else { return now.current };
+    if current >= want {
+        return Some(current);
+    }
+    let target = maximum.map_or(want, |m| want.min(m));
+    match setrlimit(Resource::Nofile, Rlimit { current: Some(target), maximum }) {
+        Ok(()) => Some(target),
+        Err(_) => Some(current),
+    }
+}
+
 /// Moves this process into a fresh mount namespace (a copy of the current one), so mounts made
 /// after it are seen by this process and its children only.
 pub fn unshare_mount() -> io::Result<()> {

@@ -5,6 +5,7 @@ Servers (run until killed):
   echo ADDR PORT            echo every byte back, many connections at once (threads)
   whoami-server ADDR PORT   send "IP:PORT\\n" of the client, then echo
   http ADDR PORT FILE       GET /file serves FILE; PUT /upload answers the SHA-256 of the body
+  accept-close ADDR PORT    accept every connection and close it at once (a deep backlog)
 Clients (exit 0 on success, print what they measured, non-zero with a reason otherwise):
   concurrent HOST PORT N BYTES   open N connections at once, then send BYTES distinct bytes on
                                  each and check each echo
@@ -15,6 +16,11 @@ Clients (exit 0 on success, print what they measured, non-zero with a reason oth
   hold HOST PORT SECONDS         connects, sends "hold\\n", keeps the connection open SECONDS
   closed HOST PORT               expects the connection to be accepted and then closed or reset
                                  (a forward whose guest port is shut); prints how long it took
+  synflood IFNAME DST PORT COUNT SECONDS
+                                 sends COUNT TCP SYNs to DST:PORT as raw Ethernet frames on IFNAME
+                                 (to the gateway's MAC), from spoofed sources 10.0.2.32-250 and
+                                 ports that never complete the handshake, spread over SECONDS;
+                                 prints how long it took
 """
 import hashlib
 import http.server
@@ -22,6 +28,7 @@ import os
 import socket
 import socketserver
 import statistics
+import struct
 import sys
 import threading
 import time
@@ -206,15 +213,61 @@ def closed(host, port):
     print(f"closed_us={(time.perf_counter() - t0) * 1e6:.0f}")
 
 
+def accept_close(addr, port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, int(port)))
+    s.listen(4096)
+    while True:
+        c, _ = s.accept()
+        c.close()
+
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def synflood(ifname, dst, port, count, seconds):
+    count, seconds, port = int(count), float(seconds), int(port)
+    with open(f"/sys/class/net/{ifname}/address") as f:
+        our_mac = bytes.fromhex(f.read().strip().replace(":", ""))
+    gateway_mac = bytes.fromhex("52550a000202")
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((ifname, 0))
+    dst_ip = socket.inet_aton(dst)
+    t0 = time.perf_counter()
+    for i in range(count):
+        src_ip = bytes([10, 0, 2, 32 + i % 219])
+        sport = 1024 + (i * 7919) % 60000
+        tcp = bytearray(struct.pack("!HHIIBBHHH", sport, port, (i * 2654435761) & 0xFFFFFFFF, 0, 5 << 4, 0x02,
+                                    64240, 0, 0))
+        pseudo = src_ip + dst_ip + struct.pack("!BBH", 0, 6, len(tcp))
+        tcp[16:18] = struct.pack("!H", checksum(pseudo + bytes(tcp)))
+        ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), i & 0xFFFF, 0, 64, 6, 0, src_ip, dst_ip))
+        ip[10:12] = struct.pack("!H", checksum(bytes(ip)))
+        s.send(gateway_mac + our_mac + b"\x08\x00" + bytes(ip) + bytes(tcp))
+        ahead = t0 + seconds * (i + 1) / count - time.perf_counter()
+        if ahead > 0.001:
+            time.sleep(ahead)
+    print(f"flood_s={time.perf_counter() - t0:.3f}", flush=True)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd in ("echo", "http"):
         serve(cmd, *args)
+    elif cmd == "accept-close":
+        accept_close(*args)
     elif cmd == "whoami-server":
         serve("whoami", *args)
     else:
         {"concurrent": concurrent, "interactive": interactive, "refused": refused, "whoami": whoami,
-         "hold": hold, "closed": closed}[cmd](*args)
+         "hold": hold, "closed": closed, "synflood": synflood}[cmd](*args)
 
 
 if __name__ == "__main__":

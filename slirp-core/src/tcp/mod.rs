@@ -106,9 +106,22 @@ pub struct TcpConfig {
     /// milliseconds, while every TCB in TIME_WAIT pins a flow slot and two buffers. One second
     /// still covers the guest's retransmission of a FIN whose ACK was lost.
     pub time_wait: Duration,
-    /// How long a handshake may take: the host connect for a guest's SYN, or the guest's answer
-    /// to our SYN (75 s, the BSD and old slirp value).
+    /// How long the host connect for a guest's SYN may take (75 s, the BSD and old slirp
+    /// value); the guest then gets a RST.
     pub connect_timeout: Duration,
+    /// How long the guest may take to complete a handshake once we answered: to acknowledge our
+    /// SYN-ACK, or to answer the SYN of a forwarded connection (20 s: a guest on a local link
+    /// answers in milliseconds, and retransmits for seconds; a kernel's SYN-ACK retries take
+    /// about a minute because the Internet's round trips can take seconds). Half-open state is
+    /// what a SYN flood piles up, so it does not get to stay long.
+    pub handshake_timeout: Duration,
+    /// Share of the connection table that connections still in their handshake (guest SYNs,
+    /// forwarded connections the guest has not answered) may hold, in percent (1-100; 25 by
+    /// default), but never fewer than 16 connections (or the whole table, if smaller), so a
+    /// small table still takes a burst of parallel connects. When a new connection would pass it, the oldest half-open connection gives
+    /// way (counted as `tcp_half_open_evicted`), as a kernel's SYN backlog does, so a flood of
+    /// SYNs the guest never completes cannot take the table from working connections.
+    pub half_open_percent: u8,
     /// Consecutive retransmission timeouts (or unanswered zero-window probes) before the
     /// connection is dropped.
     pub max_retransmits: u8,
@@ -135,6 +148,8 @@ impl Default for TcpConfig {
             idle_timeout: None,
             time_wait: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(75),
+            handshake_timeout: Duration::from_secs(20),
+            half_open_percent: 25,
             max_retransmits: 15,
             initial_window: 10,
             challenge_ack_limit: 100,

@@ -299,7 +299,7 @@ impl<'a> Tcb<'a> {
     ) -> Self {
         let mut t = Tcb::blank(config, buffers, local, remote, iss, now);
         t.state = TcpState::SynSent;
-        t.close_at = Some(now + config.connect_timeout);
+        t.close_at = Some(now + config.handshake_timeout);
         t
     }
 
@@ -462,7 +462,7 @@ impl<'a> Tcb<'a> {
         if self.is_awaiting_host() {
             self.awaiting_host = false;
             self.snd_nxt = self.iss;
-            self.close_at = Some(now + self.config.connect_timeout);
+            self.close_at = Some(now + self.config.handshake_timeout);
         }
     }
 

@@ -351,6 +351,16 @@ fn build_loop(c: &Common, p: Prepared, link: GuestLink, default_guest: Ipv4Addr)
         Some(a) => log::warn!("DNS upstream {a}: IPv6 upstreams are not supported yet; the DNS alias refuses queries"),
         None => log::info!("no DNS upstream: /etc/resolv.conf has no nameserver; the DNS alias refuses queries"),
     }
+    // One host socket per TCP connection and UDP mapping, plus forwards, the link, the event
+    // loop's own and the control API's.
+    let want = u64::from(c.tcp_connections) + slirp_core::storage::DEFAULT_UDP_FLOWS as u64 + 128;
+    match sys::raise_fd_limit(want) {
+        Some(limit) if limit < want => log::warn!(
+            "descriptor limit {limit} is below the {want} a full connection table needs: past it new \
+             connections are refused (TCP: RST, UDP: ICMP unreachable) until others close"
+        ),
+        _ => {}
+    }
     let host = StdHost::new(p.dns_upstream);
     let storage = slirp_std::storage(c.tcp_connections as usize, c.tcp_buffer);
     let slirp = Slirp::new(p.config, storage).map_err(|e| Fail(e.to_string()))?;

@@ -19,6 +19,12 @@ use std::time::{Duration, Instant};
 /// The `slirp` binary under test.
 pub const SLIRP: &str = env!("CARGO_BIN_EXE_slirp");
 
+/// The binary `Lab::slirp` starts: `SLIRP_BIN` if set (to measure a release build with the same
+/// test), else this build's.
+pub fn slirp_bin() -> String {
+    std::env::var("SLIRP_BIN").unwrap_or_else(|_| SLIRP.to_string())
+}
+
 /// Networks the host namespace may route to.
 const ALLOWED_NETS: [(Ipv4Addr, u8); 2] = [(Ipv4Addr::new(198, 51, 100, 0), 24), (Ipv4Addr::new(203, 0, 113, 0), 24)];
 
@@ -188,7 +194,7 @@ impl Lab {
     /// Starts `slirp ARGS` inside the host namespace; returns its index for [`Lab::stop`].
     pub fn slirp<S: AsRef<OsStr>>(&mut self, args: &[S]) -> usize {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.host, SLIRP]).args(args);
+        cmd.args(["netns", "exec", &self.host, &slirp_bin()]).args(args);
         self.spawn(cmd)
     }
 
