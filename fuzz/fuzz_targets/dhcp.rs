@@ -334,7 +334,7 @@ fuzz_target!(|input: Input| {
     }
     let mut server = DhcpServer::default();
     let mut slirp = if input.through_stack {
-        Some(Slirp::new(config.clone(), Storage::with_capacity(64 * 1024, 4096, 1, 2048)).expect("valid config"))
+        Some(Slirp::new(config.clone(), Storage::with_buffers(16 * 1024, 4096, 1, 2048)).expect("valid config"))
     } else {
         None
     };

@@ -220,7 +220,7 @@ fn check_output(frame: &[u8], mtu: usize) {
 
 fuzz_target!(|input: Input| {
     let config = Config { restricted: input.restricted, disable_host_loopback: input.no_loopback, ..Config::default() };
-    let storage = Storage::with_capacity(64 * 1024, 16 * 1024, 2, 65535).with_udp_capacity(8, 9000).with_tcp_capacity(
+    let storage = Storage::with_buffers(64 * 1024, 16 * 1024, 2, 65535).with_udp_capacity(8, 9000).with_tcp_capacity(
         4,
         16 * 1024,
         16 * 1024,

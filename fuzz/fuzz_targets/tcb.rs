@@ -181,6 +181,25 @@ struct Seg {
     corrupt: bool,
 }
 
+impl Seg {
+    fn plain(control: Ctl, len: u16, win: u16) -> Seg {
+        Seg {
+            control,
+            seq: SeqSel::Next(0),
+            ack: Some(AckSel::Max(0)),
+            win,
+            mss: None,
+            ws: None,
+            sack_perm: false,
+            sacks: Vec::new(),
+            ts: Some(TsSel::Fresh { step: 1, echo: true }),
+            urg: None,
+            len,
+            corrupt: false,
+        }
+    }
+}
+
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Delay {
     Micros(u16),
@@ -201,6 +220,23 @@ impl Delay {
 #[derive(Arbitrary, Debug)]
 enum Step {
     Seg(Seg),
+    /// A well-behaved guest's pure ACK: at its next byte, acknowledging all we sent, timestamps
+    /// echoed.
+    Ack {
+        win: u16,
+    },
+    /// A well-behaved guest's next data (and FIN), acknowledging all we sent.
+    Data {
+        len: u16,
+        fin: bool,
+        psh: bool,
+        win: u16,
+    },
+    /// The guest's SYN-ACK to our SYN (or a fresh SYN), at its ISN.
+    Syn {
+        ack: bool,
+        opts: SynOpts,
+    },
     RawSeg(Vec<u8>),
     HostConnected,
     HostRefused,
@@ -241,6 +277,8 @@ enum Room {
 
 #[derive(Arbitrary, Debug)]
 struct Input {
+    /// Drain the output after every step, as the glue does (else only on `Emit`).
+    drain: Option<(bool, bool)>,
     cfg: Cfg,
     send: BufSize,
     recv: BufSize,
@@ -668,6 +706,41 @@ fuzz_target!(|input: Input| {
                 h.feed(&bytes, false);
             }
             Step::RawSeg(b) => h.feed(&b, true),
+            Step::Ack { win } => {
+                let s = Seg::plain(Ctl::None, 0, win);
+                let bytes = h.build(&s);
+                h.feed(&bytes, false);
+            }
+            Step::Data { len, fin, psh, win } => {
+                let ctl = match (fin, psh) {
+                    (true, _) => Ctl::Fin,
+                    (false, true) => Ctl::Psh,
+                    _ => Ctl::None,
+                };
+                let bytes = h.build(&Seg::plain(ctl, len, win));
+                h.feed(&bytes, false);
+            }
+            Step::Syn { ack, opts } => {
+                let s = Seg {
+                    control: Ctl::Syn,
+                    seq: SeqSel::Isn(0),
+                    ack: ack.then_some(AckSel::Max(0)),
+                    win: opts.win,
+                    mss: opts.mss,
+                    ws: opts.ws,
+                    sack_perm: opts.sack_perm,
+                    sacks: Vec::new(),
+                    ts: opts.ts.map(|v| TsSel::Raw(v, 0)),
+                    urg: None,
+                    len: 0,
+                    corrupt: false,
+                };
+                if let Some(v) = opts.ts {
+                    h.guest_ts = v;
+                }
+                let bytes = h.build(&s);
+                h.feed(&bytes, false);
+            }
             Step::HostConnected => h.tcb.host_connected(h.now),
             Step::HostRefused => h.tcb.host_refused(),
             Step::Discard => h.tcb.discard(),
@@ -733,6 +806,10 @@ fuzz_target!(|input: Input| {
                     h.recv_cap = 0;
                 }
             }
+        }
+        if let Some((checksum, segmentation)) = input.drain {
+            let room = if segmentation { Room::Max } else { Room::Mtu };
+            h.emit(255, room, GuestOffload { checksum, segmentation });
         }
         h.check_state();
     }
