@@ -90,9 +90,20 @@ enum Step {
     Expire,
 }
 
+/// Another virtual network than 10.0.2.0/24 (inputs whose network does not validate are skipped).
+#[derive(Arbitrary, Debug)]
+struct Net {
+    network: [u8; 4],
+    prefix_len: u8,
+    gateway: u32,
+    dns: u32,
+    pool: u32,
+}
+
 #[derive(Arbitrary, Debug)]
 struct Input {
     through_stack: bool,
+    net: Option<Net>,
     restricted: bool,
     lease_s: u16,
     hostname: Option<String>,
@@ -326,6 +337,19 @@ fuzz_target!(|input: Input| {
         lease_time: Duration::from_secs(u64::from(input.lease_s % 3600) + 1),
         ..Config::default()
     };
+    if let Some(n) = &input.net {
+        let prefix = 8 + n.prefix_len % 23;
+        let size = 1u32 << (32 - prefix);
+        let network = u32::from_be_bytes(n.network) & !(size - 1);
+        config.prefix_len = prefix;
+        config.network = Ipv4Addr::from(network);
+        config.gateway = Ipv4Addr::from(network + n.gateway % size);
+        config.dns = Ipv4Addr::from(network + n.dns % size);
+        config.dhcp_start = Ipv4Addr::from(network + n.pool % size);
+        if config.validate().is_err() {
+            return;
+        }
+    }
     if let Some(h) = input.hostname.as_deref().and_then(|h| h.try_into().ok()) {
         config.hostname = Some(h);
     }
