@@ -3,7 +3,7 @@
 #![doc(hidden)]
 
 /// The IPv4 fragment reassembler (see `ip/reassembly.rs` for its bounds and overlap policy).
-pub use crate::ip::reassembly::{Added, Reassembler, MAX_RANGES};
+pub use crate::iface::reassembly::{Added, Reassembler, MAX_RANGES};
 
 /// The DHCP server's lease decisions (see `dhcp.rs`).
-pub use crate::dhcp::{DhcpServer, Verdict};
+pub use crate::services::dhcp::{DhcpServer, Verdict};

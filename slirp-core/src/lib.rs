@@ -43,23 +43,21 @@ pub mod tcp;
 pub mod time;
 pub mod wire;
 
-mod arp;
-mod dhcp;
-mod icmp;
-mod ip;
+mod iface;
+mod memory;
 pub mod nat;
-mod stack;
+mod services;
 mod stats;
 #[cfg(feature = "critical-section")]
 pub mod sync;
-pub mod tcp_nat;
 
 pub use config::{Config, ConfigError};
 pub use host::{EchoKind, EchoReply, HostError, HostSocket, NoHost, SocketId, UdpEvent};
 pub use nat::{ForwardError, UdpForward};
 pub use offload::{GuestOffload, RxChecksum, TxOffload};
-pub use stack::{Slirp, TxFrame};
+pub use iface::{Slirp, TxFrame};
 pub use stats::{DropReason, Stats};
-pub use storage::{ReassemblySlot, Storage};
-pub use tcp_nat::{TcpConnectionInfo, TcpForward};
+pub use iface::reassembly::ReassemblySlot;
+pub use memory::Storage;
+pub use nat::tcp::{TcpConnectionInfo, TcpForward};
 pub use time::{Clock, Instant};

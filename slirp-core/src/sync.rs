@@ -4,7 +4,7 @@
 //! in a [`SharedSlirp`] makes every access go through a critical section, with no allocation and
 //! no unsafe code.
 
-use crate::stack::Slirp;
+use crate::iface::Slirp;
 use core::cell::RefCell;
 use critical_section::Mutex;
 

@@ -26,7 +26,7 @@ pub fn error_allowed(orig: &Ipv4Repr, payload: &[u8], link_broadcast: bool, ip_b
     if orig.frag_offset != 0 || link_broadcast || ip_broadcast || orig.dst_addr.is_multicast() {
         return false;
     }
-    if !crate::ip::is_unicast_source(orig.src_addr) {
+    if !crate::iface::fragment::is_unicast_source(orig.src_addr) {
         return false;
     }
     if orig.protocol == IpProtocol::Icmp {

@@ -1,6 +1,4 @@
-//! IPv4: input validation, reassembly, and output with fragmentation to the link MTU.
-
-pub mod reassembly;
+//! IPv4 output: Ethernet framing and fragmentation to the link MTU, and the source check.
 
 use crate::stats::{DropReason, Stats};
 use crate::storage::FrameQueue;

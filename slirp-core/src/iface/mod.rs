@@ -9,18 +9,23 @@
 //! runs), fragments to the MTU and queues frames; the caller pulls them with
 //! [`Slirp::poll_transmit`] when the guest link has room.
 
-use crate::arp::NeighborCache;
+mod fragment;
+pub(crate) mod icmp;
+pub(crate) mod neighbor;
+pub(crate) mod reassembly;
+
+use crate::iface::neighbor::NeighborCache;
 use crate::config::{Config, ConfigError};
-use crate::dhcp::{DhcpServer, Verdict};
+use crate::services::dhcp::{DhcpServer, Verdict};
 use crate::host::HostSocket;
-use crate::icmp;
-use crate::ip::reassembly::{Added, Reassembler};
-use crate::ip::{emit_frames, is_unicast_source};
+use crate::iface::reassembly::{Added, Reassembler};
+use crate::iface::fragment::{emit_frames, is_unicast_source};
 use crate::nat::Nat;
 use crate::offload::{self, GuestOffload, RxChecksum, TxOffload};
 use crate::stats::{DropReason, Stats};
-use crate::storage::{FrameQueue, Storage};
-use crate::tcp_nat::TcpNat;
+use crate::memory::Storage;
+use crate::storage::FrameQueue;
+use crate::nat::tcp::TcpNat;
 use crate::time::{earliest, Instant};
 use crate::wire::ethernet::{HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
 use crate::wire::icmpv4::{self, unreach};

@@ -13,7 +13,6 @@
 //! trimming rules did.
 
 use crate::stats::DropReason;
-use crate::storage::ReassemblySlot;
 use crate::time::Instant;
 use crate::wire::ipv4::{HEADER_LEN, MAX_DATAGRAM};
 use crate::wire::{IpProtocol, Ipv4Repr};
@@ -233,6 +232,23 @@ impl<'a> Reassembler<'a> {
         self.slots.iter().filter(|s| s.state.key.is_some()).count()
     }
 }
+
+/// A buffer for reassembling one fragmented IPv4 datagram.
+///
+/// Its size bounds the largest datagram it can rebuild (65535 bytes covers every IPv4 datagram).
+#[derive(Debug)]
+pub struct ReassemblySlot<'a> {
+    pub(crate) buf: ManagedSlice<'a, u8>,
+    pub(crate) state: SlotState,
+}
+
+impl<'a> ReassemblySlot<'a> {
+    /// A slot over `buf`.
+    pub fn new(buf: impl Into<ManagedSlice<'a, u8>>) -> Self {
+        ReassemblySlot { buf: buf.into(), state: Default::default() }
+    }
+}
+
 
 #[cfg(test)]
 mod tests {

@@ -36,10 +36,12 @@
 //! from the gateway address (loopback clients) or from the client's real address, keeping the
 //! client's port. The guest's replies from the rule's guest port leave through the rule's socket.
 
+pub mod tcp;
+
 use crate::host::{EchoKind, HostError, HostSocket, SocketId, UdpEvent};
-use crate::stack::{Inner, LinkDest, Slirp};
+use crate::iface::{Inner, LinkDest, Slirp};
 use crate::stats::DropReason;
-use crate::storage::{FlowId, FlowSlot, FlowTable, TableFull};
+use crate::storage::{FlowId, FlowSlot, FlowTable, ReadyRing, TableFull};
 use crate::time::{earliest, Instant};
 use crate::wire::icmpv4::{self, unreach};
 use crate::wire::{IpProtocol, Ipv4Repr};
@@ -199,58 +201,6 @@ pub(crate) fn decode(id: SocketId) -> Option<Kind> {
         KIND_PSEUDO => Some(Kind::PseudoPing),
         KIND_FORWARD => Some(Kind::Forward(v as u32)),
         _ => None,
-    }
-}
-
-/// A FIFO of sockets waiting for room toward the guest, in a fixed region.
-#[derive(Debug)]
-pub(crate) struct ReadyRing<'a> {
-    buf: ManagedSlice<'a, u64>,
-    head: usize,
-    len: usize,
-}
-
-impl<'a> ReadyRing<'a> {
-    pub(crate) fn new(buf: ManagedSlice<'a, u64>) -> Self {
-        ReadyRing { buf, head: 0, len: 0 }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    pub(crate) fn push(&mut self, id: SocketId) -> bool {
-        let cap = self.buf.len();
-        if self.len == cap {
-            return false;
-        }
-        self.buf[(self.head + self.len) % cap] = id.0;
-        self.len += 1;
-        true
-    }
-
-    /// Removes `id` wherever it waits (O(len); only when a ready socket is closed).
-    pub(crate) fn remove(&mut self, id: SocketId) {
-        let cap = self.buf.len();
-        let mut kept = 0;
-        for i in 0..self.len {
-            let v = self.buf[(self.head + i) % cap];
-            if v != id.0 {
-                self.buf[(self.head + kept) % cap] = v;
-                kept += 1;
-            }
-        }
-        self.len = kept;
-    }
-
-    pub(crate) fn pop(&mut self) -> Option<SocketId> {
-        if self.len == 0 {
-            return None;
-        }
-        let v = self.buf[self.head];
-        self.head = (self.head + 1) % self.buf.len();
-        self.len -= 1;
-        Some(SocketId(v))
     }
 }
 
@@ -429,7 +379,7 @@ impl<'a> Inner<'a> {
     pub(crate) fn udp_nat_input<H: HostSocket>(
         &mut self,
         now: Instant,
-        link: crate::stack::Arrival,
+        link: crate::iface::Arrival,
         repr: &Ipv4Repr,
         header: &[u8],
         udp: &[u8],
@@ -483,7 +433,7 @@ impl<'a> Inner<'a> {
     fn udp_send_failed(
         &mut self,
         now: Instant,
-        link: crate::stack::Arrival,
+        link: crate::iface::Arrival,
         repr: &Ipv4Repr,
         header: &[u8],
         udp: &[u8],
@@ -553,7 +503,7 @@ impl<'a> Inner<'a> {
     pub(crate) fn echo_nat_input<H: HostSocket>(
         &mut self,
         now: Instant,
-        link: crate::stack::Arrival,
+        link: crate::iface::Arrival,
         repr: &Ipv4Repr,
         header: &[u8],
         icmp: &[u8],
@@ -611,7 +561,7 @@ impl<'a> Inner<'a> {
     fn udp_to_guest(&mut self, now: Instant, src: SocketAddrV4, guest: SocketAddrV4, data: &[u8]) {
         let mut head = [0u8; 8];
         let ports = crate::wire::UdpRepr { src_port: src.port(), dst_port: guest.port() };
-        crate::stack::udp_header(&ports, &mut head, *src.ip(), *guest.ip(), data);
+        crate::iface::udp_header(&ports, &mut head, *src.ip(), *guest.ip(), data);
         let repr = self.reply_header(*src.ip(), *guest.ip(), IpProtocol::Udp, 64, 0);
         self.send_datagram(now, repr, LinkDest::Resolve, &head, data);
     }
@@ -669,7 +619,7 @@ impl<'a> Inner<'a> {
         };
         orig.emit(&mut quote[..20]);
         quote[20..].copy_from_slice(&l4);
-        let head = crate::icmp::header(msg_type, code, [0; 4], &quote);
+        let head = crate::iface::icmp::header(msg_type, code, [0; 4], &quote);
         let repr = self.reply_header(from, *guest.ip(), IpProtocol::Icmp, 255, 0xc0);
         self.stats.icmp_errors_sent += 1;
         self.send_datagram(now, repr, LinkDest::Resolve, &head, &quote);
@@ -699,7 +649,7 @@ impl<'a> Inner<'a> {
         }
         let id = p.ident.to_be_bytes();
         let sq = p.seq_no.to_be_bytes();
-        let head = crate::icmp::header(icmpv4::ECHO_REPLY, 0, [id[0], id[1], sq[0], sq[1]], data);
+        let head = crate::iface::icmp::header(icmpv4::ECHO_REPLY, 0, [id[0], id[1], sq[0], sq[1]], data);
         let src = if pseudo { p.dst } else { from };
         let repr = self.reply_header(src, p.guest, IpProtocol::Icmp, 64, 0);
         self.send_datagram(now, repr, LinkDest::Resolve, &head, data);
@@ -891,37 +841,5 @@ mod tests {
             assert_eq!(decode(encode(k)), Some(k));
         }
         assert_eq!(decode(SocketId(0)), None);
-    }
-
-    #[test]
-    fn ready_ring_remove_keeps_order() {
-        let mut buf = [0u64; 4];
-        let mut r = ReadyRing { buf: ManagedSlice::Borrowed(&mut buf[..]), head: 0, len: 0 };
-        for i in 1..=4 {
-            assert!(r.push(SocketId(i)));
-        }
-        assert_eq!(r.pop(), Some(SocketId(1)));
-        assert!(r.push(SocketId(5)));
-        r.remove(SocketId(3));
-        r.remove(SocketId(9));
-        let mut got = std::vec::Vec::new();
-        while let Some(i) = r.pop() {
-            got.push(i.0);
-        }
-        assert_eq!(got, [2, 4, 5]);
-    }
-
-    #[test]
-    fn ready_ring_is_fifo_and_bounded() {
-        let mut buf = [0u64; 2];
-        let mut r = ReadyRing { buf: ManagedSlice::Borrowed(&mut buf[..]), head: 0, len: 0 };
-        assert!(r.push(SocketId(1)));
-        assert!(r.push(SocketId(2)));
-        assert!(!r.push(SocketId(3)));
-        assert_eq!(r.pop(), Some(SocketId(1)));
-        assert!(r.push(SocketId(3)));
-        assert_eq!(r.pop(), Some(SocketId(2)));
-        assert_eq!(r.pop(), Some(SocketId(3)));
-        assert_eq!(r.pop(), None);
     }
 }

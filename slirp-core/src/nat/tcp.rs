@@ -26,11 +26,11 @@
 //! (see [`TcpConfig::time_wait`]) so closed connections do not pin slots.
 
 use crate::host::{HostError, HostSocket, SocketId};
-use crate::nat::{decode, encode, Kind, ReadyRing, Target};
+use crate::nat::{decode, encode, Kind, Target};
 use crate::offload;
-use crate::stack::{Arrival, Inner, LinkDest, Slirp};
+use crate::iface::{Arrival, Inner, LinkDest, Slirp};
 use crate::stats::DropReason;
-use crate::storage::{FlowId, FlowSlot, FlowTable, SeededHasher, TimerHeap};
+use crate::storage::{FlowId, FlowSlot, FlowTable, ReadyRing, SeededHasher, TimerHeap};
 use crate::tcp::{is_connection_request, Events, Tcb, TcpBuffers, TcpConfig, TcpState};
 use crate::time::Instant;
 use crate::wire::ethernet::{HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
@@ -1052,7 +1052,7 @@ impl<'a> Slirp<'a> {
 #[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;
-    use crate::storage::Storage;
+    use crate::memory::Storage;
 
     #[test]
     fn buffers_beyond_the_spares_are_freed_when_connections_close() {

@@ -1,0 +1,4 @@
+//! The services the virtual network offers the guest itself: DHCP, and the DNS and host-loopback
+//! aliases.
+
+pub(crate) mod dhcp;
