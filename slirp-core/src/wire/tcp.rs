@@ -23,12 +23,53 @@ impl SeqNumber {
     pub fn diff(self, other: SeqNumber) -> i32 {
         self.0.wrapping_sub(other.0) as i32
     }
+
+    /// `self - other` as a length: how far `self` is past `other`, zero when it is not after it.
+    pub fn saturating_sub(self, other: SeqNumber) -> usize {
+        let d = self.diff(other);
+        if d > 0 {
+            d as usize
+        } else {
+            0
+        }
+    }
+
+    /// The later of the two (`self` when they are equal).
+    pub fn max(self, other: SeqNumber) -> SeqNumber {
+        if self.diff(other) >= 0 {
+            self
+        } else {
+            other
+        }
+    }
+
+    /// The earlier of the two (`self` when they are equal).
+    pub fn min(self, other: SeqNumber) -> SeqNumber {
+        if self.diff(other) <= 0 {
+            self
+        } else {
+            other
+        }
+    }
 }
 
 impl ops::Add<usize> for SeqNumber {
     type Output = SeqNumber;
     fn add(self, rhs: usize) -> SeqNumber {
         SeqNumber(self.0.wrapping_add(rhs as u32))
+    }
+}
+
+impl ops::AddAssign<usize> for SeqNumber {
+    fn add_assign(&mut self, rhs: usize) {
+        *self = *self + rhs;
+    }
+}
+
+impl ops::Sub<usize> for SeqNumber {
+    type Output = SeqNumber;
+    fn sub(self, rhs: usize) -> SeqNumber {
+        SeqNumber(self.0.wrapping_sub(rhs as u32))
     }
 }
 
@@ -455,5 +496,18 @@ mod tests {
         assert!(SeqNumber(5) > SeqNumber(0xffff_fff0));
         assert_eq!((SeqNumber(0xffff_ffff) + 2).0, 1);
         assert_eq!(SeqNumber(1).diff(SeqNumber(0xffff_ffff)), 2);
+    }
+
+    #[test]
+    fn seq_arithmetic_wraps() {
+        let (a, b) = (SeqNumber(0xffff_fff0), SeqNumber(5));
+        assert_eq!(b.saturating_sub(a), 21);
+        assert_eq!(a.saturating_sub(b), 0);
+        assert_eq!((a.max(b), b.max(a)), (b, b));
+        assert_eq!((a.min(b), b.min(a)), (a, a));
+        assert_eq!(b - 21, a);
+        let mut c = a;
+        c += 21;
+        assert_eq!(c, b);
     }
 }
