@@ -118,9 +118,10 @@ pub struct TcpConfig {
     /// Share of the connection table that connections still in their handshake (guest SYNs,
     /// forwarded connections the guest has not answered) may hold, in percent (1-100; 25 by
     /// default), but never fewer than 16 connections (or the whole table, if smaller), so a
-    /// small table still takes a burst of parallel connects. When a new connection would pass it, the oldest half-open connection gives
-    /// way (counted as `tcp_half_open_evicted`), as a kernel's SYN backlog does, so a flood of
-    /// SYNs the guest never completes cannot take the table from working connections.
+    /// small table still takes a burst of parallel connects. When a new connection would pass
+    /// it, the oldest half-open connection gives way (counted as `tcp_half_open_evicted`), as a
+    /// kernel's SYN backlog does, so a flood of SYNs the guest never completes cannot take the
+    /// table from working connections.
     pub half_open_percent: u8,
     /// Consecutive retransmission timeouts (or unanswered zero-window probes) before the
     /// connection is dropped.
