@@ -38,6 +38,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod host;
 pub mod offload;
+pub mod pcap;
 pub mod storage;
 pub mod tcp;
 pub mod time;

@@ -1,22 +1,40 @@
-//! A minimal pcap writer for captures of the guest link (`--pcap FILE`).
+//! Captures of the guest link (`--pcap FILE`): the core's [`slirp_core::pcap::PcapWriter`] over a
+//! [`std::io::Write`], stamped with wall-clock time.
 //!
-//! The classic pcap format (not pcapng): a 24-byte file header, then a 16-byte record header
-//! before each frame. Readable by tcpdump, tshark and Wireshark. Timestamps are wall-clock
-//! microseconds, as those tools expect.
+//! The format (classic pcap, not pcapng, readable by tcpdump, tshark and Wireshark) lives in the
+//! core; this is its std side: files, `io::Error`, and timestamps in wall-clock microseconds, as
+//! those tools expect.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `LINKTYPE_ETHERNET`.
-const LINKTYPE_ETHERNET: u32 = 1;
-const MAGIC_MICROS: u32 = 0xa1b2_c3d4;
+use slirp_core::pcap;
+
+/// A [`std::io::Write`] seen as an [`embedded_io::Write`] (errors stay `io::Error`).
+#[derive(Debug)]
+struct Std<W>(W);
+
+impl<W: Write> embedded_io::ErrorType for Std<W> {
+    type Error = io::Error;
+}
+
+impl<W: Write> embedded_io::Write for Std<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
 
 /// Writes Ethernet frames to a pcap stream.
 pub struct PcapWriter<W: Write> {
-    out: W,
-    snaplen: u32,
+    inner: pcap::PcapWriter<Std<W>>,
 }
 
 impl PcapWriter<BufWriter<File>> {
@@ -30,16 +48,8 @@ impl PcapWriter<BufWriter<File>> {
 impl<W: Write> PcapWriter<W> {
     /// Wraps `out` and writes the file header. Frames longer than `snaplen` are cut (their
     /// original length is still recorded).
-    pub fn new(mut out: W, snaplen: u32) -> io::Result<Self> {
-        let mut h = [0u8; 24];
-        h[0..4].copy_from_slice(&MAGIC_MICROS.to_le_bytes());
-        h[4..6].copy_from_slice(&2u16.to_le_bytes());
-        h[6..8].copy_from_slice(&4u16.to_le_bytes());
-        // thiszone and sigfigs stay 0.
-        h[16..20].copy_from_slice(&snaplen.to_le_bytes());
-        h[20..24].copy_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
-        out.write_all(&h)?;
-        Ok(PcapWriter { out, snaplen })
+    pub fn new(out: W, snaplen: u32) -> io::Result<Self> {
+        Ok(PcapWriter { inner: pcap::PcapWriter::new(Std(out), snaplen)? })
     }
 
     /// Appends one frame stamped with the current wall-clock time.
@@ -50,24 +60,17 @@ impl<W: Write> PcapWriter<W> {
 
     /// Appends one frame with an explicit timestamp.
     pub fn write_frame_at(&mut self, secs: u32, micros: u32, frame: &[u8]) -> io::Result<()> {
-        let caplen = frame.len().min(self.snaplen as usize);
-        let mut h = [0u8; 16];
-        h[0..4].copy_from_slice(&secs.to_le_bytes());
-        h[4..8].copy_from_slice(&micros.to_le_bytes());
-        h[8..12].copy_from_slice(&(caplen as u32).to_le_bytes());
-        h[12..16].copy_from_slice(&(frame.len() as u32).to_le_bytes());
-        self.out.write_all(&h)?;
-        self.out.write_all(&frame[..caplen])
+        self.inner.write_frame_at(secs, micros, frame)
     }
 
     /// Pushes buffered records to the underlying writer.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        self.inner.flush()
     }
 
     /// Gives back the underlying writer.
     pub fn into_inner(self) -> W {
-        self.out
+        self.inner.into_inner().0
     }
 }
 

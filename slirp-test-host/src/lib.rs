@@ -31,7 +31,6 @@ pub mod fakenet;
 pub mod gso;
 pub mod guest;
 pub mod link;
-pub mod pcap;
 pub mod sha256;
 pub mod sim;
 pub mod trace;
@@ -43,11 +42,12 @@ pub use fakenet::{
 pub use gso::{segment_offloaded, GsoStats, Malformed, Segmented};
 pub use guest::{DhcpLease, EchoReply, PingError, SmolGuest, GUEST_MAC};
 pub use link::{Delivery, Direction, GuestLink, LinkFaults, LinkStats, SendReport};
-pub use pcap::PcapWriter;
 pub use sha256::Sha256;
 pub use sim::{
     PingReply, SimConfig, SimError, SimHost, Simulation, StorageSizes, TraceEvent, TraceKind, Tracer, PING_IDENT,
 };
+/// The pcap writer is the core's ([`slirp_core::pcap`]), here over a `Vec<u8>`.
+pub use slirp_core::pcap::{self, PcapWriter};
 pub use trace::describe_frame;
 
 /// The core this crate drives, re-exported for convenience.

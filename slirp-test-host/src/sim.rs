@@ -287,7 +287,7 @@ impl<H: SimHost> Simulation<H> {
         let guest = SmolGuest::new(config.seed.rotate_left(32) ^ 0x0067_7565_7374, clock.now());
         let pcap = if config.capture {
             // Writing into a Vec cannot fail.
-            PcapWriter::new(Vec::new()).ok()
+            PcapWriter::new(Vec::new(), crate::pcap::SNAPLEN).ok()
         } else {
             None
         };
