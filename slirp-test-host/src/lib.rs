@@ -7,8 +7,9 @@
 //! would, and a fake host network ([`FakeNet`]: the host's UDP, ICMP and TCP sockets with
 //! latency and finite buffers, and a small scripted internet with UDP and TCP services (echo,
 //! byte sources, hashing sinks, resetting servers, DNS over both), ping responders, refusing
-//! hosts, unreachable networks, black holes, and host clients for port forwards). [`sha256`]
-//! checks bulk transfers.
+//! hosts, unreachable networks, black holes, and host clients for port forwards). [`ScriptHost`]
+//! is the other host: one whose every answer the test scripts, for engine-level tests that feed
+//! hand-built frames. [`sha256`] checks bulk transfers.
 //! [`Simulation`] ties them together; the same [`SimConfig`] (seed included) replays the same run,
 //! byte for byte.
 //!
@@ -31,6 +32,7 @@ pub mod fakenet;
 pub mod gso;
 pub mod guest;
 pub mod link;
+pub mod script;
 pub mod sha256;
 pub mod sim;
 pub mod trace;
@@ -42,6 +44,7 @@ pub use fakenet::{
 pub use gso::{segment_offloaded, GsoStats, Malformed, Segmented};
 pub use guest::{DhcpLease, EchoReply, PingError, SmolGuest, GUEST_MAC};
 pub use link::{Delivery, Direction, GuestLink, LinkFaults, LinkStats, SendReport};
+pub use script::{HostCall, ScriptEcho, ScriptHost, ScriptSocket};
 pub use sha256::Sha256;
 pub use sim::{
     PingReply, SimConfig, SimError, SimHost, Simulation, StorageSizes, TraceEvent, TraceKind, Tracer, PING_IDENT,

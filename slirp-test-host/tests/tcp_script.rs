@@ -1,129 +1,20 @@
-//! The TCP glue with a scripted host: when the SYN-ACK goes out, how host refusals and
-//! unreachables reach the guest, data both ways, half-close, resets, forwards, full tables.
+//! The TCP glue with a scripted host ([`ScriptHost`]): when the SYN-ACK goes out, how host
+//! refusals and unreachables reach the guest, data both ways, half-close, resets, forwards, full
+//! tables. Hand-built guest frames in, emitted frames checked, as in slirp-core's own tests.
 
+// The engine-level fixtures have one home, slirp-core's tests (which cannot use this crate).
+#[path = "../../slirp-core/tests/common/mod.rs"]
 mod common;
 
 use common::*;
 use core::net::{Ipv4Addr, SocketAddrV4};
 use slirp_core::wire::{TcpControl, TcpPacket, TcpRepr};
-use slirp_core::{Config, DropReason, HostError, HostSocket, Instant, Slirp, SocketId, Storage};
-use std::collections::{HashMap, VecDeque};
-
-#[derive(Default)]
-struct Sock {
-    dst: Option<SocketAddrV4>,
-    connect: Option<Result<(), HostError>>,
-    sent: Vec<u8>,
-    inbox: VecDeque<u8>,
-    eof: bool,
-    reset: bool,
-    shut: bool,
-    aborted: bool,
-    closed: bool,
-    accept_from: Option<SocketAddrV4>,
-    /// Bytes before the urgent byte in `inbox` (`Some(0)`: the next byte is urgent).
-    urgent_at: Option<usize>,
-}
-
-/// A host whose sockets the test scripts.
-#[derive(Default)]
-struct Script {
-    socks: HashMap<u64, Sock>,
-    connect_now: Option<Result<(), HostError>>,
-    send_limit: Option<usize>,
-    pending_accepts: VecDeque<SocketAddrV4>,
-    listener: Option<SocketId>,
-    last_connect: Option<SocketId>,
-}
-
-impl Script {
-    fn only(&self) -> (SocketId, &Sock) {
-        let (id, s) = self.socks.iter().find(|(_, s)| !s.closed && s.accept_from.is_none() || s.dst.is_some()).unwrap();
-        (SocketId(*id), s)
-    }
-}
-
-impl HostSocket for Script {
-    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddrV4) -> Result<(), HostError> {
-        if let Some(Err(e)) = self.connect_now {
-            return Err(e);
-        }
-        self.last_connect = Some(id);
-        let s = self.socks.entry(id.0).or_default();
-        s.dst = Some(dst);
-        s.connect = self.connect_now;
-        Ok(())
-    }
-    fn tcp_connect_result(&mut self, id: SocketId) -> Result<(), HostError> {
-        self.socks.get(&id.0).and_then(|s| s.connect).unwrap_or(Err(HostError::WouldBlock))
-    }
-    fn tcp_send(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
-        let limit = self.send_limit.unwrap_or(usize::MAX);
-        let s = self.socks.get_mut(&id.0).ok_or(HostError::Other)?;
-        let n = data.len().min(limit.saturating_sub(s.sent.len()));
-        if n == 0 {
-            return Err(HostError::WouldBlock);
-        }
-        s.sent.extend_from_slice(&data[..n]);
-        Ok(n)
-    }
-    fn tcp_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<usize, HostError> {
-        let s = self.socks.get_mut(&id.0).ok_or(HostError::Other)?;
-        if s.reset {
-            return Err(HostError::Refused);
-        }
-        if s.inbox.is_empty() {
-            return if s.eof { Ok(0) } else { Err(HostError::WouldBlock) };
-        }
-        // A read stops at the urgent mark, as Linux's does with SO_OOBINLINE.
-        let n = match s.urgent_at {
-            Some(k) if k > 0 => buf.len().min(s.inbox.len()).min(k),
-            _ => buf.len().min(s.inbox.len()),
-        };
-        for b in buf.iter_mut().take(n) {
-            *b = s.inbox.pop_front().unwrap();
-        }
-        s.urgent_at = match s.urgent_at {
-            Some(k) if k >= n && k > 0 => Some(k - n),
-            _ => None,
-        };
-        Ok(n)
-    }
-    fn tcp_urgent_mark(&mut self, id: SocketId) -> bool {
-        self.socks.get(&id.0).is_some_and(|s| s.urgent_at == Some(0))
-    }
-    fn tcp_shutdown_write(&mut self, id: SocketId) -> Result<(), HostError> {
-        self.socks.get_mut(&id.0).ok_or(HostError::Other)?.shut = true;
-        Ok(())
-    }
-    fn tcp_abort(&mut self, id: SocketId) {
-        if let Some(s) = self.socks.get_mut(&id.0) {
-            s.aborted = true;
-            s.closed = true;
-        }
-    }
-    fn close(&mut self, id: SocketId) {
-        if let Some(s) = self.socks.get_mut(&id.0) {
-            s.closed = true;
-        }
-    }
-    fn tcp_listen(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
-        self.listener = Some(id);
-        Ok(local)
-    }
-    fn tcp_accept(&mut self, _: SocketId, id: SocketId) -> Result<SocketAddrV4, HostError> {
-        let peer = self.pending_accepts.pop_front().ok_or(HostError::WouldBlock)?;
-        self.socks.insert(id.0, Sock { accept_from: Some(peer), connect: Some(Ok(())), ..Sock::default() });
-        Ok(peer)
-    }
-    fn dns_upstream(&self) -> Option<SocketAddrV4> {
-        Some(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 53), 53))
-    }
-}
+use slirp_core::{Config, DropReason, HostError, Instant, Slirp, SocketId, Storage};
+use slirp_test_host::ScriptHost;
 
 struct T {
     slirp: Slirp<'static>,
-    host: Script,
+    host: ScriptHost,
     now: Instant,
 }
 
@@ -131,8 +22,9 @@ const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 
 impl T {
     fn new(config: Config, storage: Storage<'static>) -> T {
-        let mut t =
-            T { slirp: Slirp::new(config, storage).unwrap(), host: Script::default(), now: Instant::from_millis(1) };
+        let host =
+            ScriptHost { dns: Some(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 53), 53)), ..ScriptHost::default() };
+        let mut t = T { slirp: Slirp::new(config, storage).unwrap(), host, now: Instant::from_millis(1) };
         // Teach the engine the guest's MAC.
         t.frames(&arp_request(GUEST_MAC, GUEST_IP, GATEWAY));
         t
