@@ -20,6 +20,8 @@ pub const DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
 pub const OUTSIDE: Ipv4Addr = Ipv4Addr::new(8, 8, 8, 8);
 pub const GATEWAY_MAC: EthernetAddress = EthernetAddress([0x52, 0x55, 10, 0, 2, 2]);
 pub const DNS_MAC: EthernetAddress = EthernetAddress([0x52, 0x55, 10, 0, 2, 3]);
+/// An address in the guest's network that is none of ours and no guest's.
+pub const NET_9: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 9);
 
 /// Storage generous enough that nothing fills up in ordinary tests.
 pub fn big_storage() -> Storage<'static> {
@@ -243,6 +245,31 @@ pub fn fragment(base: &Ipv4Repr, offset: u16, more: bool, bytes: &[u8]) -> Vec<u
     ipv4(&r, bytes)
 }
 
+/// `frame` with its Ethernet source replaced by `mac`.
+pub fn from_mac(mut frame: Vec<u8>, mac: EthernetAddress) -> Vec<u8> {
+    frame[6..12].copy_from_slice(&mac.0);
+    frame
+}
+
+/// A ping from the guest in a frame whose source MAC cannot be learned (all zeros): the reply
+/// has to be resolved through the neighbor table, as host-initiated traffic toward a guest is.
+pub fn anonymous_ping(seq: u16, data: &[u8]) -> Vec<u8> {
+    from_mac(ping(GUEST_IP, GATEWAY, 7, seq, data), EthernetAddress::ZERO)
+}
+
+/// `n` bytes of a fixed pattern.
+pub fn data(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+/// A DHCP REQUEST from `mac` for `addr` naming our server.
+pub fn request_for(mac: EthernetAddress, addr: Ipv4Addr) -> Vec<u8> {
+    let mut m = dhcp_msg(Some(DhcpMessageType::Request), mac);
+    m.requested_ip = Some(addr);
+    m.server_id = Some(GATEWAY);
+    dhcp_frame(&m, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST)
+}
+
 // ------------------------------------------------------------------------------------------
 // Output parsing and checks
 
@@ -388,6 +415,40 @@ pub fn reassemble(frags: &[IpOut]) -> (Ipv4Repr, Vec<u8>) {
 /// RFC 1071 checksum of `data` (for tests that need to fix one up by hand).
 pub fn inet_checksum(data: &[u8]) -> u16 {
     checksum::data(data)
+}
+
+/// The echo reply in `frame`: (ip, ident, seq, data).
+pub fn echo_reply(frame: &[u8]) -> (IpOut, u16, u16, Vec<u8>) {
+    let o = parse_ip(frame);
+    assert_eq!(o.ip.protocol, IpProtocol::Icmp);
+    let (t, c, rest, body) = parse_icmp(&o.payload);
+    assert_eq!((t, c), (0, 0), "echo reply");
+    let ident = u16::from_be_bytes([rest[0], rest[1]]);
+    let seq = u16::from_be_bytes([rest[2], rest[3]]);
+    (o, ident, seq, body)
+}
+
+/// The ICMP error in `frame`: (ip, type, code, quote).
+pub fn icmp_error(frame: &[u8]) -> (IpOut, u8, u8, Vec<u8>) {
+    let o = parse_ip(frame);
+    assert_eq!(o.ip.protocol, IpProtocol::Icmp);
+    let (t, c, rest, quote) = parse_icmp(&o.payload);
+    assert_eq!(rest, [0; 4]);
+    (o, t, c, quote)
+}
+
+/// The DHCP reply in `frame`: (ip, bootp bytes), after checking the UDP ports.
+pub fn dhcp_reply(frame: &[u8]) -> (IpOut, Vec<u8>) {
+    let o = parse_ip(frame);
+    assert_eq!(o.ip.protocol, IpProtocol::Udp);
+    let (sport, dport, bootp) = udp_payload(&o.payload);
+    assert_eq!((sport, dport), (67, 68));
+    (o, bootp)
+}
+
+/// The address a BOOTP reply gives (`yiaddr`).
+pub fn yiaddr(bootp: &[u8]) -> Ipv4Addr {
+    Ipv4Addr::new(bootp[16], bootp[17], bootp[18], bootp[19])
 }
 
 // ------------------------------------------------------------------------------------------
