@@ -49,6 +49,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use rustix::io::Errno;
 use rustix::net::{ipproto, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+use slirp_core::wire::icmpv4::{self, Icmpv4Packet, Icmpv4Repr};
 use slirp_core::{EchoKind, EchoReply, HostError, HostSocket, SocketId, UdpEvent};
 
 use crate::sys;
@@ -56,15 +57,6 @@ use crate::sys;
 /// The first event-loop token used for host sockets; tokens below it belong to the loop (guest
 /// link, signals, exit fd, child, waker).
 pub const FIRST_TOKEN: usize = 16;
-
-/// ICMP echo reply.
-const ICMP_ECHO_REPLY: u8 = 0;
-/// ICMP echo request.
-const ICMP_ECHO_REQUEST: u8 = 8;
-/// ICMP destination unreachable.
-const ICMP_DEST_UNREACH: u8 = 3;
-/// ICMP type "time exceeded".
-const ICMP_TIME_EXCEEDED: u8 = 11;
 
 /// What a host socket is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -364,7 +356,7 @@ impl StdHost {
             };
         match rustix::net::socket_with(AddressFamily::INET, SocketType::RAW, flags, Some(ipproto::ICMP)) {
             Ok(fd) => {
-                if let Err(e) = sys::set_icmp_filter(fd.as_fd(), &[ICMP_ECHO_REPLY]) {
+                if let Err(e) = sys::set_icmp_filter(fd.as_fd(), &[icmpv4::ECHO_REPLY]) {
                     // Still correct without the filter: replies are checked one by one.
                     log::debug!("ICMP_FILTER: {e}");
                 }
@@ -469,35 +461,19 @@ fn is_async_icmp_error(e: Errno) -> bool {
 /// (reassembly time exceeded, parameter problem, local errors other than a too-large datagram).
 fn queued_error_event(q: &sys::QueuedError) -> Option<UdpEvent> {
     let error = match (q.origin, q.icmp_type, q.icmp_code) {
-        (sys::EE_ORIGIN_ICMP, ICMP_DEST_UNREACH, code) => match code {
+        (sys::EE_ORIGIN_ICMP, icmpv4::DST_UNREACHABLE, code) => match code {
             0 | 6 | 9 | 11 => HostError::NetUnreachable,
             2 | 3 => HostError::Refused,
             4 => HostError::TooLarge,
             10 | 13 => HostError::PermissionDenied,
             _ => HostError::HostUnreachable,
         },
-        (sys::EE_ORIGIN_ICMP, ICMP_TIME_EXCEEDED, 0) => HostError::TtlExpired,
+        (sys::EE_ORIGIN_ICMP, icmpv4::TIME_EXCEEDED, 0) => HostError::TtlExpired,
         (sys::EE_ORIGIN_LOCAL, _, _) if q.errno == Errno::MSGSIZE.raw_os_error() as u32 => HostError::TooLarge,
         _ => return None,
     };
     let dst = q.dst?;
     Some(UdpEvent::Error { offender: q.offender.unwrap_or(Ipv4Addr::UNSPECIFIED), dst, error })
-}
-
-/// The Internet checksum of `data`.
-fn internet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [b] = chunks.remainder() {
-        sum += u32::from(*b) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 fn v4(addr: Option<rustix::net::SocketAddrAny>) -> Option<SocketAddrV4> {
@@ -651,14 +627,11 @@ impl HostSocket for StdHost {
             } else {
                 ident
             };
-            packet.clear();
-            packet.extend_from_slice(&[ICMP_ECHO_REQUEST, 0, 0, 0]);
-            packet.extend_from_slice(&wire_ident.to_be_bytes());
-            packet.extend_from_slice(&seq_no.to_be_bytes());
-            packet.extend_from_slice(data);
             // Ping sockets fill in the checksum themselves; raw ones send what we give.
-            let c = internet_checksum(&packet);
-            packet[2..4].copy_from_slice(&c.to_be_bytes());
+            let echo = Icmpv4Repr::EchoRequest { ident: wire_ident, seq_no, data };
+            packet.clear();
+            packet.resize(echo.buffer_len(), 0);
+            echo.emit(&mut packet);
             let dst = SocketAddrV4::new(dst, 0);
             loop {
                 match rustix::net::sendto(&sock.fd, &packet, SendFlags::empty(), &dst) {
@@ -698,15 +671,15 @@ impl HostSocket for StdHost {
                     0
                 }
             };
-            let icmp = &buf[start..n];
-            if icmp[0] != ICMP_ECHO_REPLY || icmp[1] != 0 {
+            // At least the 8-byte header, checked above.
+            let icmp = Icmpv4Packet::new_unchecked(&buf[start..n]);
+            if icmp.msg_type() != icmpv4::ECHO_REPLY || icmp.code() != 0 {
                 continue;
             }
-            let ident = u16::from_be_bytes([icmp[4], icmp[5]]);
-            let seq_no = u16::from_be_bytes([icmp[6], icmp[7]]);
+            let (ident, seq_no) = (icmp.echo_ident(), icmp.echo_seq_no());
             let ident = if sock.kind == Kind::Raw {
                 // Another process's reply, or a damaged one.
-                if ident != raw_ident || internet_checksum(icmp) != 0 {
+                if ident != raw_ident || !icmp.verify_checksum() {
                     continue;
                 }
                 sock.core_ident
@@ -1359,6 +1332,8 @@ mod tests {
     #[test]
     fn checksum_matches_rfc1071_example() {
         // RFC 1071 section 3: the sum of these words is 0xddf2, so the checksum is !0xddf2.
+        // The checksum is the core's (slirp_core::wire), as is the echo layout.
+        use slirp_core::wire::checksum::data as internet_checksum;
         assert_eq!(internet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), !0xddf2);
         let mut with = vec![8, 0, 0, 0, 1, 2, 3, 4, 5];
         let c = internet_checksum(&with);
