@@ -39,6 +39,7 @@ use mio::{Interest, Registry, Token};
 use serde_json::{json, Map, Value};
 use slirp_core::{ForwardError, Instant, Slirp};
 
+use crate::event_loop::LoopHost;
 use crate::host::StdHost;
 use crate::options::FwdProto;
 
@@ -180,11 +181,11 @@ fn parse_add(args: &Map<String, Value>) -> Result<AddHostfwd, ApiError> {
 }
 
 /// What the API acts on: the engine, its host side, and the time.
-pub struct Context<'s, 'a> {
+pub struct Context<'s, 'a, H: LoopHost = StdHost> {
     /// The engine.
     pub slirp: &'s mut Slirp<'a>,
     /// Its host side.
-    pub host: &'s mut StdHost,
+    pub host: &'s mut H,
     /// Now, on the engine's clock.
     pub now: Instant,
     /// Guest address of forwards that name none.
@@ -192,14 +193,14 @@ pub struct Context<'s, 'a> {
 }
 
 /// Carries out `req`; returns the answer object.
-pub fn execute(req: &Request, cx: &mut Context<'_, '_>) -> Value {
+pub fn execute<H: LoopHost>(req: &Request, cx: &mut Context<'_, '_, H>) -> Value {
     match run(req, cx) {
         Ok(v) => v,
         Err(e) => e.to_json(),
     }
 }
 
-fn run(req: &Request, cx: &mut Context<'_, '_>) -> Result<Value, ApiError> {
+fn run<H: LoopHost>(req: &Request, cx: &mut Context<'_, '_, H>) -> Result<Value, ApiError> {
     match *req {
         Request::AddHostfwd(a) => {
             let guest = SocketAddrV4::new(a.guest_addr.unwrap_or(cx.default_guest), a.guest_port);
@@ -264,7 +265,7 @@ fn run(req: &Request, cx: &mut Context<'_, '_>) -> Result<Value, ApiError> {
 }
 
 /// Removes forward `id`, whichever protocol it is (one id space).
-fn remove_forward(cx: &mut Context<'_, '_>, id: u32) -> Result<(), ForwardError> {
+fn remove_forward<H: LoopHost>(cx: &mut Context<'_, '_, H>, id: u32) -> Result<(), ForwardError> {
     match cx.slirp.remove_udp_forward(cx.host, id) {
         Err(ForwardError::NotFound) => cx.slirp.remove_tcp_forward(cx.host, id),
         r => r,
@@ -293,7 +294,7 @@ fn forward_entry(id: u32, proto: FwdProto, host: SocketAddrV4, guest: SocketAddr
     })
 }
 
-fn stats(cx: &Context<'_, '_>) -> Value {
+fn stats<H: LoopHost>(cx: &Context<'_, '_, H>) -> Value {
     let s = cx.slirp.stats();
     let drops: Map<String, Value> = s.drops().map(|(r, n)| (r.name().to_string(), Value::from(n))).collect();
     json!({
@@ -320,7 +321,7 @@ fn stats(cx: &Context<'_, '_>) -> Value {
 }
 
 /// Handles one request's bytes: parses, executes, and returns the answer line (JSON and `\n`).
-pub fn answer(bytes: &[u8], cx: &mut Context<'_, '_>) -> Vec<u8> {
+pub fn answer<H: LoopHost>(bytes: &[u8], cx: &mut Context<'_, '_, H>) -> Vec<u8> {
     let v = match serde_json::from_slice::<Value>(bytes) {
         Ok(v) => match parse_request(&v) {
             Ok(req) => execute(&req, cx),
@@ -551,7 +552,7 @@ impl ApiServer {
     /// Accepts, reads, answers and writes what is ready; closes connections past their
     /// deadline. Bounded work: at most `ACCEPT_BATCH` accepts and `MAX_CONNECTIONS`
     /// connections of at most [`MAX_REQUEST`] bytes each.
-    pub fn turn(&mut self, registry: &Registry, cx: &mut Context<'_, '_>) {
+    pub fn turn<H: LoopHost>(&mut self, registry: &Registry, cx: &mut Context<'_, '_, H>) {
         if self.accept_pending {
             self.accept(registry, cx.now);
         }
@@ -620,7 +621,7 @@ impl ApiServer {
 }
 
 impl Conn {
-    fn work(&mut self, cx: &mut Context<'_, '_>) -> Next {
+    fn work<H: LoopHost>(&mut self, cx: &mut Context<'_, '_, H>) -> Next {
         if let ConnState::Reading(reader) = &mut self.state {
             let mut chunk = [0u8; 4096];
             let line = loop {
@@ -666,7 +667,7 @@ fn discard_input(s: &mut UnixStream) {
 }
 
 /// The answer line for a finished read.
-fn done(state: ReadState, cx: &mut Context<'_, '_>) -> Vec<u8> {
+fn done<H: LoopHost>(state: ReadState, cx: &mut Context<'_, '_, H>) -> Vec<u8> {
     let e = match state {
         ReadState::Complete(bytes) => {
             log::debug!("api: request {}", String::from_utf8_lossy(&bytes[..bytes.len().min(512)]));

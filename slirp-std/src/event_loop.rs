@@ -22,6 +22,13 @@
 //! Tokens: 0-15 belong to the loop (guest link 0-1, signals, exit fd, child, waker 2-6, the
 //! control API's listener 7), host sockets count up from 16, and the control API's connections
 //! use a small block far above them ([`api::TOKEN_API_CONN_BASE`]).
+//!
+//! The host side is [`StdHost`] by default; an embedder with a host of its own (another socket
+//! layer, a proxy, a recording double) runs the same loop over it by implementing [`LoopHost`]:
+//! what the loop needs beyond [`HostSocket`] (registering with the loop's mio registry, turning
+//! an event's token into a [`SocketId`], flushing held-back sends, the listener backlog). The
+//! loop is generic over it, so `EventLoop<StdHost>` compiles to the same code as before: no
+//! indirection on the per-packet path.
 
 use std::io::{self, ErrorKind, Write};
 use std::net::SocketAddrV4;
@@ -32,8 +39,8 @@ use std::time::Duration;
 
 use mio::net::UnixStream;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
-use slirp_core::{Clock, ForwardError, Slirp, SocketId};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use slirp_core::{Clock, ForwardError, HostSocket, Slirp, SocketId};
 
 use crate::api::{self, ApiServer};
 use crate::clock::StdClock;
@@ -79,10 +86,82 @@ impl StopHandle {
     }
 }
 
+/// What [`EventLoop`] needs from its host side beyond [`HostSocket`]. [`StdHost`] implements it;
+/// so can an embedder's own host.
+///
+/// Tokens below [`FIRST_TOKEN`](crate::host::FIRST_TOKEN) are the loop's, and the control API
+/// uses a block from [`api::TOKEN_API_CONN_BASE`]; the host registers its sockets under the
+/// tokens in between, and every event the loop does not recognize goes to
+/// [`event`](Self::event).
+pub trait LoopHost: HostSocket {
+    /// Called once, by [`EventLoop::new`]: watch every socket, those open now and those opened
+    /// later, with `registry` (edge-triggered: the core reads until it would block or keeps the
+    /// socket on its ready list). From then on the loop calls [`flush`](Self::flush) after every
+    /// burst of guest frames and before it sleeps, so the host may hold sends back until then
+    /// ([`StdHost`] turns its UDP batching on here).
+    fn start(&mut self, registry: Registry) -> io::Result<()>;
+
+    /// The core's id for an event on `token`, or `None` when the token is not one of the host's.
+    /// `error` is the event's error flag, `priority` says TCP urgent data arrived.
+    fn event(&mut self, token: Token, error: bool, priority: bool) -> Option<SocketId>;
+
+    /// Sends what the host held back. By default nothing is.
+    fn flush(&mut self) {}
+
+    /// How many connections were accepted so far, on all listeners. The loop compares it before
+    /// and after handing a listener's event to the core; with
+    /// [`listener_backlog`](Self::listener_backlog) it offers the listener again at the next
+    /// turn. By default no listener keeps a backlog the core did not see.
+    fn accepted(&self) -> u64 {
+        0
+    }
+
+    /// Whether listener `id` may still hold connections with no new readiness edge to announce
+    /// them (see [`StdHost::listener_backlog`]).
+    fn listener_backlog(&self, id: SocketId) -> bool {
+        let _ = id;
+        false
+    }
+
+    /// Host sockets open (the control API's `stats`).
+    fn open_sockets(&self) -> usize;
+
+    /// Datagrams lost after [`HostSocket::udp_send_to`] had accepted them (logged with the drop
+    /// counters). By default none.
+    fn udp_batch_dropped(&self) -> u64 {
+        0
+    }
+}
+
+impl LoopHost for StdHost {
+    fn start(&mut self, registry: Registry) -> io::Result<()> {
+        self.set_udp_batching(true);
+        StdHost::attach(self, registry)
+    }
+    fn event(&mut self, token: Token, error: bool, priority: bool) -> Option<SocketId> {
+        self.socket_event_with(token, error, priority)
+    }
+    fn flush(&mut self) {
+        StdHost::flush(self)
+    }
+    fn accepted(&self) -> u64 {
+        StdHost::accepted(self)
+    }
+    fn listener_backlog(&self, id: SocketId) -> bool {
+        StdHost::listener_backlog(self, id)
+    }
+    fn open_sockets(&self) -> usize {
+        StdHost::open_sockets(self)
+    }
+    fn udp_batch_dropped(&self) -> u64 {
+        StdHost::udp_batch_dropped(self)
+    }
+}
+
 /// One slirp instance on a std host. See the module documentation.
-pub struct EventLoop<'a> {
+pub struct EventLoop<'a, H: LoopHost = StdHost> {
     slirp: Slirp<'a>,
-    host: StdHost,
+    host: H,
     link: GuestLink,
     clock: StdClock,
     poll: Poll,
@@ -111,18 +190,17 @@ pub struct EventLoop<'a> {
     spin: bool,
 }
 
-impl<'a> EventLoop<'a> {
+impl<'a, H: LoopHost> EventLoop<'a, H> {
     /// An event loop driving `slirp` over `link`, with `host` as its host side.
     ///
-    /// The engine is told the link's offloads ([`GuestLink::offload`]), and the host batches
-    /// UDP sends ([`StdHost::set_udp_batching`]; the loop flushes after every burst of guest
-    /// frames and before it sleeps).
-    pub fn new(mut slirp: Slirp<'a>, mut host: StdHost, mut link: GuestLink) -> io::Result<Self> {
+    /// The engine is told the link's offloads ([`GuestLink::offload`]), and the host is started
+    /// ([`LoopHost::start`]: a [`StdHost`] batches UDP sends, [`StdHost::set_udp_batching`]; the
+    /// loop flushes after every burst of guest frames and before it sleeps).
+    pub fn new(mut slirp: Slirp<'a>, mut host: H, mut link: GuestLink) -> io::Result<Self> {
         slirp.set_guest_offload(link.offload());
-        host.set_udp_batching(true);
         let poll = Poll::new()?;
         link.register(poll.registry())?;
-        host.attach(poll.registry().try_clone()?)?;
+        host.start(poll.registry().try_clone()?)?;
         let waker = Arc::new(Waker::new(poll.registry(), TOKEN_WAKER)?);
         Ok(EventLoop {
             slirp,
@@ -219,7 +297,7 @@ impl<'a> EventLoop<'a> {
     }
 
     /// The host side (for its open sockets).
-    pub fn host(&self) -> &StdHost {
+    pub fn host(&self) -> &H {
         &self.host
     }
 
@@ -300,7 +378,7 @@ impl<'a> EventLoop<'a> {
                     TOKEN_WAKER => return Ok(Exit::Stopped),
                     token if self.api.as_mut().is_some_and(|a| a.event(token)) => {}
                     token => {
-                        if let Some(id) = self.host.socket_event_with(token, ev.is_error(), ev.is_priority()) {
+                        if let Some(id) = self.host.event(token, ev.is_error(), ev.is_priority()) {
                             let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
                             // An error also ends a pending connect or a blocked send.
                             let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
@@ -652,6 +730,52 @@ mod tests {
         assert!(matches!(t.join().unwrap(), Exit::Stopped));
         // Spinning 2 ms after each of the 40 packets would be 80 ms (8 ticks).
         assert!(spent <= 3, "the loop used {spent} ticks on sparse traffic");
+    }
+
+    /// An embedder's host: no network at all, and a count of the loop's flushes.
+    #[derive(Default)]
+    struct Offline {
+        started: bool,
+        flushes: u64,
+    }
+
+    impl HostSocket for Offline {}
+
+    impl LoopHost for Offline {
+        fn start(&mut self, _: Registry) -> io::Result<()> {
+            self.started = true;
+            Ok(())
+        }
+        fn event(&mut self, _: Token, _: bool, _: bool) -> Option<SocketId> {
+            None
+        }
+        fn flush(&mut self) {
+            self.flushes += 1;
+        }
+        fn open_sockets(&self) -> usize {
+            0
+        }
+    }
+
+    #[test]
+    fn the_loop_runs_over_an_embedders_own_host() {
+        let (ours, mut guest) = seqpacket_pair();
+        let slirp = Slirp::new(Config::default(), crate::default_storage()).unwrap();
+        let mut ev = EventLoop::new(slirp, Offline::default(), GuestLink::datagram(ours).unwrap()).unwrap();
+        assert!(ev.host().started);
+        let stop = ev.stop_handle();
+        let t = std::thread::spawn(move || {
+            let exit = ev.run().unwrap();
+            (exit, ev.host().flushes)
+        });
+        guest.write_all(&arp_request()).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = guest.read(&mut buf).unwrap();
+        assert!(is_arp_reply_from_gateway(&buf[..n]), "{:02x?}", &buf[..n]);
+        stop.stop().unwrap();
+        let (exit, flushes) = t.join().unwrap();
+        assert!(matches!(exit, Exit::Stopped), "{exit:?}");
+        assert!(flushes >= 1, "the loop flushes its host after a burst of guest frames");
     }
 
     #[test]

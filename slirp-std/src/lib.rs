@@ -40,7 +40,7 @@ pub mod pcap;
 pub mod sys;
 
 pub use clock::StdClock;
-pub use event_loop::{EventLoop, Exit, StopHandle};
+pub use event_loop::{EventLoop, Exit, LoopHost, StopHandle};
 pub use host::StdHost;
 pub use link::GuestLink;
 pub use netns::{Netns, NetnsTarget};
