@@ -54,11 +54,11 @@ pub mod sync;
 
 pub use config::{Config, ConfigError};
 pub use host::{EchoKind, EchoReply, HostError, HostSocket, NoHost, SocketId, UdpEvent};
-pub use nat::{ForwardError, UdpForward};
-pub use offload::{GuestOffload, RxChecksum, TxOffload};
-pub use iface::{Slirp, TxFrame};
-pub use stats::{DropReason, Stats};
 pub use iface::reassembly::ReassemblySlot;
+pub use iface::{Slirp, TxFrame};
 pub use memory::Storage;
-pub use nat::tcp::{TcpConnectionInfo, TcpForward};
+pub use nat::tcp::TcpConnectionInfo;
+pub use nat::{ForwardError, TcpForward, UdpForward};
+pub use offload::{GuestOffload, RxChecksum, TxOffload};
+pub use stats::{DropReason, Stats};
 pub use time::{Clock, Instant};

@@ -1,11 +1,11 @@
 //! All the memory one [`Slirp`](crate::Slirp) instance works in, assembled from the storage
 //! containers and the protocols' slot types.
 
+use crate::iface::reassembly::ReassemblySlot;
 #[cfg(feature = "alloc")]
 use crate::nat::tcp::TcpFlowSlot;
 use crate::nat::tcp::TcpStorage;
 use crate::nat::UdpFlowSlot;
-use crate::iface::reassembly::ReassemblySlot;
 #[cfg(feature = "alloc")]
 use crate::storage::{zeroed, DEFAULT_MAX_DATAGRAM, DEFAULT_TCP_BUFFER, DEFAULT_TCP_CONNECTIONS, DEFAULT_UDP_FLOWS};
 use managed::ManagedSlice;

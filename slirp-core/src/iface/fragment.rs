@@ -5,7 +5,7 @@ use crate::storage::FrameQueue;
 use crate::time::Instant;
 use crate::wire::ethernet::{HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
 use crate::wire::ipv4::HEADER_LEN as IP_LEN;
-use crate::wire::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Ipv4Repr};
+use crate::wire::{EthernetFrame, EthernetRepr, Ipv4Repr};
 use core::net::Ipv4Addr;
 
 /// Whether `addr` may appear as the source of a datagram we answer (RFC 1812 §5.3.7 martians).
@@ -32,17 +32,16 @@ fn copy_range(head: &[u8], body: &[u8], off: usize, dst: &mut [u8]) {
     }
 }
 
-/// Writes the datagram `repr` (payload `head ‖ body`) as one or more Ethernet frames into `tx`,
+/// Writes the datagram `repr` (payload `head ‖ body`) as one or more Ethernet frames between the
+/// addresses of `eth` into `tx`,
 /// fragmenting to `mtu` (RFC 791 §3.2). Frames shorter than 60 bytes are zero-padded. Returns
 /// false (and counts the drop) when the queue had no room for every fragment; fragments already
 /// queued still go out, and the receiver's reassembly timeout cleans up, as on any lossy link.
-#[allow(clippy::too_many_arguments)]
 pub fn emit_frames(
     tx: &mut FrameQueue<'_>,
     stats: &mut Stats,
     mtu: usize,
-    src_mac: EthernetAddress,
-    dst_mac: EthernetAddress,
+    eth: &EthernetRepr,
     repr: &Ipv4Repr,
     head: &[u8],
     body: &[u8],
@@ -65,7 +64,6 @@ pub fn emit_frames(
     if frames > 1 {
         stats.fragmented += 1;
     }
-    let eth = EthernetRepr { src_addr: src_mac, dst_addr: dst_mac, ethertype: EtherType::Ipv4 };
     let mut off = 0;
     loop {
         let n = (total - off).min(chunk);
@@ -95,7 +93,7 @@ pub fn emit_frames(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{IpProtocol, Ipv4Packet};
+    use crate::wire::{EtherType, EthernetAddress, IpProtocol, Ipv4Packet};
     use std::vec;
     use std::vec::Vec;
 
@@ -128,7 +126,15 @@ mod tests {
         let body: Vec<u8> = (0..2992u32).map(|i| i as u8).collect();
         let head = [0xabu8; 8];
         let mac = EthernetAddress([2, 0, 0, 0, 0, 1]);
-        assert!(emit_frames(&mut tx, &mut stats, 1500, mac, mac, &repr, &head, &body));
+        assert!(emit_frames(
+            &mut tx,
+            &mut stats,
+            1500,
+            &EthernetRepr { src_addr: mac, dst_addr: mac, ethertype: EtherType::Ipv4 },
+            &repr,
+            &head,
+            &body
+        ));
         let mut got = Vec::new();
         let mut sizes = Vec::new();
         while let Some(r) = tx.peek() {

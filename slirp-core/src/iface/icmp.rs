@@ -1,9 +1,15 @@
-//! ICMPv4 messages the core originates: echo replies from the virtual addresses and errors.
+//! ICMPv4 messages the core originates: echo replies from the virtual addresses, errors about
+//! datagrams the guest sent (RFC 1812 rules, at most 576 bytes), and the ICMP form of a host
+//! socket's error.
 
+use crate::host::HostError;
+use crate::iface::ipv4::{reply_header, Ingress, LinkDest, ICMP_TTL};
+use crate::iface::Iface;
+use crate::time::Instant;
 use crate::wire::checksum;
-use crate::wire::icmpv4::{self, is_error_type};
+use crate::wire::icmpv4::{self, is_error_type, unreach};
 use crate::wire::{IpProtocol, Ipv4Repr};
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, SocketAddrV4};
 
 /// Largest datagram an ICMP error may make: every host must accept 576 bytes, so an error
 /// never needs fragmenting (RFC 1812 §4.3.2.3).
@@ -45,6 +51,78 @@ pub fn error_tos(orig_tos: u8) -> u8 {
 /// The address an ICMP error is sent from.
 pub fn error_source(gateway: Ipv4Addr) -> Ipv4Addr {
     gateway
+}
+
+/// The ICMP error (type, code) that tells the guest about host error `e`, if any.
+pub(crate) fn for_host_error(e: HostError) -> Option<(u8, u8)> {
+    match e {
+        HostError::TtlExpired => Some((icmpv4::TIME_EXCEEDED, 0)),
+        e => unreach_code(e).map(|c| (icmpv4::DST_UNREACHABLE, c)),
+    }
+}
+
+/// The destination-unreachable code for host error `e`, if one fits.
+pub(crate) fn unreach_code(e: HostError) -> Option<u8> {
+    match e {
+        HostError::NetUnreachable => Some(unreach::NET),
+        HostError::HostUnreachable => Some(unreach::HOST),
+        HostError::Refused => Some(unreach::PORT),
+        HostError::PermissionDenied => Some(unreach::ADMIN_PROHIBITED),
+        // The host cannot send it at all; "fragmentation needed" would need a next-hop MTU
+        // we do not know, and the guest did not ask for DF. Count it and stay silent.
+        HostError::TooLarge => None,
+        _ => None,
+    }
+}
+
+/// What an ICMP error about a packet the guest sent through a host socket quotes: a rebuilt IP
+/// header from `guest` to `dst` (as the guest addressed it) and the first 8 bytes `l4` of the
+/// transport header (ports, and for TCP the sequence number the guest's stack checks).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Quoted {
+    pub(crate) protocol: IpProtocol,
+    pub(crate) guest: SocketAddrV4,
+    pub(crate) dst: SocketAddrV4,
+    pub(crate) l4: [u8; 8],
+}
+
+impl Iface<'_> {
+    /// Answers an echo request to a virtual address.
+    pub(crate) fn echo_reply(&mut self, d: &Ingress<'_>, ident: u16, seq_no: u16, data: &[u8]) {
+        let id = ident.to_be_bytes();
+        let sq = seq_no.to_be_bytes();
+        let head = header(icmpv4::ECHO_REPLY, 0, [id[0], id[1], sq[0], sq[1]], data);
+        // A fresh 20-byte header: the request's IP options are not echoed.
+        let reply = reply_header(d.ip.dst_addr, d.ip.src_addr, IpProtocol::Icmp, ICMP_TTL, d.ip.tos);
+        let to = self.reply_link(d.link, d.ip.src_addr);
+        self.send_datagram(d.now, reply, to, &head, data);
+    }
+
+    /// Tells the guest that a packet it sent (`quoted`) failed on the host side with `error`,
+    /// from `offender` (host loopback and unspecified appear as the gateway).
+    pub(crate) fn host_error_to_guest(&mut self, now: Instant, quoted: Quoted, offender: Ipv4Addr, error: HostError) {
+        let Some((msg_type, code)) = for_host_error(error) else { return };
+        let from = if offender.is_loopback() || offender.is_unspecified() { self.config.gateway } else { offender };
+        let mut quote = [0u8; 28];
+        let orig = Ipv4Repr {
+            src_addr: *quoted.guest.ip(),
+            dst_addr: *quoted.dst.ip(),
+            protocol: quoted.protocol,
+            payload_len: 8,
+            ttl: 64,
+            tos: 0,
+            ident: 0,
+            dont_frag: false,
+            more_frags: false,
+            frag_offset: 0,
+        };
+        orig.emit(&mut quote[..20]);
+        quote[20..].copy_from_slice(&quoted.l4);
+        let head = header(msg_type, code, [0; 4], &quote);
+        let repr = reply_header(from, *quoted.guest.ip(), IpProtocol::Icmp, ICMP_TTL, 0xc0);
+        self.stats.icmp_errors_sent += 1;
+        self.send_datagram(now, repr, LinkDest::Resolve, &head, &quote);
+    }
 }
 
 #[cfg(test)]

@@ -249,7 +249,6 @@ impl<'a> ReassemblySlot<'a> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

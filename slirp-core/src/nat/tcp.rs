@@ -26,9 +26,13 @@
 //! (see [`TcpConfig::time_wait`]) so closed connections do not pin slots.
 
 use crate::host::{HostError, HostSocket, SocketId};
-use crate::nat::{decode, encode, Kind, Target};
+use crate::iface::icmp::Quoted;
+use crate::iface::ipv4::{reply_header, Ingress, LinkDest, DEFAULT_TTL};
+use crate::iface::Iface;
+use crate::nat::forward::Forwards;
+use crate::nat::{decode, encode, Kind};
 use crate::offload;
-use crate::iface::{Arrival, Inner, LinkDest, Slirp};
+use crate::services::aliases::{guest_facing, host_target, Target};
 use crate::stats::DropReason;
 use crate::storage::{FlowId, FlowSlot, FlowTable, ReadyRing, SeededHasher, TimerHeap};
 use crate::tcp::{is_connection_request, Events, Tcb, TcpBuffers, TcpConfig, TcpState};
@@ -42,8 +46,6 @@ use core::hash::{Hash, Hasher};
 use core::net::SocketAddrV4;
 use managed::ManagedSlice;
 
-/// Most TCP port forwards at once.
-pub const MAX_TCP_FORWARDS: usize = 32;
 /// Segments one flow may emit per turn before the next flow gets the link.
 const EMIT_BURST: usize = 16;
 /// Half-open connections always allowed, whatever the share (the whole table if smaller): a
@@ -104,19 +106,6 @@ const HALF_OPEN_LIST: usize = 2;
 /// A slot of the TCP flow table, for sizing [`Storage`](crate::Storage).
 pub type TcpFlowSlot<'a> = FlowSlot<TcpKey, TcpFlow<'a>>;
 
-/// A TCP port forward, as listed by [`Slirp::tcp_forwards`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TcpForward {
-    /// Rule id, for removal.
-    pub id: u32,
-    /// The host address the listener is bound to.
-    pub host: SocketAddrV4,
-    /// The guest endpoint connections are opened to.
-    pub guest: SocketAddrV4,
-    /// Connections may still wait in the listener's backlog (we stopped before WouldBlock).
-    backlog: bool,
-}
-
 /// One TCP connection as listed by [`Slirp::tcp_connections`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpConnectionInfo {
@@ -150,7 +139,6 @@ pub(crate) struct TcpNat<'a> {
     timers: TimerHeap<'a>,
     out: ReadyRing<'a>,
     out_fast: ReadyRing<'a>,
-    forwards: heapless::Vec<TcpForward, MAX_TCP_FORWARDS>,
     /// A listener was left with connections pending because the table was full: accept again
     /// once a slot frees (an edge-triggered host will not report it again).
     accept_waiting: bool,
@@ -219,7 +207,6 @@ impl<'a> TcpNat<'a> {
             timers: TimerHeap::new(storage.timers),
             out: ReadyRing::new(storage.out),
             out_fast: ReadyRing::new(storage.out_fast),
-            forwards: heapless::Vec::new(),
             accept_waiting: false,
             config: TcpConfig { mtu: usize::from(mtu), ..config },
             seed,
@@ -297,8 +284,8 @@ impl<'a> TcpNat<'a> {
     }
 
     /// Whether a listener has clients waiting that we can take now (a slot is free).
-    pub(crate) fn backlog_ready(&self) -> bool {
-        !self.flows.is_full() && self.forwards.iter().any(|f| f.backlog)
+    pub(crate) fn backlog_ready(&self, forwards: &Forwards) -> bool {
+        !self.flows.is_full() && forwards.tcp_backlog()
     }
 
     pub(crate) fn has_output(&self) -> bool {
@@ -371,38 +358,37 @@ fn flow_of(socket: u64) -> Option<FlowId> {
     }
 }
 
-impl<'a> Inner<'a> {
-    /// A guest TCP segment (checksum verified) for `dest`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn tcp_guest_segment<H: HostSocket>(
+impl<'a> TcpNat<'a> {
+    /// A guest TCP segment (checksum verified), arrived as `d`.
+    pub(crate) fn guest_segment<H: HostSocket>(
         &mut self,
-        now: Instant,
-        link: Arrival,
-        repr: &Ipv4Repr,
+        out: &mut Iface<'_>,
+        d: &Ingress<'_>,
         seg: &TcpRepr<'_>,
         host: &mut H,
     ) {
+        let (now, repr) = (d.now, d.ip);
         let key = TcpKey {
             guest: SocketAddrV4::new(repr.src_addr, seg.src_port),
             remote: SocketAddrV4::new(repr.dst_addr, seg.dst_port),
         };
-        if let Some(id) = self.tcp.flows.find(&key) {
-            let ev = self.tcp_deliver(now, id, seg, host);
+        if let Some(id) = self.flows.find(&key) {
+            let ev = self.deliver(now, id, seg, host);
             if !ev.contains(Events::REOPEN) {
                 return;
             }
             // A new SYN for a four-tuple in TIME_WAIT (RFC 6191): the old incarnation is done.
-            self.tcp_finish(id, host);
+            self.finish(id, host);
         }
         if !is_connection_request(seg) {
-            self.stats.drop(DropReason::TcpNoConnection);
-            return self.send_reset(now, link, repr, seg);
+            out.stats.drop(DropReason::TcpNoConnection);
+            return out.send_reset(d, seg);
         }
-        self.tcp_open(now, link, repr, seg, key, host);
+        self.open(out, d, seg, key, host);
     }
 
-    fn tcp_deliver<H: HostSocket>(&mut self, now: Instant, id: FlowId, seg: &TcpRepr<'_>, host: &mut H) -> Events {
-        let Some(f) = self.tcp.flows.get_mut(id) else { return Events::NONE };
+    fn deliver<H: HostSocket>(&mut self, now: Instant, id: FlowId, seg: &TcpRepr<'_>, host: &mut H) -> Events {
+        let Some(f) = self.flows.get_mut(id) else { return Events::NONE };
         let socket = f.socket;
         let connected = f.host == HostConn::Connected;
         let ev = f.tcb.on_segment(now, seg, |bytes| {
@@ -411,41 +397,41 @@ impl<'a> Inner<'a> {
             }
             host.tcp_send(socket, bytes).unwrap_or(0)
         });
-        self.tcp_events(now, id, ev, host);
+        self.events(now, id, ev, host);
         ev
     }
 
-    fn tcp_open<H: HostSocket>(
+    fn open<H: HostSocket>(
         &mut self,
-        now: Instant,
-        link: Arrival,
-        repr: &Ipv4Repr,
+        out: &mut Iface<'_>,
+        d: &Ingress<'_>,
         seg: &TcpRepr<'_>,
         key: TcpKey,
         host: &mut H,
     ) {
-        if self.config.restricted {
-            self.stats.drop(DropReason::Restricted);
-            return self.send_reset(now, link, repr, seg);
+        let now = d.now;
+        if out.config.restricted {
+            out.stats.drop(DropReason::Restricted);
+            return out.send_reset(d, seg);
         }
-        let target = match self.host_target(key.remote, host) {
+        let target = match host_target(&out.config, key.remote, host.dns_upstream()) {
             Target::To(t) => t,
             Target::Refuse(code) => {
-                self.stats.drop(DropReason::Ipv4NoRoute);
-                return self.tcp_icmp_about_syn(now, key, seg.seq_number, icmpv4::DST_UNREACHABLE, code);
+                out.stats.drop(DropReason::Ipv4NoRoute);
+                return self.icmp_about_syn(out, now, key, seg.seq_number, icmpv4::DST_UNREACHABLE, code);
             }
-            Target::Drop(reason) => return self.stats.drop(reason),
+            Target::Drop(reason) => return out.stats.drop(reason),
         };
-        let Some(id) = self.tcp_free_slot(host) else {
-            self.stats.drop(DropReason::TcpTableFull);
-            return self.send_reset(now, link, repr, seg);
+        let Some(id) = self.free_slot(out, host) else {
+            out.stats.drop(DropReason::TcpTableFull);
+            return out.send_reset(d, seg);
         };
-        let Some(buffers) = self.tcp.take_buffers() else {
-            self.stats.drop(DropReason::TcpNoBuffers);
-            return self.send_reset(now, link, repr, seg);
+        let Some(buffers) = self.take_buffers() else {
+            out.stats.drop(DropReason::TcpNoBuffers);
+            return out.send_reset(d, seg);
         };
-        let iss = self.tcp.iss(now, &key);
-        let tcb = Tcb::accept(self.tcp.config, buffers, key.remote, key.guest, seg, iss, now);
+        let iss = self.iss(now, &key);
+        let tcb = Tcb::accept(self.config, buffers, key.remote, key.guest, seg, iss, now);
         let socket = encode(Kind::TcpFlow(id));
         let flow = TcpFlow {
             tcb,
@@ -462,50 +448,67 @@ impl<'a> Inner<'a> {
             parked: false,
             half_open: true,
         };
-        let Some(id) = self.tcp.insert_half_open(key, flow) else {
-            self.stats.drop(DropReason::TcpTableFull);
+        let Some(id) = self.insert_half_open(key, flow) else {
+            out.stats.drop(DropReason::TcpTableFull);
             return;
         };
-        self.tcp_limit_half_open(host);
-        self.stats.tcp_connections += 1;
+        self.limit_half_open(out, host);
+        out.stats.tcp_connections += 1;
         match host.tcp_connect(socket, target) {
             Ok(()) => {}
-            Err(e) => self.tcp_connect_failed(now, id, e, host),
+            Err(e) => self.connect_failed(out, now, id, e, host),
         }
-        self.tcp.schedule(id);
-        self.tcp.enqueue_out(id);
+        self.schedule(id);
+        self.enqueue_out(id);
     }
 
     /// The host connect failed: RST for a refusal, ICMP unreachable for routing errors (the TCB
     /// then goes away silently), RST otherwise.
-    fn tcp_connect_failed<H: HostSocket>(&mut self, now: Instant, id: FlowId, e: HostError, host: &mut H) {
-        let Some(f) = self.tcp.flows.get_mut(id) else { return };
+    fn connect_failed<H: HostSocket>(
+        &mut self,
+        out: &mut Iface<'_>,
+        now: Instant,
+        id: FlowId,
+        e: HostError,
+        host: &mut H,
+    ) {
+        let Some(f) = self.flows.get_mut(id) else { return };
         host.close(f.socket);
         f.host = HostConn::Gone;
         let icmp = match e {
-            HostError::NetUnreachable | HostError::HostUnreachable | HostError::PermissionDenied => Self::icmp_for(e),
+            HostError::NetUnreachable | HostError::HostUnreachable | HostError::PermissionDenied => {
+                crate::iface::icmp::for_host_error(e)
+            }
             _ => None,
         };
         match icmp {
             Some((t, c)) => {
                 f.tcb.discard();
-                let (key, iss) = match self.tcp.flows.get(id) {
+                let (key, iss) = match self.flows.get(id) {
                     Some((k, f)) => (*k, f.guest_iss),
                     None => return,
                 };
-                self.stats.drop(DropReason::TcpHostError);
-                self.tcp_icmp_about_syn(now, key, iss, t, c);
+                out.stats.drop(DropReason::TcpHostError);
+                self.icmp_about_syn(out, now, key, iss, t, c);
             }
             None => {
                 f.tcb.host_refused();
-                self.stats.drop(DropReason::TcpRefused);
+                out.stats.drop(DropReason::TcpRefused);
             }
         }
-        self.tcp.schedule(id);
-        self.tcp.enqueue_out(id);
+        self.schedule(id);
+        self.enqueue_out(id);
     }
 
-    fn tcp_icmp_about_syn(&mut self, now: Instant, key: TcpKey, seq: SeqNumber, msg_type: u8, code: u8) {
+    fn icmp_about_syn(
+        &mut self,
+        out: &mut Iface<'_>,
+        now: Instant,
+        key: TcpKey,
+        seq: SeqNumber,
+        msg_type: u8,
+        code: u8,
+    ) {
         let mut l4 = [0u8; 8];
         l4[0..2].copy_from_slice(&key.guest.port().to_be_bytes());
         l4[2..4].copy_from_slice(&key.remote.port().to_be_bytes());
@@ -517,8 +520,9 @@ impl<'a> Inner<'a> {
             (_, icmpv4::unreach::PORT) => HostError::Refused,
             _ => HostError::HostUnreachable,
         };
-        let offender = if key.remote.ip() == &self.config.dns { self.config.dns } else { self.config.gateway };
-        self.transport_error_to_guest(now, IpProtocol::Tcp, key.guest, key.remote, offender, error, l4);
+        let offender = if key.remote.ip() == &out.config.dns { out.config.dns } else { out.config.gateway };
+        let quoted = Quoted { protocol: IpProtocol::Tcp, guest: key.guest, dst: key.remote, l4 };
+        out.host_error_to_guest(now, quoted, offender, error);
     }
 
     /// The table is full: frees the connection longest in TIME_WAIT, if any, and returns the
@@ -527,42 +531,42 @@ impl<'a> Inner<'a> {
     /// local stack), so under pressure it gives way, as Linux's do past `tcp_max_tw_buckets`.
     /// Without this, a guest opening short connections could not go faster than the table size
     /// per TIME_WAIT period.
-    fn tcp_reclaim_time_wait<H: HostSocket>(&mut self, host: &mut H) -> Option<FlowId> {
-        let victim = self.tcp.flows.oldest(TIME_WAIT_LIST)?;
-        self.tcp_finish(victim, host);
-        self.stats.tcp_time_wait_reclaimed += 1;
-        self.tcp.flows.next_id()
+    fn reclaim_time_wait<H: HostSocket>(&mut self, out: &mut Iface<'_>, host: &mut H) -> Option<FlowId> {
+        let victim = self.flows.oldest(TIME_WAIT_LIST)?;
+        self.finish(victim, host);
+        out.stats.tcp_time_wait_reclaimed += 1;
+        self.flows.next_id()
     }
 
     /// The slot a new guest connection takes: a free one, else the one of the connection
     /// longest in TIME_WAIT, else the one of the oldest half-open connection; `None` when every
     /// connection is established (or closing).
-    fn tcp_free_slot<H: HostSocket>(&mut self, host: &mut H) -> Option<FlowId> {
-        self.tcp.flows.next_id().or_else(|| self.tcp_reclaim_time_wait(host)).or_else(|| {
-            self.tcp_evict_half_open(host);
-            self.tcp.flows.next_id()
+    fn free_slot<H: HostSocket>(&mut self, out: &mut Iface<'_>, host: &mut H) -> Option<FlowId> {
+        self.flows.next_id().or_else(|| self.reclaim_time_wait(out, host)).or_else(|| {
+            self.evict_half_open(out, host);
+            self.flows.next_id()
         })
     }
 
     /// Drops the oldest half-open connection, if any: its host socket is aborted (a client or
     /// server that did connect sees a reset); the guest hears nothing, as from a kernel whose SYN
     /// backlog overflowed, and retransmits its SYN if it is still there.
-    fn tcp_evict_half_open<H: HostSocket>(&mut self, host: &mut H) {
-        let Some(victim) = self.tcp.flows.oldest(HALF_OPEN_LIST) else { return };
-        if let Some(f) = self.tcp.flows.get_mut(victim) {
+    fn evict_half_open<H: HostSocket>(&mut self, out: &mut Iface<'_>, host: &mut H) {
+        let Some(victim) = self.flows.oldest(HALF_OPEN_LIST) else { return };
+        if let Some(f) = self.flows.get_mut(victim) {
             if f.host != HostConn::Gone {
                 host.tcp_abort(f.socket);
                 f.host = HostConn::Gone;
             }
         }
-        self.tcp_finish(victim, host);
-        self.stats.drop(DropReason::TcpHalfOpenEvicted);
+        self.finish(victim, host);
+        out.stats.drop(DropReason::TcpHalfOpenEvicted);
     }
 
     /// Keeps the half-open connections within their share of the table, oldest out first.
-    fn tcp_limit_half_open<H: HostSocket>(&mut self, host: &mut H) {
-        while self.tcp.half_open > self.tcp.max_half_open {
-            self.tcp_evict_half_open(host);
+    fn limit_half_open<H: HostSocket>(&mut self, out: &mut Iface<'_>, host: &mut H) {
+        while self.half_open > self.max_half_open {
+            self.evict_half_open(out, host);
         }
     }
 
@@ -571,33 +575,33 @@ impl<'a> Inner<'a> {
     /// (reclaimed first when the table is full) and, once its buffers are empty, gives them
     /// back: short connections then reuse a few buffer pairs instead of holding one each for the
     /// TIME_WAIT period.
-    fn tcp_time_wait(&mut self, id: FlowId) {
-        let Some(f) = self.tcp.flows.get_mut(id) else { return };
+    fn time_wait(&mut self, id: FlowId) {
+        let Some(f) = self.flows.get_mut(id) else { return };
         let state = f.tcb.state();
         if f.half_open && !matches!(state, TcpState::SynSent | TcpState::SynReceived) {
             f.half_open = false;
-            self.tcp.half_open -= 1;
-            self.tcp.flows.touch(id, 0);
+            self.half_open -= 1;
+            self.flows.touch(id, 0);
         }
-        let Some(f) = self.tcp.flows.get_mut(id) else { return };
+        let Some(f) = self.flows.get_mut(id) else { return };
         if state != TcpState::TimeWait {
             return;
         }
         let park = !f.parked;
         f.parked = true;
         if let Some(b) = f.tcb.release_buffers() {
-            self.tcp.give_buffers(b);
+            self.give_buffers(b);
         }
         if park {
-            self.tcp.flows.touch(id, TIME_WAIT_LIST);
+            self.flows.touch(id, TIME_WAIT_LIST);
         }
     }
 
     /// Acts on what a TCB reported.
-    fn tcp_events<H: HostSocket>(&mut self, now: Instant, id: FlowId, ev: Events, host: &mut H) {
-        self.tcp_time_wait(id);
+    fn events<H: HostSocket>(&mut self, now: Instant, id: FlowId, ev: Events, host: &mut H) {
+        self.time_wait(id);
         if ev.contains(Events::RESET) || ev.contains(Events::REFUSED) || ev.contains(Events::TIMED_OUT) {
-            if let Some(f) = self.tcp.flows.get_mut(id) {
+            if let Some(f) = self.flows.get_mut(id) {
                 if f.host != HostConn::Gone {
                     host.tcp_abort(f.socket);
                     f.host = HostConn::Gone;
@@ -605,20 +609,20 @@ impl<'a> Inner<'a> {
             }
         }
         if ev.contains(Events::RECV_READY) || ev.contains(Events::GUEST_FIN) {
-            self.tcp_flush_to_host(id, host);
+            self.flush_to_host(id, host);
         }
         let wants_data = ev.contains(Events::SEND_SPACE) || ev.contains(Events::ESTABLISHED);
-        if wants_data && self.tcp.flows.get(id).is_some_and(|(_, f)| f.host_readable) {
-            self.tcp_read_host(now, id, host);
+        if wants_data && self.flows.get(id).is_some_and(|(_, f)| f.host_readable) {
+            self.read_host(now, id, host);
         }
-        self.tcp.schedule(id);
-        self.tcp.enqueue_out(id);
+        self.schedule(id);
+        self.enqueue_out(id);
     }
 
     /// Writes what the guest sent and the host refused earlier; shuts the host's write side
     /// once the guest finished and everything went through.
-    fn tcp_flush_to_host<H: HostSocket>(&mut self, id: FlowId, host: &mut H) {
-        let Some(f) = self.tcp.flows.get_mut(id) else { return };
+    fn flush_to_host<H: HostSocket>(&mut self, id: FlowId, host: &mut H) {
+        let Some(f) = self.flows.get_mut(id) else { return };
         if f.host != HostConn::Connected {
             return;
         }
@@ -651,9 +655,9 @@ impl<'a> Inner<'a> {
     }
 
     /// Reads the host socket into the send ring while it has room.
-    fn tcp_read_host<H: HostSocket>(&mut self, now: Instant, id: FlowId, host: &mut H) {
+    fn read_host<H: HostSocket>(&mut self, now: Instant, id: FlowId, host: &mut H) {
         let _ = now;
-        let Some(f) = self.tcp.flows.get_mut(id) else { return };
+        let Some(f) = self.flows.get_mut(id) else { return };
         if f.host != HostConn::Connected || f.host_eof {
             f.host_readable = false;
             return;
@@ -701,42 +705,63 @@ impl<'a> Inner<'a> {
     }
 
     /// Frees a flow whose TCB is closed and has nothing left to send.
-    fn tcp_finish<H: HostSocket>(&mut self, id: FlowId, host: &mut H) {
-        if let Some((_, f)) = self.tcp.flows.remove(id) {
+    fn finish<H: HostSocket>(&mut self, id: FlowId, host: &mut H) {
+        if let Some((_, f)) = self.flows.remove(id) {
             if f.half_open {
-                self.tcp.half_open -= 1;
+                self.half_open -= 1;
             }
             if f.host != HostConn::Gone {
                 host.close(f.socket);
             }
             if f.queued {
-                self.tcp.out.remove(f.socket);
-                self.tcp.out_fast.remove(f.socket);
+                self.out.remove(f.socket);
+                self.out_fast.remove(f.socket);
             }
             let bufs = f.tcb.into_buffers();
-            self.tcp.give_buffers(bufs);
+            self.give_buffers(bufs);
         }
     }
 }
 
-impl<'a> Slirp<'a> {
-    pub(crate) fn tcp_host_readable<H: HostSocket>(&mut self, now: Instant, id: FlowId, host: &mut H) {
-        let inner = &mut self.inner;
-        let Some(f) = inner.tcp.flows.get_mut(id) else { return };
+/// What the output path of a TCP turn needs besides the TCP table: the output side, the
+/// forwarding rules (a freed slot may take a client waiting in a listener's backlog) and the
+/// scratch buffer (segments for a guest whose MAC is unknown are built there).
+pub(crate) struct TcpOut<'o, 'a> {
+    pub(crate) iface: &'o mut Iface<'a>,
+    pub(crate) forwards: &'o mut Forwards,
+    pub(crate) scratch: &'o mut [u8],
+}
+
+impl<'a> TcpNat<'a> {
+    /// The host says connection `id`'s socket is readable.
+    pub(crate) fn host_readable<H: HostSocket>(
+        &mut self,
+        o: &mut TcpOut<'_, '_>,
+        now: Instant,
+        id: FlowId,
+        host: &mut H,
+    ) {
+        let Some(f) = self.flows.get_mut(id) else { return };
         f.host_readable = true;
         if f.host == HostConn::Connecting {
             // An error on a connecting socket shows as readable too; the writable path decides.
-            return self.tcp_host_writable(now, id, host);
+            return self.host_writable(o, now, id, host);
         }
-        inner.tcp_read_host(now, id, host);
-        inner.tcp.schedule(id);
-        inner.tcp.enqueue_out(id);
-        self.tcp_emit(now, host);
+        self.read_host(now, id, host);
+        self.schedule(id);
+        self.enqueue_out(id);
+        self.emit(o, now, host);
     }
 
-    pub(crate) fn tcp_host_writable<H: HostSocket>(&mut self, now: Instant, id: FlowId, host: &mut H) {
-        let inner = &mut self.inner;
-        let Some(f) = inner.tcp.flows.get_mut(id) else { return };
+    /// The host says connection `id`'s socket is writable (connected, or room again).
+    pub(crate) fn host_writable<H: HostSocket>(
+        &mut self,
+        o: &mut TcpOut<'_, '_>,
+        now: Instant,
+        id: FlowId,
+        host: &mut H,
+    ) {
+        let Some(f) = self.flows.get_mut(id) else { return };
         if f.host == HostConn::Connecting {
             match host.tcp_connect_result(f.socket) {
                 Ok(()) => {
@@ -745,25 +770,30 @@ impl<'a> Slirp<'a> {
                 }
                 Err(HostError::WouldBlock) => return,
                 Err(e) => {
-                    inner.tcp_connect_failed(now, id, e, host);
-                    return self.tcp_emit(now, host);
+                    self.connect_failed(o.iface, now, id, e, host);
+                    return self.emit(o, now, host);
                 }
             }
             if f.host_readable {
-                inner.tcp_read_host(now, id, host);
+                self.read_host(now, id, host);
             }
         }
-        inner.tcp_flush_to_host(id, host);
-        inner.tcp_time_wait(id);
-        inner.tcp.schedule(id);
-        inner.tcp.enqueue_out(id);
-        self.tcp_emit(now, host);
+        self.flush_to_host(id, host);
+        self.time_wait(id);
+        self.schedule(id);
+        self.enqueue_out(id);
+        self.emit(o, now, host);
     }
 
     /// Accepts pending connections on a forward's listener and opens them toward the guest.
-    pub(crate) fn tcp_accept_ready<H: HostSocket>(&mut self, now: Instant, rule: u32, host: &mut H) {
-        let inner = &mut self.inner;
-        let Some(fwd) = inner.tcp.forwards.iter().find(|f| f.id == rule).copied() else { return };
+    pub(crate) fn accept_ready<H: HostSocket>(
+        &mut self,
+        o: &mut TcpOut<'_, '_>,
+        now: Instant,
+        rule: u32,
+        host: &mut H,
+    ) {
+        let Some(guest) = o.forwards.tcp_guest(rule) else { return };
         let listener = encode(Kind::TcpListener(rule));
         // Until the host says WouldBlock, clients may be waiting: an edge-triggered host will not
         // report the listener again, so we remember and come back when a slot frees.
@@ -771,10 +801,10 @@ impl<'a> Slirp<'a> {
         for _ in 0..ACCEPT_BURST {
             // Not the oldest half-open connection's slot: the client may not be there (the last
             // turn of this loop finds the backlog empty), and it may be one just accepted.
-            let Some(id) = inner.tcp.flows.next_id().or_else(|| inner.tcp_reclaim_time_wait(host)) else {
-                inner.stats.drop(DropReason::TcpTableFull);
+            let Some(id) = self.flows.next_id().or_else(|| self.reclaim_time_wait(o.iface, host)) else {
+                o.iface.stats.drop(DropReason::TcpTableFull);
                 // The listener's backlog holds the rest until a slot frees.
-                inner.tcp.accept_waiting = true;
+                self.accept_waiting = true;
                 break;
             };
             let socket = encode(Kind::TcpFlow(id));
@@ -785,19 +815,19 @@ impl<'a> Slirp<'a> {
                     break;
                 }
             };
-            let seen = inner.guest_facing(peer, None);
-            let key = TcpKey { guest: fwd.guest, remote: seen };
-            if inner.tcp.flows.find(&key).is_some() {
+            let seen = guest_facing(&o.iface.config, peer, None);
+            let key = TcpKey { guest, remote: seen };
+            if self.flows.find(&key).is_some() {
                 host.tcp_abort(socket);
                 continue;
             }
-            let Some(buffers) = inner.tcp.take_buffers() else {
-                inner.stats.drop(DropReason::TcpNoBuffers);
+            let Some(buffers) = self.take_buffers() else {
+                o.iface.stats.drop(DropReason::TcpNoBuffers);
                 host.tcp_abort(socket);
                 continue;
             };
-            let iss = inner.tcp.iss(now, &key);
-            let tcb = Tcb::connect(inner.tcp.config, buffers, seen, fwd.guest, iss, now);
+            let iss = self.iss(now, &key);
+            let tcb = Tcb::connect(self.config, buffers, seen, guest, iss, now);
             let flow = TcpFlow {
                 tcb,
                 socket,
@@ -813,74 +843,72 @@ impl<'a> Slirp<'a> {
                 parked: false,
                 half_open: true,
             };
-            match inner.tcp.insert_half_open(key, flow) {
+            match self.insert_half_open(key, flow) {
                 Some(id) => {
-                    inner.tcp_limit_half_open(host);
-                    inner.stats.tcp_connections += 1;
-                    inner.tcp.schedule(id);
-                    inner.tcp.enqueue_out(id);
+                    self.limit_half_open(o.iface, host);
+                    o.iface.stats.tcp_connections += 1;
+                    self.schedule(id);
+                    self.enqueue_out(id);
                 }
                 None => host.tcp_abort(socket),
             }
         }
-        if let Some(f) = self.inner.tcp.forwards.iter_mut().find(|f| f.id == rule) {
-            f.backlog = backlog;
+        if let Some(pending) = o.forwards.pending_mut(true, rule) {
+            *pending = backlog;
         }
-        self.tcp_emit(now, host);
+        self.emit(o, now, host);
     }
 
     /// Takes clients left in listeners' backlogs once a connection slot is free.
-    pub(crate) fn tcp_retry_backlog<H: HostSocket>(&mut self, now: Instant, host: &mut H) {
-        for i in 0..self.inner.tcp.forwards.len() {
-            if !self.inner.tcp.backlog_ready() {
+    pub(crate) fn retry_backlog<H: HostSocket>(&mut self, o: &mut TcpOut<'_, '_>, now: Instant, host: &mut H) {
+        for rule in o.forwards.tcp_ids() {
+            if !self.backlog_ready(o.forwards) {
                 return;
             }
-            let Some(f) = self.inner.tcp.forwards.get(i).copied() else { return };
-            if f.backlog {
-                self.tcp_accept_ready(now, f.id, host);
+            if o.forwards.pending_mut(true, rule).is_some_and(|p| *p) {
+                self.accept_ready(o, now, rule, host);
             }
         }
     }
 
     /// Emits segments while the guest queue has room: interactive flows first (little queued
     /// toward the guest: keystrokes, requests, ACKs), then bulk flows round robin, a burst each.
-    pub(crate) fn tcp_emit<H: HostSocket>(&mut self, now: Instant, host: &mut H) {
+    pub(crate) fn emit<H: HostSocket>(&mut self, o: &mut TcpOut<'_, '_>, now: Instant, host: &mut H) {
         for fast in [true, false] {
-            let mut turns = self.inner.tcp.ring(fast).len();
+            let mut turns = self.ring(fast).len();
             while turns > 0 {
                 turns -= 1;
-                if !self.inner.tx_room(usize::from(self.inner.config.mtu)) {
+                if !o.iface.tx_room(usize::from(o.iface.config.mtu)) {
                     return;
                 }
-                let Some(sock) = self.inner.tcp.ring(fast).pop() else { break };
+                let Some(sock) = self.ring(fast).pop() else { break };
                 let Some(id) = flow_of(sock.0) else { continue };
-                self.tcp_emit_turn(now, id, host);
+                self.emit_turn(o, now, id, host);
             }
         }
     }
 
     /// A slot freed: accept what listeners left pending while the table was full.
-    fn tcp_accept_waiting<H: HostSocket>(&mut self, now: Instant, host: &mut H) {
-        if !self.inner.tcp.accept_waiting {
+    fn accept_waiting<H: HostSocket>(&mut self, o: &mut TcpOut<'_, '_>, now: Instant, host: &mut H) {
+        if !self.accept_waiting {
             return;
         }
-        self.inner.tcp.accept_waiting = false;
-        let rules: heapless::Vec<u32, MAX_TCP_FORWARDS> = self.inner.tcp.forwards.iter().map(|f| f.id).collect();
-        for rule in rules {
-            self.tcp_accept_ready(now, rule, host);
+        self.accept_waiting = false;
+        for rule in o.forwards.tcp_ids() {
+            self.accept_ready(o, now, rule, host);
         }
     }
 
     /// One flow's turn: up to [`EMIT_BURST`] segments.
-    fn tcp_emit_turn<H: HostSocket>(&mut self, now: Instant, id: FlowId, host: &mut H) {
-        let mtu = usize::from(self.inner.config.mtu);
-        let seg_room = (mtu - IP_LEN).min(self.scratch.len());
+    fn emit_turn<H: HostSocket>(&mut self, o: &mut TcpOut<'_, '_>, now: Instant, id: FlowId, host: &mut H) {
+        let mtu = usize::from(o.iface.config.mtu);
+        let seg_room = (mtu - IP_LEN).min(o.scratch.len());
         let mut drained = false;
         for _ in 0..EMIT_BURST {
-            if !self.inner.tx_room(mtu) {
+            if !o.iface.tx_room(mtu) {
                 break;
             }
-            match self.tcp_emit_one(now, id, seg_room) {
+            match self.emit_one(o, now, id, seg_room) {
                 Some(true) => {}
                 Some(false) => {
                     drained = true;
@@ -889,155 +917,98 @@ impl<'a> Slirp<'a> {
                 None => return,
             }
         }
-        let Some(f) = self.inner.tcp.flows.get_mut(id) else { return };
+        let Some(f) = self.flows.get_mut(id) else { return };
         f.queued = false;
         if !drained {
             // Budget used or the guest queue filled: back in line.
-            self.inner.tcp.enqueue_out(id);
+            self.enqueue_out(id);
         } else if f.tcb.is_closed() {
-            self.inner.tcp_finish(id, host);
-            return self.tcp_accept_waiting(now, host);
+            self.finish(id, host);
+            return self.accept_waiting(o, now, host);
         } else if f.host_readable && f.tcb.send_buffer_free() > 0 {
             // The host was waiting for send space, which the guest's ACKs made.
-            self.inner.tcp_read_host(now, id, host);
-            self.inner.tcp.enqueue_out(id);
+            self.read_host(now, id, host);
+            self.enqueue_out(id);
         }
-        self.inner.tcp.schedule(id);
+        self.schedule(id);
     }
 
     /// Emits one segment of flow `id`: `Some(true)` sent, `Some(false)` nothing to send, `None`
     /// no such flow. When the guest's MAC is known (the usual case) the segment is written in
     /// place into the guest-bound queue behind its Ethernet and IP headers: no copy.
-    fn tcp_emit_one(&mut self, now: Instant, id: FlowId, seg_room: usize) -> Option<bool> {
-        let inner = &mut self.inner;
-        let f = inner.tcp.flows.get_mut(id)?;
+    fn emit_one(&mut self, o: &mut TcpOut<'_, '_>, now: Instant, id: FlowId, seg_room: usize) -> Option<bool> {
+        let out = &mut *o.iface;
+        let f = self.flows.get_mut(id)?;
         let (src, dst) = (*f.tcb.local().ip(), *f.tcb.remote().ip());
-        if let Some(mac) = inner.neighbors.lookup(dst) {
-            let eth = EthernetRepr { src_addr: inner.gateway_mac, dst_addr: mac, ethertype: EtherType::Ipv4 };
-            let next_ip_id = &mut inner.next_ip_id;
-            let offload = inner.offload;
+        if let Some(mac) = out.neighbors.lookup(dst) {
+            let eth = EthernetRepr { src_addr: out.gateway_mac, dst_addr: mac, ethertype: EtherType::Ipv4 };
+            let next_ip_id = &mut out.next_ip_id;
+            let offload = out.offload;
             // A super-frame takes whatever contiguous room the queue has, up to a whole IP
             // datagram; never less than one MTU-sized segment (`tx_room` checked that).
             let seg_room = if offload.segmentation {
-                inner.tx.max_fit().saturating_sub(ETH_LEN + IP_LEN).clamp(seg_room, u16::MAX as usize - IP_LEN)
+                out.tx.max_fit().saturating_sub(ETH_LEN + IP_LEN).clamp(seg_room, u16::MAX as usize - IP_LEN)
             } else {
                 seg_room
             };
-            let pushed = inner.tx.push_with_unzeroed((ETH_LEN + IP_LEN + seg_room).max(MIN_FRAME_LEN), |buf| {
+            let pushed = out.tx.push_with_unzeroed((ETH_LEN + IP_LEN + seg_room).max(MIN_FRAME_LEN), |buf| {
                 let seg = &mut buf[ETH_LEN + IP_LEN..ETH_LEN + IP_LEN + seg_room];
-                let out = f.tcb.emit_next_offloaded(now, seg, offload)?;
-                let n = out.len;
+                let emitted = f.tcb.emit_next_offloaded(now, seg, offload)?;
+                let n = emitted.len;
                 eth.emit(&mut EthernetFrame::new_unchecked(&mut *buf));
                 let ip = Ipv4Repr {
-                    src_addr: src,
-                    dst_addr: dst,
-                    protocol: IpProtocol::Tcp,
                     payload_len: n,
-                    ttl: 64,
-                    tos: 0,
                     ident: *next_ip_id,
-                    dont_frag: false,
-                    more_frags: false,
-                    frag_offset: 0,
+                    ..reply_header(src, dst, IpProtocol::Tcp, DEFAULT_TTL, 0)
                 };
                 // A super-frame becomes several datagrams on the guest's side, each with the
                 // next id (Linux GSO increments it per segment): keep those ids ours alone.
-                *next_ip_id = next_ip_id.wrapping_add(out.segments);
+                *next_ip_id = next_ip_id.wrapping_add(emitted.segments);
                 ip.emit(&mut buf[ETH_LEN..ETH_LEN + IP_LEN]);
                 // Every byte of the frame is ours: pad a short one with zeros.
                 let len = (ETH_LEN + IP_LEN + n).max(MIN_FRAME_LEN);
                 buf[ETH_LEN + IP_LEN + n..len].fill(0);
-                Some((len, offload::tag::encode(out.gso_size, out.checksum_partial)))
+                Some((len, offload::tag::encode(emitted.gso_size, emitted.checksum_partial)))
             });
             return match pushed {
                 Ok(Some(_)) => Some(true),
                 Ok(None) => Some(false),
                 Err(_) => {
-                    inner.stats.drop(DropReason::TxQueueFull);
+                    out.stats.drop(DropReason::TxQueueFull);
                     Some(false)
                 }
             };
         }
         // The guest's MAC is unknown: build the segment aside and let the output path hold it
         // while ARP runs.
-        let Some(n) = f.tcb.emit_next(now, &mut self.scratch[..seg_room]) else { return Some(false) };
-        let repr = self.inner.reply_header(src, dst, IpProtocol::Tcp, 64, 0);
-        self.inner.send_datagram(now, repr, LinkDest::Resolve, &[], &self.scratch[..n]);
+        let Some(n) = f.tcb.emit_next(now, &mut o.scratch[..seg_room]) else { return Some(false) };
+        let repr = reply_header(src, dst, IpProtocol::Tcp, DEFAULT_TTL, 0);
+        out.send_datagram(now, repr, LinkDest::Resolve, &[], &o.scratch[..n]);
         Some(true)
     }
 
     /// Runs the TCP timers due at `now`.
-    pub(crate) fn tcp_timeouts<H: HostSocket>(&mut self, now: Instant, host: &mut H) {
-        while let Some((at, key)) = self.inner.tcp.timers.peek() {
+    pub(crate) fn timeouts<H: HostSocket>(&mut self, o: &mut TcpOut<'_, '_>, now: Instant, host: &mut H) {
+        while let Some((at, key)) = self.timers.peek() {
             if at > now {
                 break;
             }
-            self.inner.tcp.timers.pop();
+            self.timers.pop();
             let Some(id) = flow_of(key) else { continue };
-            let Some(f) = self.inner.tcp.flows.get_mut(id) else { continue };
+            let Some(f) = self.flows.get_mut(id) else { continue };
             if f.timer_at != Some(at) {
                 continue; // stale entry
             }
             f.timer_at = None;
             let ev = f.tcb.on_timeout(now);
-            self.inner.tcp_events(now, id, ev, host);
+            self.events(now, id, ev, host);
         }
-        self.tcp_emit(now, host);
-    }
-
-    /// Adds a TCP port forward: listens on `host_addr` and opens every accepted connection toward
-    /// `guest` (0.0.0.0 means the first DHCP address). Returns the rule id.
-    pub fn add_tcp_forward<H: HostSocket>(
-        &mut self,
-        host: &mut H,
-        host_addr: SocketAddrV4,
-        guest: SocketAddrV4,
-    ) -> Result<u32, crate::ForwardError> {
-        use crate::ForwardError;
-        let c = &self.inner.config;
-        let guest_ip = if guest.ip().is_unspecified() { c.dhcp_start } else { *guest.ip() };
-        if !c.is_host(guest_ip) || guest_ip == c.gateway || guest_ip == c.dns {
-            return Err(ForwardError::GuestOutsideNetwork);
-        }
-        let guest = SocketAddrV4::new(guest_ip, guest.port());
-        if self.inner.tcp.forwards.is_full() {
-            return Err(ForwardError::TableFull);
-        }
-        let id = self.inner.nat.next_rule;
-        let bound = host.tcp_listen(encode(Kind::TcpListener(id)), host_addr).map_err(ForwardError::Host)?;
-        self.inner.nat.next_rule = id.wrapping_add(1).max(1);
-        let _ = self.inner.tcp.forwards.push(TcpForward { id, host: bound, guest, backlog: false });
-        Ok(id)
-    }
-
-    /// Removes a TCP port forward (its listener closes; open connections go on).
-    pub fn remove_tcp_forward<H: HostSocket>(&mut self, host: &mut H, id: u32) -> Result<(), crate::ForwardError> {
-        let tcp = &mut self.inner.tcp;
-        let pos = tcp.forwards.iter().position(|f| f.id == id).ok_or(crate::ForwardError::NotFound)?;
-        tcp.forwards.swap_remove(pos);
-        host.close(encode(Kind::TcpListener(id)));
-        Ok(())
-    }
-
-    /// The TCP forwarding rules.
-    pub fn tcp_forwards(&self) -> impl Iterator<Item = TcpForward> + '_ {
-        self.inner.tcp.forwards.iter().copied()
-    }
-
-    /// Open TCP connections.
-    pub fn tcp_connection_count(&self) -> usize {
-        self.inner.tcp.connection_count()
-    }
-
-    /// TCP connections still in their handshake (at most
-    /// [`TcpConfig::half_open_percent`] of the table).
-    pub fn tcp_half_open_count(&self) -> usize {
-        self.inner.tcp.half_open_count()
+        self.emit(o, now, host);
     }
 
     /// Every TCP connection (slab order).
-    pub fn tcp_connections(&self) -> impl Iterator<Item = TcpConnectionInfo> + use<'_, 'a> {
-        self.inner.tcp.flows.iter().map(|(_, k, f)| TcpConnectionInfo {
+    pub(crate) fn connections(&self) -> impl Iterator<Item = TcpConnectionInfo> + use<'_, 'a> {
+        self.flows.iter().map(|(_, k, f)| TcpConnectionInfo {
             guest: k.guest,
             remote: k.remote,
             host_peer: f.host_peer,

@@ -14,8 +14,12 @@
 //! - RELEASE, DECLINE and INFORM get no reply and leave the lease in place.
 
 use crate::config::{Config, DHCP_POOL_SIZE};
+use crate::iface::ipv4::{reply_header, LinkDest, DEFAULT_TTL};
+use crate::iface::Iface;
+use crate::stats::DropReason;
 use crate::time::Instant;
 use crate::wire::dhcp::{OP_REPLY, OP_REQUEST};
+use crate::wire::{self, dhcp as dhcp_wire, udp as udp_wire, DhcpPacket, IpProtocol, UdpRepr};
 use crate::wire::{DhcpMessageType, DhcpRepr, EthernetAddress};
 use core::net::Ipv4Addr;
 
@@ -39,6 +43,9 @@ pub enum Verdict<'a> {
 pub struct DhcpServer {
     leases: [Option<Lease>; DHCP_POOL_SIZE],
 }
+
+/// TOS of DHCP replies (low delay, as the original slirp).
+const DHCP_TOS: u8 = 0x10;
 
 const NAK_MESSAGE: &[u8] = b"requested address not available";
 
@@ -168,6 +175,51 @@ impl DhcpServer {
             message: Some(NAK_MESSAGE),
             parameter_request_list: None,
         }
+    }
+}
+
+impl DhcpServer {
+    /// A DHCP/BOOTP request from the guest (the UDP payload): answered through `out` per RFC
+    /// 2131, or counted as malformed or ignored.
+    pub(crate) fn input(&mut self, out: &mut Iface<'_>, now: Instant, bootp: &[u8]) {
+        let Ok(packet) = DhcpPacket::new_checked(bootp) else {
+            return out.stats.drop(DropReason::DhcpMalformed);
+        };
+        let Ok(request) = DhcpRepr::parse(&packet) else {
+            return out.stats.drop(DropReason::DhcpMalformed);
+        };
+        if out.config.disable_dhcp {
+            return out.stats.drop(DropReason::DhcpIgnored);
+        }
+        let reply = match self.handle(now, &out.config, &request) {
+            Verdict::Reply(r) => r,
+            Verdict::Ignore => return out.stats.drop(DropReason::DhcpIgnored),
+        };
+        let mut body = [0u8; dhcp_wire::REPLY_LEN];
+        reply.emit(&mut body);
+        let is_nak = reply.message_type == Some(wire::DhcpMessageType::Nak);
+        let is_ack = reply.message_type == Some(wire::DhcpMessageType::Ack);
+        let yiaddr = reply.yiaddr;
+        let chaddr = reply.chaddr;
+        // RFC 2131 §4.1: a renewing client (ciaddr set) is answered by unicast; a client asking
+        // for broadcast, and every NAK, by broadcast; anyone else at its own MAC with the limited
+        // broadcast address (it has no address yet).
+        let (dst_ip, dst_mac) = if is_nak || request.broadcast {
+            (Ipv4Addr::BROADCAST, EthernetAddress::BROADCAST)
+        } else if !request.ciaddr.is_unspecified() {
+            (request.ciaddr, chaddr)
+        } else {
+            (Ipv4Addr::BROADCAST, chaddr)
+        };
+        if is_ack {
+            out.neighbors.learn(now, yiaddr, chaddr);
+        }
+        let src = out.config.gateway;
+        let udp = UdpRepr { src_port: 67, dst_port: 68 };
+        let mut head = [0u8; udp_wire::HEADER_LEN];
+        udp.emit_header(&mut head, src, dst_ip, &body);
+        let repr = reply_header(src, dst_ip, IpProtocol::Udp, DEFAULT_TTL, DHCP_TOS);
+        out.send_datagram(now, repr, LinkDest::Mac(dst_mac), &head, &body);
     }
 }
 

@@ -1,4 +1,5 @@
 //! The services the virtual network offers the guest itself: DHCP, and the DNS and host-loopback
 //! aliases.
 
+pub(crate) mod aliases;
 pub(crate) mod dhcp;

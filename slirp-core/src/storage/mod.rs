@@ -15,8 +15,8 @@ mod timer_heap;
 pub(crate) use flow_table::SeededHasher;
 pub use flow_table::{FlowId, FlowSlot, FlowTable, TableFull, LISTS};
 pub use frame_queue::{FrameQueue, QueueFull, Record};
-pub use timer_heap::TimerHeap;
 pub(crate) use ready_ring::ReadyRing;
+pub use timer_heap::TimerHeap;
 
 /// UDP mappings in owned storage unless told otherwise.
 pub const DEFAULT_UDP_FLOWS: usize = 1024;

@@ -56,7 +56,6 @@ impl<'a> ReadyRing<'a> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

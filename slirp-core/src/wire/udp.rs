@@ -130,6 +130,26 @@ impl UdpRepr {
         write_u16(buf, 4, len);
         UdpPacket::new_unchecked(&mut buf[..len as usize]).fill_checksum(src, dst);
     }
+
+    /// Writes the 8-byte header for a datagram whose payload `body` lies elsewhere (the engine
+    /// sends header and payload as two parts, without copying the payload next to the header),
+    /// checksum over the pseudo-header, the header and `body` included.
+    pub fn emit_header(&self, head: &mut [u8; HEADER_LEN], src: Ipv4Addr, dst: Ipv4Addr, body: &[u8]) {
+        let len = (HEADER_LEN + body.len()).min(u16::MAX as usize) as u16;
+        write_u16(head, 0, self.src_port);
+        write_u16(head, 2, self.dst_port);
+        write_u16(head, 4, len);
+        write_u16(head, 6, 0);
+        let acc = checksum::pseudo_header(src, dst, IpProtocol::Udp, u32::from(len))
+            + checksum::sum(head)
+            + checksum::sum(body);
+        // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
+        let c = match checksum::finish(acc) {
+            0 => 0xffff,
+            c => c,
+        };
+        write_u16(head, 6, c);
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,120 @@
+//! Ethernet and ARP toward the guest: learning the guest's MAC addresses, answering ARP for the
+//! virtual addresses, asking for unknown guests, and the packets held meanwhile.
+
+use crate::iface::fragment::emit_frames;
+use crate::iface::Iface;
+use crate::stats::DropReason;
+use crate::time::Instant;
+use crate::wire::ethernet::{HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
+use crate::wire::{ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
+use crate::wire::{Ipv4Packet, Ipv4Repr};
+use core::net::Ipv4Addr;
+
+impl Iface<'_> {
+    pub(crate) fn arp_input(&mut self, now: Instant, eth: &EthernetFrame<&[u8]>) {
+        let repr = match ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p)) {
+            Ok(r) => r,
+            Err(_) => return self.stats.drop(DropReason::ArpMalformed),
+        };
+        let sender = repr.source_protocol_addr;
+        let c = &self.config;
+        // Learn guests only: an address of the subnet that is not ours, at a unicast MAC.
+        // Requests, replies and gratuitous ARP all teach us.
+        if c.is_host(sender) && sender != c.gateway && sender != c.dns && repr.source_hardware_addr.is_unicast() {
+            self.neighbors.learn(now, sender, repr.source_hardware_addr);
+            self.release_held(now);
+        }
+        if repr.operation != ArpOperation::Request {
+            return;
+        }
+        let target = repr.target_protocol_addr;
+        if !self.answers_arp_for(target) || sender == target {
+            if sender != target {
+                self.stats.drop(DropReason::ArpNotForUs);
+            }
+            return;
+        }
+        let our_mac = EthernetAddress::slirp_virtual(target);
+        let reply = ArpRepr {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: our_mac,
+            source_protocol_addr: target,
+            target_hardware_addr: repr.source_hardware_addr,
+            target_protocol_addr: sender,
+        };
+        let eth_repr = EthernetRepr { src_addr: our_mac, dst_addr: eth.src_addr(), ethertype: EtherType::Arp };
+        self.queue_arp(&eth_repr, &reply);
+    }
+
+    /// Records that guest address `ip` is at `mac`: only addresses of the subnet that are not
+    /// ours, at a unicast MAC. Releases packets held for it.
+    pub(crate) fn learn_guest(&mut self, now: Instant, ip: Ipv4Addr, mac: EthernetAddress) {
+        let c = &self.config;
+        if !c.is_host(ip) || ip == c.gateway || ip == c.dns || !mac.is_unicast() {
+            return;
+        }
+        if self.neighbors.lookup(ip) == Some(mac) {
+            self.neighbors.learn(now, ip, mac);
+            return;
+        }
+        self.neighbors.learn(now, ip, mac);
+        self.release_held(now);
+    }
+
+    /// The virtual addresses that answer ARP.
+    fn answers_arp_for(&self, ip: Ipv4Addr) -> bool {
+        ip == self.config.gateway || ip == self.config.dns
+    }
+
+    fn queue_arp(&mut self, eth: &EthernetRepr, arp: &ArpRepr) {
+        let res = self.tx.push_with(MIN_FRAME_LEN, 0, Instant::ZERO, |buf| {
+            eth.emit(&mut EthernetFrame::new_unchecked(&mut *buf));
+            arp.emit(&mut buf[ETH_LEN..]);
+            MIN_FRAME_LEN // zero-padded to the Ethernet minimum
+        });
+        if res.is_err() {
+            self.stats.drop(DropReason::TxQueueFull);
+        }
+    }
+
+    pub(crate) fn send_arp_request(&mut self, target: Ipv4Addr) {
+        let eth = EthernetRepr {
+            src_addr: self.gateway_mac,
+            dst_addr: EthernetAddress::BROADCAST,
+            ethertype: EtherType::Arp,
+        };
+        let arp = ArpRepr {
+            operation: ArpOperation::Request,
+            source_hardware_addr: self.gateway_mac,
+            source_protocol_addr: self.config.gateway,
+            target_hardware_addr: EthernetAddress::ZERO,
+            target_protocol_addr: target,
+        };
+        self.stats.arp_requests_sent += 1;
+        self.queue_arp(&eth, &arp);
+    }
+
+    /// Moves held packets whose destination resolved to the guest-bound queue and drops those
+    /// that waited too long. The hold queue is FIFO and every packet waits the same time, so
+    /// only its head can be due; a packet behind an unresolved one waits at most one timeout.
+    pub(crate) fn release_held(&mut self, now: Instant) {
+        while let Some(rec) = self.hold.peek() {
+            let dst = Ipv4Addr::from(rec.tag);
+            if let Some(mac) = self.neighbors.lookup(dst) {
+                // We wrote this datagram ourselves; its header parses.
+                if let Ok(p) = Ipv4Packet::new_checked(rec.data) {
+                    if let Ok(repr) = Ipv4Repr::parse(&p, false) {
+                        let mtu = usize::from(self.config.mtu);
+                        let eth = self.ipv4_frame(mac);
+                        emit_frames(&mut self.tx, &mut self.stats, mtu, &eth, &repr, &[], p.payload());
+                    }
+                }
+            } else if rec.deadline <= now {
+                self.stats.drop(DropReason::ArpHoldTimeout);
+            } else {
+                return;
+            }
+            self.hold.pop();
+        }
+    }
+}
