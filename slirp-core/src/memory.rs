@@ -21,7 +21,7 @@ pub struct Storage<'a> {
     pub reassembly: ManagedSlice<'a, ReassemblySlot<'a>>,
     /// UDP NAT mappings (its length is the most UDP flows at once; empty: no UDP NAT). An owned
     /// vector may be shorter than its capacity: the capacity is the limit, and slots are appended
-    /// as mappings need them (see [`FlowTable::new`]).
+    /// as mappings need them (see [`FlowTable::new`](crate::storage::FlowTable::new)).
     pub udp_flows: ManagedSlice<'a, UdpFlowSlot>,
     /// Hash index of the UDP mappings: at least as long as `udp_flows`, twice is best.
     pub udp_index: ManagedSlice<'a, u32>,

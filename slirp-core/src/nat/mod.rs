@@ -1,10 +1,10 @@
 //! The NAT: guest flows become host sockets. One module per protocol machine, each with its own
 //! state: [`udp`] (UDP mappings), [`echo`] (ICMP echo), [`tcp`] (TCP connections), and
 //! [`forward`] (host ports forwarded into the guest, TCP and UDP in one table). The address map
-//! they share (DNS and host-loopback aliases) is [`crate::services::aliases`].
+//! they share (DNS and host-loopback aliases) is `services/aliases.rs`.
 //!
 //! Every host socket the NAT opens is named by a [`SocketId`] that says which machine and which
-//! entry own it ([`Kind`]), so a host event reaches its owner in O(1).
+//! entry own it (its kind lives in the top byte), so a host event reaches its owner in O(1).
 //!
 //! **Host → guest.** A readable UDP or echo socket is read only while the guest-bound queue has
 //! room for a whole datagram; otherwise it waits on a FIFO ready ring and is served when the

@@ -106,7 +106,7 @@ const HALF_OPEN_LIST: usize = 2;
 /// A slot of the TCP flow table, for sizing [`Storage`](crate::Storage).
 pub type TcpFlowSlot<'a> = FlowSlot<TcpKey, TcpFlow<'a>>;
 
-/// One TCP connection as listed by [`Slirp::tcp_connections`].
+/// One TCP connection as listed by [`Slirp::tcp_connections`](crate::Slirp::tcp_connections).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpConnectionInfo {
     /// The guest's end.

@@ -5,7 +5,7 @@
 //! the least recently active flow is closed to make room (counted as
 //! [`DropReason::UdpFlowEvicted`]). A guest endpoint's traffic to the DNS alias has a flow (and
 //! a host socket) of its own, so only its replies are shown as coming from the alias (see
-//! [`crate::services::aliases`]).
+//! `services/aliases.rs`).
 
 use crate::host::{HostError, HostSocket, SocketId, UdpEvent};
 use crate::iface::icmp::{unreach_code, Quoted};
