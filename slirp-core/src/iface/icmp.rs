@@ -6,9 +6,8 @@ use crate::host::HostError;
 use crate::iface::ipv4::{reply_header, Ingress, LinkDest, ICMP_TTL};
 use crate::iface::Iface;
 use crate::time::Instant;
-use crate::wire::checksum;
 use crate::wire::icmpv4::{self, is_error_type, unreach};
-use crate::wire::{IpProtocol, Ipv4Repr};
+use crate::wire::{Icmpv4Repr, IpProtocol, Ipv4Repr};
 use core::net::{Ipv4Addr, SocketAddrV4};
 
 /// Largest datagram an ICMP error may make: every host must accept 576 bytes, so an error
@@ -17,12 +16,13 @@ pub const MAX_ERROR_DATAGRAM: usize = 576;
 /// Most bytes of the offending datagram an error quotes: 576 - 20 (IP) - 8 (ICMP).
 pub const MAX_QUOTE: usize = MAX_ERROR_DATAGRAM - 20 - icmpv4::HEADER_LEN;
 
-/// The 8-byte ICMP header for a message whose body is `body`, checksum included.
-pub fn header(msg_type: u8, code: u8, rest: [u8; 4], body: &[u8]) -> [u8; 8] {
-    let mut h = [msg_type, code, 0, 0, rest[0], rest[1], rest[2], rest[3]];
-    let c = checksum::finish(checksum::sum(&h) + checksum::sum(body));
-    h[2..4].copy_from_slice(&c.to_be_bytes());
-    h
+/// The error message of `msg_type` (destination unreachable or time exceeded) and `code`
+/// quoting `quote`.
+pub(crate) fn error_message(msg_type: u8, code: u8, quote: &[u8]) -> Icmpv4Repr<'_> {
+    match msg_type {
+        icmpv4::TIME_EXCEEDED => Icmpv4Repr::TimeExceeded { code, quote },
+        _ => Icmpv4Repr::DstUnreachable { code, next_hop_mtu: 0, quote },
+    }
 }
 
 /// Whether RFC 1812 §4.3.2.7 allows an ICMP error about this datagram: not about an ICMP error,
@@ -89,9 +89,7 @@ pub(crate) struct Quoted {
 impl Iface<'_> {
     /// Answers an echo request to a virtual address.
     pub(crate) fn echo_reply(&mut self, d: &Ingress<'_>, ident: u16, seq_no: u16, data: &[u8]) {
-        let id = ident.to_be_bytes();
-        let sq = seq_no.to_be_bytes();
-        let head = header(icmpv4::ECHO_REPLY, 0, [id[0], id[1], sq[0], sq[1]], data);
+        let head = Icmpv4Repr::EchoReply { ident, seq_no, data }.emit_header();
         // A fresh 20-byte header: the request's IP options are not echoed.
         let reply = reply_header(d.ip.dst_addr, d.ip.src_addr, IpProtocol::Icmp, ICMP_TTL, d.ip.tos);
         let to = self.reply_link(d.link, d.ip.src_addr);
@@ -118,7 +116,7 @@ impl Iface<'_> {
         };
         orig.emit(&mut quote[..20]);
         quote[20..].copy_from_slice(&quoted.l4);
-        let head = header(msg_type, code, [0; 4], &quote);
+        let head = error_message(msg_type, code, &quote).emit_header();
         let repr = reply_header(from, *quoted.guest.ip(), IpProtocol::Icmp, ICMP_TTL, 0xc0);
         self.stats.icmp_errors_sent += 1;
         self.send_datagram(now, repr, LinkDest::Resolve, &head, &quote);
@@ -148,7 +146,7 @@ mod tests {
     #[test]
     fn header_checksum_covers_body() {
         let body = [1u8, 2, 3];
-        let h = header(0, 0, [0, 7, 0, 9], &body);
+        let h = Icmpv4Repr::EchoReply { ident: 7, seq_no: 9, data: &body }.emit_header();
         let mut msg = h.to_vec();
         msg.extend_from_slice(&body);
         let p = Icmpv4Packet::new_checked(&msg[..]).unwrap();

@@ -321,7 +321,7 @@ impl Iface<'_> {
         let pl = d.payload.len().min(quote.len() - hl);
         quote[hl..hl + pl].copy_from_slice(&d.payload[..pl]);
         let quote = &quote[..hl + pl];
-        let head = icmp::header(msg_type, code, [0; 4], quote);
+        let head = icmp::error_message(msg_type, code, quote).emit_header();
         let src = icmp::error_source(self.config.gateway);
         let repr = reply_header(src, orig.src_addr, IpProtocol::Icmp, ICMP_TTL, icmp::error_tos(orig.tos));
         self.stats.icmp_errors_sent += 1;

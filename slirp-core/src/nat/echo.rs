@@ -6,14 +6,14 @@
 //! [`ECHO_SLOTS`] newer pings or ignored after [`ECHO_TIMEOUT`]).
 
 use crate::host::{EchoKind, HostSocket};
-use crate::iface::icmp::{header, unreach_code};
+use crate::iface::icmp::unreach_code;
 use crate::iface::ipv4::{reply_header, Ingress, LinkDest, DEFAULT_TTL};
 use crate::iface::Iface;
 use crate::nat::{encode, Kind};
 use crate::stats::DropReason;
 use crate::time::Instant;
 use crate::wire::icmpv4::{self, unreach};
-use crate::wire::IpProtocol;
+use crate::wire::{Icmpv4Repr, IpProtocol};
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 
@@ -144,9 +144,7 @@ impl EchoNat {
         if now.saturating_duration_since(p.sent) > ECHO_TIMEOUT {
             return out.stats.drop(DropReason::EchoReplyUnmatched);
         }
-        let id = p.ident.to_be_bytes();
-        let sq = p.seq_no.to_be_bytes();
-        let head = header(icmpv4::ECHO_REPLY, 0, [id[0], id[1], sq[0], sq[1]], data);
+        let head = Icmpv4Repr::EchoReply { ident: p.ident, seq_no: p.seq_no, data }.emit_header();
         let src = if pseudo { p.dst } else { from };
         let repr = reply_header(src, p.guest, IpProtocol::Icmp, DEFAULT_TTL, 0);
         out.send_datagram(now, repr, LinkDest::Resolve, &head, data);

@@ -66,11 +66,6 @@ impl<'a> FrameQueue<'a> {
         self.buf.len().saturating_sub(used).saturating_sub(HEADER)
     }
 
-    /// Largest record body that could ever fit.
-    pub fn max_record(&self) -> usize {
-        self.buf.len().saturating_sub(HEADER)
-    }
-
     /// The longest record body that would fit now (contiguous room, less the record header).
     pub fn max_fit(&self) -> usize {
         let room = match self.wrap_end {
@@ -180,16 +175,6 @@ impl<'a> FrameQueue<'a> {
         let (len, tag, deadline) = self.header_at(self.head);
         let start = self.head + HEADER;
         Some(Record { data: &self.buf[start..start + len], tag, deadline })
-    }
-
-    /// The record at the head, mutably (for in-place rewriting before it leaves).
-    pub fn peek_mut(&mut self) -> Option<&mut [u8]> {
-        if self.count == 0 {
-            return None;
-        }
-        let (len, _, _) = self.header_at(self.head);
-        let start = self.head + HEADER;
-        Some(&mut self.buf[start..start + len])
     }
 
     /// Removes the record at the head (no-op when empty).

@@ -185,8 +185,20 @@ impl<'a> Icmpv4Repr<'a> {
 
     /// Writes the message, with checksum, into exactly `buffer_len()` bytes of `buf`.
     pub fn emit(&self, buf: &mut [u8]) {
-        let len = self.buffer_len();
-        let buf = &mut buf[..len];
+        let (head, body) = self.header_and_body();
+        let buf = &mut buf[..HEADER_LEN + body.len()];
+        buf[..HEADER_LEN].copy_from_slice(&head);
+        buf[HEADER_LEN..].copy_from_slice(body);
+    }
+
+    /// The 8-byte header, checksum included, of the message whose body (echo data or quote) is
+    /// the repr's own: for sending header and body as two parts, without copying the body next
+    /// to the header.
+    pub fn emit_header(&self) -> [u8; HEADER_LEN] {
+        self.header_and_body().0
+    }
+
+    fn header_and_body(&self) -> ([u8; HEADER_LEN], &'a [u8]) {
         let (t, c, rest, body): (u8, u8, [u8; 4], &[u8]) = match *self {
             Icmpv4Repr::EchoRequest { ident, seq_no, data } => (ECHO_REQUEST, 0, join(ident, seq_no), data),
             Icmpv4Repr::EchoReply { ident, seq_no, data } => (ECHO_REPLY, 0, join(ident, seq_no), data),
@@ -196,11 +208,10 @@ impl<'a> Icmpv4Repr<'a> {
             Icmpv4Repr::TimeExceeded { code, quote } => (TIME_EXCEEDED, code, [0; 4], quote),
             Icmpv4Repr::Other { msg_type, code } => (msg_type, code, [0; 4], &[]),
         };
-        buf[0] = t;
-        buf[1] = c;
-        buf[4..8].copy_from_slice(&rest);
-        buf[HEADER_LEN..].copy_from_slice(body);
-        Icmpv4Packet::new_unchecked(buf).fill_checksum();
+        let mut head = [t, c, 0, 0, rest[0], rest[1], rest[2], rest[3]];
+        let sum = checksum::finish(checksum::sum(&head) + checksum::sum(body));
+        head[2..4].copy_from_slice(&sum.to_be_bytes());
+        (head, body)
     }
 }
 

@@ -172,10 +172,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
-    /// Sets the TTL.
-    pub fn set_ttl(&mut self, ttl: u8) {
-        self.buffer.as_mut()[8] = ttl;
-    }
     /// Sets identification.
     pub fn set_ident(&mut self, id: u16) {
         write_u16(self.buffer.as_mut(), 4, id);
