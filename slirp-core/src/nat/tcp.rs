@@ -97,6 +97,27 @@ pub struct TcpFlow<'a> {
     half_open: bool,
 }
 
+impl<'a> TcpFlow<'a> {
+    /// A new connection, half-open, toward host peer `host_peer` over `socket`.
+    fn new(tcb: Tcb<'a>, socket: SocketId, host: HostConn, host_peer: SocketAddrV4, guest_iss: SeqNumber) -> Self {
+        TcpFlow {
+            tcb,
+            socket,
+            host,
+            host_readable: false,
+            host_eof: false,
+            host_shut: false,
+            queued: false,
+            timer_at: None,
+            guest_iss,
+            host_peer,
+            forwarded: false,
+            parked: false,
+            half_open: true,
+        }
+    }
+}
+
 /// The flow table's activity list of flows in TIME_WAIT, oldest first (all others are on list
 /// 0). Every TIME_WAIT lasts as long, so the oldest is also the next to expire.
 const TIME_WAIT_LIST: usize = 1;
@@ -433,21 +454,7 @@ impl<'a> TcpNat<'a> {
         let iss = self.iss(now, &key);
         let tcb = Tcb::accept(self.config, buffers, key.remote, key.guest, seg, iss, now);
         let socket = encode(Kind::TcpFlow(id));
-        let flow = TcpFlow {
-            tcb,
-            socket,
-            host: HostConn::Connecting,
-            host_readable: false,
-            host_eof: false,
-            host_shut: false,
-            queued: false,
-            timer_at: None,
-            guest_iss: seg.seq_number,
-            host_peer: target,
-            forwarded: false,
-            parked: false,
-            half_open: true,
-        };
+        let flow = TcpFlow::new(tcb, socket, HostConn::Connecting, target, seg.seq_number);
         let Some(id) = self.insert_half_open(key, flow) else {
             out.stats.drop(DropReason::TcpTableFull);
             return;
@@ -828,20 +835,11 @@ impl<'a> TcpNat<'a> {
             };
             let iss = self.iss(now, &key);
             let tcb = Tcb::connect(self.config, buffers, seen, guest, iss, now);
+            // Accepted: connected, and readable until the host says otherwise.
             let flow = TcpFlow {
-                tcb,
-                socket,
-                host: HostConn::Connected,
                 host_readable: true,
-                host_eof: false,
-                host_shut: false,
-                queued: false,
-                timer_at: None,
-                guest_iss: SeqNumber(0),
-                host_peer: peer,
                 forwarded: true,
-                parked: false,
-                half_open: true,
+                ..TcpFlow::new(tcb, socket, HostConn::Connected, peer, SeqNumber(0))
             };
             match self.insert_half_open(key, flow) {
                 Some(id) => {
