@@ -255,3 +255,25 @@ fn frames_processed_whatever_their_destination_mac_item_8() {
     p[..6].copy_from_slice(&[0x00, 0x11, 0x22, 0x33, 0x44, 0x55]);
     assert_eq!(echo_reply(&net.exchange(&p)[0]).2, 1);
 }
+
+#[test]
+fn a_frame_that_moves_a_known_guest_mac_is_confirmed_by_arp() {
+    // Nothing covers a frame's source MAC once the link dropped its FCS: a frame damaged there
+    // (IP and transport checksums intact) must not send the guest's traffic to a MAC nobody has
+    // for good. The core asks; the real guest's answer puts its MAC back.
+    let mut net = Net::new();
+    net.introduce_guest();
+    let damaged = EthernetAddress([0x0a, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    let out = net.exchange(&from_mac(ping(GUEST_IP, GATEWAY, 1, 1, b"x"), damaged));
+    assert_eq!(out.len(), 2, "the echo reply, then an ARP request");
+    let (o, ..) = echo_reply(&out[0]);
+    assert_eq!(o.eth.dst_addr, damaged, "the reply goes where the request came from");
+    let (eth, arp) = parse_arp(&out[1]);
+    assert_eq!((eth.dst_addr, arp.operation), (EthernetAddress::BROADCAST, ArpOperation::Request));
+    assert_eq!(arp.target_protocol_addr, GUEST_IP);
+    assert!(net.exchange(&arp_reply(GUEST_MAC, GUEST_IP)).is_empty());
+    assert_eq!(net.slirp.neighbors().collect::<Vec<_>>(), vec![(GUEST_IP, GUEST_MAC)]);
+    // A frame from the MAC already known asks nothing.
+    let out = net.exchange(&from_mac(ping(GUEST_IP, GATEWAY, 1, 2, b"x"), GUEST_MAC));
+    assert_eq!(out.len(), 1, "only the echo reply");
+}

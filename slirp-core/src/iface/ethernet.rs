@@ -47,18 +47,31 @@ impl Iface<'_> {
     }
 
     /// Records that guest address `ip` is at `mac`: only addresses of the subnet that are not
-    /// ours, at a unicast MAC. Releases packets held for it.
-    pub(crate) fn learn_guest(&mut self, now: Instant, ip: Ipv4Addr, mac: EthernetAddress) {
+    /// ours, at a unicast MAC. Releases packets held for it. Returns true when this replaced
+    /// another MAC for `ip`: the caller then asks, with [`confirm_guest`](Self::confirm_guest).
+    pub(crate) fn learn_guest(&mut self, now: Instant, ip: Ipv4Addr, mac: EthernetAddress) -> bool {
         let c = &self.config;
         if !c.is_host(ip) || ip == c.gateway || ip == c.dns || !mac.is_unicast() {
-            return;
+            return false;
         }
-        if self.neighbors.lookup(ip) == Some(mac) {
-            self.neighbors.learn(now, ip, mac);
-            return;
-        }
+        let before = self.neighbors.lookup(ip);
         self.neighbors.learn(now, ip, mac);
+        if before == Some(mac) {
+            return false;
+        }
         self.release_held(now);
+        before.is_some()
+    }
+
+    /// Asks for `ip`'s MAC after a frame moved it. Nothing covers a frame's source MAC once the
+    /// link dropped its FCS, so a frame damaged there (with intact IP and TCP checksums) would
+    /// otherwise send every frame for the guest to a MAC nobody has until the guest sends again,
+    /// which a guest waiting for data never does; the guest's answer restores its real MAC
+    /// within a round trip, and confirms a real change.
+    pub(crate) fn confirm_guest(&mut self, now: Instant, ip: Ipv4Addr) {
+        if self.neighbors.should_request(now, ip) {
+            self.send_arp_request(ip);
+        }
     }
 
     /// The virtual addresses that answer ARP.

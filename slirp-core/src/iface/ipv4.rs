@@ -93,12 +93,20 @@ pub(crate) fn input<H: HostSocket>(
     };
     // A verified IPv4 header from a guest address refreshes its MAC: ARP carries no checksum,
     // so one corrupted ARP frame must not misdirect the guest's traffic for long.
-    iface.learn_guest(now, repr.src_addr, link.src_mac);
+    // Confirmed by ARP (after the answer, so the reply to this datagram goes out first) when it
+    // moved a known address.
+    let moved = iface.learn_guest(now, repr.src_addr, link.src_mac);
     let header = &packet.datagram()[..packet.header_len() as usize];
     if !packet.is_fragment() {
         let ingress = Ingress { now, link, ip: &repr, header, payload: packet.payload() };
         inner.dispatch(&ingress, host);
+        if moved {
+            inner.iface.confirm_guest(now, repr.src_addr);
+        }
         return;
+    }
+    if moved {
+        iface.confirm_guest(now, repr.src_addr);
     }
     let timeout = iface.config.reassembly_timeout;
     match reassembler.add(now, timeout, &repr, packet.payload()) {
