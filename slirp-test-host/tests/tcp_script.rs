@@ -447,3 +447,28 @@ fn full_table_reclaims_the_oldest_time_wait_connection() {
     assert!(out.iter().any(|(_, s, _)| s.control == TcpControl::Rst), "{out:?}");
     assert_eq!(t.slirp.stats().dropped(DropReason::TcpTableFull), 1);
 }
+
+#[test]
+fn a_guest_reset_in_time_wait_closes_the_host_socket_without_aborting_it() {
+    // Both directions finished: the reset loses nothing, and aborting the host socket would
+    // discard what the host's kernel still has to send of the guest's data (found by the fault
+    // sweep: a stray ACK after the guest's last ACK draws a RST from a guest that already closed).
+    let mut t = T::new(Config::default(), Storage::with_capacity(256 * 1024, 64 * 1024, 2, 65535));
+    let iss = establish(&mut t, 41010);
+    let id = t.host.last_connect.unwrap();
+    t.host.socks.get_mut(&id.0).unwrap().eof = true;
+    t.slirp.handle_host_readable(t.now, id, &mut t.host);
+    assert!(t.tcp_out().iter().any(|(_, s, _)| s.control == TcpControl::Fin));
+    let fin = TcpRepr { control: TcpControl::Fin, payload: b"last", ..ack(41010, 1001, iss.wrapping_add(2), b"") };
+    t.send(REMOTE, &fin);
+    assert_eq!(t.host.socks[&id.0].sent, b"last");
+    assert!(t.host.socks[&id.0].shut);
+    let info = t.slirp.tcp_connections().next().map(|c| c.state);
+    assert_eq!(info, Some(slirp_core::tcp::TcpState::TimeWait));
+    let rst = TcpRepr { control: TcpControl::Rst, ..tcp_seg(41010, 80, TcpControl::Rst, 1006, None) };
+    t.send(REMOTE, &rst);
+    t.advance(1);
+    let s = &t.host.socks[&id.0];
+    assert!(s.closed && !s.aborted, "closed gracefully: {s:?}");
+    assert_eq!(t.slirp.tcp_connection_count(), 0);
+}

@@ -610,7 +610,15 @@ impl<'a> TcpNat<'a> {
         if ev.contains(Events::RESET) || ev.contains(Events::REFUSED) || ev.contains(Events::TIMED_OUT) {
             if let Some(f) = self.flows.get_mut(id) {
                 if f.host != HostConn::Gone {
-                    host.tcp_abort(f.socket);
+                    if ev.contains(Events::RESET) && f.host_eof && f.host_shut {
+                        // Finished both ways (a reset in TIME-WAIT, say): the reset loses nothing,
+                        // so the host socket closes as it would at the end of TIME-WAIT and the
+                        // host's kernel still sends what the guest gave it. An abort would
+                        // discard that and reset the peer.
+                        host.close(f.socket);
+                    } else {
+                        host.tcp_abort(f.socket);
+                    }
                     f.host = HostConn::Gone;
                 }
             }
