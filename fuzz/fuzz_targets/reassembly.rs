@@ -157,8 +157,11 @@ impl Model {
     }
 
     fn complete(&self) -> bool {
+        // One range from 0 to the total: a single run of received bytes (nothing lies past the
+        // total) that holds the first and the last byte, or only the empty last fragment's
+        // marker when the total is 0.
         match self.total {
-            Some(t) => self.first.is_some() && (0..t).all(|i| self.has(i)) && self.ranges() == 1,
+            Some(t) => self.first.is_some() && self.ranges() == 1 && (t == 0 || (self.has(0) && self.has(t - 1))),
             None => false,
         }
     }
@@ -177,14 +180,24 @@ impl Model {
         } else if self.total.is_some_and(|t| end > t) {
             return Err(DropReason::FragmentMalformed);
         }
-        for (i, &b) in payload.iter().enumerate() {
-            if self.has(offset + i) && self.data[offset + i] != b {
-                return Err(DropReason::FragmentOverlap);
+        // Byte by byte where bytes were received before, a 64-byte word at a time elsewhere.
+        for w in offset / 64..end.div_ceil(64) {
+            let (lo, hi) = ((w * 64).max(offset), (w * 64 + 64).min(end));
+            let mask = word_mask(lo % 64, hi - w * 64);
+            let seen = self.present[w] & mask;
+            if seen == 0 {
+                continue;
+            }
+            for i in lo..hi {
+                if seen >> (i % 64) & 1 == 1 && self.data[i] != payload[i - offset] {
+                    return Err(DropReason::FragmentOverlap);
+                }
             }
         }
-        for (i, &b) in payload.iter().enumerate() {
-            self.data[offset + i] = b;
-            self.present[(offset + i) / 64] |= 1 << ((offset + i) % 64);
+        self.data[offset..end].copy_from_slice(payload);
+        for w in offset / 64..end.div_ceil(64) {
+            let (lo, hi) = ((w * 64).max(offset), (w * 64 + 64).min(end));
+            self.present[w] |= word_mask(lo % 64, hi - w * 64);
         }
         self.high = self.high.max(end);
         if offset == 0 {
@@ -195,6 +208,12 @@ impl Model {
         }
         Ok(self.complete())
     }
+}
+
+/// Bits `from..to` of a word (`to` at most 64).
+fn word_mask(from: usize, to: usize) -> u64 {
+    let upper = if to >= 64 { u64::MAX } else { (1u64 << to) - 1 };
+    upper & !((1u64 << from) - 1)
 }
 
 struct Oracle {
