@@ -5,11 +5,13 @@
 #       run each target (default: all) until it has used CPU_SECONDS of CPU time (default 1800:
 #       on a shared machine, wall time under nice buys less), or for SECONDS of wall time
 #   fuzz/run-long.sh --cmin [TARGET...]    minimize fuzz/corpus/TARGET in place (cargo fuzz cmin)
-#   fuzz/run-long.sh --seeds [TARGET...]   rewrite fuzz/seeds/TARGET as the minimal subset of
-#                                          seeds + corpus that keeps their coverage (-merge=1)
+#   fuzz/run-long.sh --seeds [TARGET...]   rewrite fuzz/seeds/TARGET.tar.gz: at most SEEDS (400)
+#                                          inputs of seeds + corpus, picked greedily for coverage
+#                                          edges, then features, then small size
 #
 # Each run grows the persistent corpus fuzz/corpus/TARGET (libFuzzer's and cargo fuzz's default,
-# not committed), starting from it and the committed seeds in fuzz/seeds/TARGET (read only).
+# not committed), starting from it and the committed seeds fuzz/seeds/TARGET.tar.gz (unpacked to
+# a scratch directory: an archive keeps hundreds of tiny inputs small on disk and in git).
 # Crashes land in fuzz/artifacts/TARGET/ (not committed); logs in fuzz/target/fuzz-logs/.
 # After each run it prints executions, execs/s, the final cov: and ft: counters, CPU time and any
 # new crash artifacts, and a table of all runs at the end. NICE (default 19) sets the priority.
@@ -44,7 +46,7 @@ while [ $# -gt 0 ]; do
             shift
             ;;
         -h | --help)
-            sed -n '2,16p' "$0"
+            sed -n '2,17p' "$0"
             exit 0
             ;;
         -*)
@@ -79,6 +81,12 @@ if [ "$build" = 1 ]; then
     fi
 fi
 
+mkdir -p seeds
+# Unpacks the committed seeds of target $1 into directory $2 (nothing if there are none).
+unpack_seeds() {
+    if [ -f "seeds/$1.tar.gz" ]; then tar -xzf "seeds/$1.tar.gz" -C "$2"; fi
+}
+
 case "$mode" in
     cmin)
         for t in "${targets[@]}"; do
@@ -91,20 +99,57 @@ case "$mode" in
         ;;
     seeds)
         for t in "${targets[@]}"; do
-            mkdir -p "corpus/$t" "seeds/$t"
-            new=$(mktemp -d)
-            # The first directory receives the inputs that add coverage; seeds/ first among the
-            # others so what is committed already is preferred.
-            nice -n "$nice_level" "$bin/$t" -merge=1 -rss_limit_mb=4096 "$new" "seeds/$t" "corpus/$t" \
-                >"$new.log" 2>&1 || {
-                tail -20 "$new.log"
+            mkdir -p "corpus/$t"
+            scratch=$(mktemp -d)
+            mkdir "$scratch/old" "$scratch/out" "$scratch/new"
+            unpack_seeds "$t" "$scratch/old"
+            # A merge run records the coverage edges (COV) and features (FT) of every input.
+            nice -n "$nice_level" "$bin/$t" -merge=1 -merge_control_file="$scratch/control" -rss_limit_mb=4096 \
+                "$scratch/out" "$scratch/old" "corpus/$t" >"$scratch/log" 2>&1 || {
+                tail -20 "$scratch/log"
                 exit 1
             }
-            rm -rf "seeds/$t"
-            mv "$new" "seeds/$t"
-            echo "$t: seeds $(find "seeds/$t" -type f | wc -l) files, $(du -sk "seeds/$t" | cut -f1) KiB"
+            python3 - "$scratch/control" "${SEEDS:-400}" >"$scratch/picked" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+n, limit = int(lines[0]), int(sys.argv[2])
+paths = lines[2:2 + n]
+size, ft, cov = {}, {}, {}
+for line in lines[2 + n:]:
+    f = line.split()
+    if len(f) < 2:
+        continue
+    i = int(f[1])
+    if f[0] == "STARTED":
+        size[i] = int(f[2])
+    elif f[0] == "FT":
+        ft[i] = set(f[2:])
+    elif f[0] == "COV":
+        cov[i] = set(f[2:])
+got_cov, got_ft, picked, taken = set(), set(), [], set()
+while len(picked) < limit:
+    best = max(((len(cov.get(i, set()) - got_cov), len(ft.get(i, set()) - got_ft), -size.get(i, 0), i)
+                for i in range(n) if i not in taken and i in ft), default=None)
+    if best is None or best[:2] == (0, 0):
+        break
+    i = best[3]
+    picked.append(i)
+    taken.add(i)
+    got_cov |= cov.get(i, set())
+    got_ft |= ft.get(i, set())
+all_cov = set().union(*cov.values()) if cov else set()
+all_ft = set().union(*ft.values()) if ft else set()
+print(f"{len(picked)} of {n} inputs: cov {len(got_cov)}/{len(all_cov)}, ft {len(got_ft)}/{len(all_ft)}", file=sys.stderr)
+for i in picked:
+    print(paths[i])
+PY
+            while read -r f; do cp "$f" "$scratch/new/"; done <"$scratch/picked"
+            tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$scratch/new" -cf - . |
+                gzip -9n >"seeds/$t.tar.gz"
+            echo "$t: seeds/$t.tar.gz $(find "$scratch/new" -type f | wc -l) files, $(du -k "seeds/$t.tar.gz" | cut -f1) KiB"
+            rm -rf "$scratch"
         done
-        du -sh seeds
+        du -ch seeds/*.tar.gz | tail -1
         exit 0
         ;;
 esac
@@ -120,15 +165,17 @@ trap 'if [ -n "$pid" ]; then kill -INT "$pid" 2>/dev/null || true; fi; exit 130'
 # CPU seconds used so far by process $1 (user + system), from /proc.
 cpu_of() { awk -v t="$tck" '{ sub(/^.*\) /, ""); printf "%d", ($12 + $13) / t }' "/proc/$1/stat" 2>/dev/null; }
 for t in "${targets[@]}"; do
-    mkdir -p "corpus/$t" "seeds/$t" "artifacts/$t"
+    mkdir -p "corpus/$t" "artifacts/$t"
+    seed_dir=$(mktemp -d)
+    unpack_seeds "$t" "$seed_dir"
     stamp=$(date -u +%Y%m%dT%H%M%SZ)
     log="$logs/$t-$stamp.log"
     marker=$(mktemp)
     limit=()
     if [ "$secs" -gt 0 ]; then limit=(-max_total_time="$secs"); fi
-    echo "=== $t: $([ "$cpu_budget" -gt 0 ] && echo "$cpu_budget CPU-s" || echo "$secs s"), corpus/$t (+ seeds/$t), log $log"
+    echo "=== $t: $([ "$cpu_budget" -gt 0 ] && echo "$cpu_budget CPU-s" || echo "$secs s"), corpus/$t (+ seeds/$t.tar.gz), log $log"
     nice -n "$nice_level" "$bin/$t" "${limit[@]}" -rss_limit_mb=4096 -print_final_stats=1 \
-        -artifact_prefix="artifacts/$t/" "corpus/$t" "seeds/$t" >"$log" 2>&1 &
+        -artifact_prefix="artifacts/$t/" "corpus/$t" "$seed_dir" >"$log" 2>&1 &
     pid=$!
     used=0
     wall0=$(date +%s)
@@ -154,7 +201,7 @@ for t in "${targets[@]}"; do
     ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
     if [ -z "$execs" ]; then execs=$(sed -n 's/^#\([0-9]*\).*/\1/p' <<<"$last"); fi
     crashes=$(find "artifacts/$t" -type f -newer "$marker" 2>/dev/null | sort || true)
-    rm -f "$marker"
+    rm -rf "$marker" "$seed_dir"
     files=$(find "corpus/$t" -type f | wc -l)
     echo "$t: exit $rc, $execs execs, ${eps:-?} exec/s, cov ${cov:-?}, ft ${ft:-?}, ${cpu} CPU-min in $wall s, corpus $files files"
     grep -E '^(stat::|#[0-9]+ +DONE)' "$log" || true
