@@ -154,7 +154,7 @@ impl Inner<'_> {
             IpProtocol::Udp => self.udp_input(d, dest, host),
             IpProtocol::Icmp => self.icmp_input(d, dest, host),
             IpProtocol::Tcp => self.tcp_input(d, dest, host),
-            IpProtocol::Unknown(_) => {
+            IpProtocol::Icmpv6 | IpProtocol::Unknown(_) => {
                 out.stats.drop(DropReason::Ipv4UnknownProtocol);
                 if dest == Destination::Virtual {
                     // RFC 1812 §4.3.3.1: protocol unreachable for a protocol the router does not

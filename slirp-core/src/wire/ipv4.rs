@@ -25,6 +25,8 @@ pub enum IpProtocol {
     Tcp,
     /// 17.
     Udp,
+    /// 58 (ICMPv6, RFC 4443).
+    Icmpv6,
     /// Anything else.
     Unknown(u8),
 }
@@ -35,6 +37,7 @@ impl From<u8> for IpProtocol {
             1 => IpProtocol::Icmp,
             6 => IpProtocol::Tcp,
             17 => IpProtocol::Udp,
+            58 => IpProtocol::Icmpv6,
             o => IpProtocol::Unknown(o),
         }
     }
@@ -46,6 +49,7 @@ impl From<IpProtocol> for u8 {
             IpProtocol::Icmp => 1,
             IpProtocol::Tcp => 6,
             IpProtocol::Udp => 17,
+            IpProtocol::Icmpv6 => 58,
             IpProtocol::Unknown(o) => o,
         }
     }
