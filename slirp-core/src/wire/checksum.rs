@@ -4,7 +4,7 @@
 //! separately and combined; `finish` folds and complements it.
 
 use super::ipv4::IpProtocol;
-use core::net::Ipv4Addr;
+use core::net::IpAddr;
 
 /// Partial one's-complement sum of `data` as big-endian 16-bit words (an odd last byte is padded
 /// with zero). Not folded, not complemented: combine with `+` and finish with [`finish`].
@@ -40,9 +40,22 @@ pub fn data(data: &[u8]) -> u16 {
     finish(sum(data))
 }
 
-/// Partial sum of the IPv4 pseudo-header used by UDP and TCP.
-pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, len: u32) -> u64 {
-    u64::from(u32::from(src)) + u64::from(u32::from(dst)) + u64::from(u8::from(protocol)) + u64::from(len)
+/// Partial sum of the pseudo-header UDP, TCP and ICMPv6 checksums cover: the IPv4 one (RFC 793,
+/// RFC 768) or the IPv6 one (RFC 8200 §8.1). Both sum to the same thing (the two addresses, the
+/// protocol and the upper-layer length), so one function serves both families. `src` and `dst`
+/// are of the same family on every path the stack takes.
+pub fn pseudo_header(src: impl Into<IpAddr>, dst: impl Into<IpAddr>, protocol: IpProtocol, len: u32) -> u64 {
+    addr_sum(src.into()) + addr_sum(dst.into()) + u64::from(u8::from(protocol)) + u64::from(len)
+}
+
+fn addr_sum(a: IpAddr) -> u64 {
+    match a {
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V6(a) => {
+            let v = u128::from(a);
+            (v >> 96) as u64 + ((v >> 64) as u32) as u64 + ((v >> 32) as u32) as u64 + (v as u32) as u64
+        }
+    }
 }
 
 /// Whether `data` (which includes its checksum field) sums to all ones, i.e. verifies.
@@ -96,6 +109,28 @@ mod tests {
         hdr[16..20].copy_from_slice(&new.to_be_bytes());
         hdr[10..12].copy_from_slice(&[0, 0]);
         assert_eq!(upd, data(&hdr));
+    }
+
+    #[test]
+    fn ipv6_pseudo_header_matches_rfc8200_layout() {
+        use core::net::Ipv6Addr;
+        let src = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
+        let dst = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+        // The pseudo-header written out: src, dst, 32-bit length, 3 zero bytes, next header.
+        let mut ph = [0u8; 40];
+        ph[..16].copy_from_slice(&src.octets());
+        ph[16..32].copy_from_slice(&dst.octets());
+        ph[32..36].copy_from_slice(&1234u32.to_be_bytes());
+        ph[39] = 17;
+        assert_eq!(fold(pseudo_header(src, dst, IpProtocol::Udp, 1234)), fold(sum(&ph)));
+        // And the IPv4 one: src, dst, zero, protocol, 16-bit length.
+        let (a, b) = (core::net::Ipv4Addr::new(10, 0, 2, 15), core::net::Ipv4Addr::new(198, 51, 100, 1));
+        let mut ph4 = [0u8; 12];
+        ph4[..4].copy_from_slice(&a.octets());
+        ph4[4..8].copy_from_slice(&b.octets());
+        ph4[9] = 6;
+        ph4[10..12].copy_from_slice(&40u16.to_be_bytes());
+        assert_eq!(fold(pseudo_header(a, b, IpProtocol::Tcp, 40)), fold(sum(&ph4)));
     }
 
     proptest::proptest! {

@@ -21,6 +21,13 @@ impl EthernetAddress {
         EthernetAddress([0x52, 0x55, o[0], o[1], o[2], o[3]])
     }
 
+    /// The multicast MAC an IPv6 multicast address maps to (RFC 2464 §7): 33:33 and the
+    /// address's last four bytes.
+    pub fn from_ipv6_multicast(ip: core::net::Ipv6Addr) -> EthernetAddress {
+        let o = ip.octets();
+        EthernetAddress([0x33, 0x33, o[12], o[13], o[14], o[15]])
+    }
+
     /// Reads an address from the first six bytes of `b` (`b` must have them).
     pub fn from_bytes(b: &[u8]) -> EthernetAddress {
         let mut a = [0u8; 6];

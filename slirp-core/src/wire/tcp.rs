@@ -5,6 +5,8 @@ use super::checksum;
 use super::ipv4::IpProtocol;
 use super::{read_u16, read_u32, write_u16, write_u32, Error, Result};
 use core::cmp::Ordering;
+use core::net::IpAddr;
+#[cfg(test)]
 use core::net::Ipv4Addr;
 use core::ops;
 
@@ -192,7 +194,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         &self.buffer.as_ref()[self.header_len() as usize..]
     }
     /// Whether the checksum over the whole buffer verifies.
-    pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+    pub fn verify_checksum(&self, src: impl Into<IpAddr>, dst: impl Into<IpAddr>) -> bool {
         let b = self.buffer.as_ref();
         let acc = checksum::pseudo_header(src, dst, IpProtocol::Tcp, b.len() as u32) + checksum::sum(b);
         checksum::verifies(acc)
@@ -203,13 +205,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// Writes the checksum as a link with checksum offload wants it: the folded pseudo-header
     /// sum alone (not complemented), to be finished over the segment by the link (virtio-net's
     /// `NEEDS_CSUM`, Linux's `CHECKSUM_PARTIAL`).
-    pub fn fill_partial_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
+    pub fn fill_partial_checksum(&mut self, src: impl Into<IpAddr>, dst: impl Into<IpAddr>) {
         let len = self.buffer.as_ref().len() as u32;
         write_u16(self.buffer.as_mut(), 16, checksum::fold(checksum::pseudo_header(src, dst, IpProtocol::Tcp, len)));
     }
 
     /// Computes and writes the checksum over the pseudo-header of `src` → `dst` and the segment.
-    pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
+    pub fn fill_checksum(&mut self, src: impl Into<IpAddr>, dst: impl Into<IpAddr>) {
         write_u16(self.buffer.as_mut(), 16, 0);
         let b = self.buffer.as_ref();
         let acc = checksum::pseudo_header(src, dst, IpProtocol::Tcp, b.len() as u32) + checksum::sum(b);
@@ -256,12 +258,12 @@ impl<'a> TcpRepr<'a> {
     /// the header or have bad lengths are `Malformed`.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         p: &'a TcpPacket<&'a T>,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         verify: bool,
     ) -> Result<Self> {
         p.check_len()?;
-        if verify && !p.verify_checksum(src, dst) {
+        if verify && !p.verify_checksum(src.into(), dst.into()) {
             return Err(Error::Checksum);
         }
         let f = p.flags();
@@ -351,7 +353,7 @@ impl<'a> TcpRepr<'a> {
     }
 
     /// Writes header, options, payload and checksum into exactly `buffer_len()` bytes of `buf`.
-    pub fn emit(&self, buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
+    pub fn emit(&self, buf: &mut [u8], src: impl Into<IpAddr>, dst: impl Into<IpAddr>) {
         let hl = self.header_len();
         let buf = &mut buf[..self.buffer_len()];
         write_u16(buf, 0, self.src_port);

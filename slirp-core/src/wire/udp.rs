@@ -3,6 +3,8 @@
 use super::checksum;
 use super::ipv4::IpProtocol;
 use super::{read_u16, write_u16, Error, Result};
+use core::net::IpAddr;
+#[cfg(test)]
 use core::net::Ipv4Addr;
 
 /// Length of the UDP header.
@@ -65,10 +67,12 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..self.len() as usize]
     }
-    /// Whether the checksum verifies (a zero checksum means "not computed" and passes).
-    pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+    /// Whether the checksum verifies. Over IPv4 a zero checksum means "not computed" and
+    /// passes; over IPv6 the checksum is mandatory (RFC 8200 §8.1) and a zero one fails.
+    pub fn verify_checksum(&self, src: impl Into<IpAddr>, dst: impl Into<IpAddr>) -> bool {
+        let (src, dst) = (src.into(), dst.into());
         if self.checksum() == 0 {
-            return true;
+            return src.is_ipv4();
         }
         let l = self.len();
         let acc = checksum::pseudo_header(src, dst, IpProtocol::Udp, u32::from(l))
@@ -79,7 +83,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     /// Computes and writes the checksum over `len()` bytes.
-    pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
+    pub fn fill_checksum(&mut self, src: impl Into<IpAddr>, dst: impl Into<IpAddr>) {
         let l = self.len();
         write_u16(self.buffer.as_mut(), 6, 0);
         let acc = checksum::pseudo_header(src, dst, IpProtocol::Udp, u32::from(l))
@@ -108,7 +112,12 @@ pub struct UdpRepr {
 
 impl UdpRepr {
     /// Parses a datagram, verifying the checksum against the pseudo-header when `verify` is set.
-    pub fn parse<T: AsRef<[u8]>>(p: &UdpPacket<T>, src: Ipv4Addr, dst: Ipv4Addr, verify: bool) -> Result<Self> {
+    pub fn parse<T: AsRef<[u8]>>(
+        p: &UdpPacket<T>,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+        verify: bool,
+    ) -> Result<Self> {
         p.check_len()?;
         if verify && !p.verify_checksum(src, dst) {
             return Err(Error::Checksum);
@@ -123,7 +132,7 @@ impl UdpRepr {
 
     /// Writes the header for a payload of `payload_len` bytes already in place after it in
     /// `buf`, then the checksum over header and payload.
-    pub fn emit(&self, buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) {
+    pub fn emit(&self, buf: &mut [u8], src: impl Into<IpAddr>, dst: impl Into<IpAddr>, payload_len: usize) {
         let len = (HEADER_LEN + payload_len).min(u16::MAX as usize) as u16;
         write_u16(buf, 0, self.src_port);
         write_u16(buf, 2, self.dst_port);
@@ -134,7 +143,13 @@ impl UdpRepr {
     /// Writes the 8-byte header for a datagram whose payload `body` lies elsewhere (the engine
     /// sends header and payload as two parts, without copying the payload next to the header),
     /// checksum over the pseudo-header, the header and `body` included.
-    pub fn emit_header(&self, head: &mut [u8; HEADER_LEN], src: Ipv4Addr, dst: Ipv4Addr, body: &[u8]) {
+    pub fn emit_header(
+        &self,
+        head: &mut [u8; HEADER_LEN],
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+        body: &[u8],
+    ) {
         let len = (HEADER_LEN + body.len()).min(u16::MAX as usize) as u16;
         write_u16(head, 0, self.src_port);
         write_u16(head, 2, self.dst_port);
