@@ -7,9 +7,11 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use slirp_core::wire::{EtherType, EthernetFrame, Ipv4Packet};
-use slirp_core::{Config, EchoKind, EchoReply, HostError, HostSocket, Instant, Slirp, SocketId, Storage, UdpEvent};
+use slirp_core::{
+    Config, EchoKind, EchoReply, HostError, HostSocket, Instant, IpVersion, Slirp, SocketId, Storage, UdpEvent,
+};
 use std::collections::{HashSet, VecDeque};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
 #[derive(Arbitrary, Debug, Clone)]
 enum HostAnswer {
@@ -74,15 +76,15 @@ struct FuzzHost {
 }
 
 impl HostSocket for FuzzHost {
-    fn udp_bind(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+    fn udp_bind(&mut self, id: SocketId, local: SocketAddr) -> Result<SocketAddr, HostError> {
         if self.bind_fails && local.port() == 0 {
             return Err(HostError::Exhausted);
         }
         assert!(self.open.insert(id.0), "socket id reused while open");
         self.known.push(id);
-        Ok(SocketAddrV4::new(*local.ip(), local.port().max(40000)))
+        Ok(SocketAddr::new(local.ip(), local.port().max(40000)))
     }
-    fn udp_send_to(&mut self, id: SocketId, _: &[u8], _: SocketAddrV4, _: Option<u8>) -> Result<(), HostError> {
+    fn udp_send_to(&mut self, id: SocketId, _: &[u8], _: SocketAddr, _: Option<u8>) -> Result<(), HostError> {
         assert!(self.open.contains(&id.0), "send on a closed socket");
         Ok(())
     }
@@ -92,11 +94,11 @@ impl HostSocket for FuzzHost {
             Some(HostAnswer::Datagram { from, port, data }) => {
                 let n = data.len().min(buf.len());
                 buf[..n].copy_from_slice(&data[..n]);
-                Ok(UdpEvent::Datagram { len: n, from: SocketAddrV4::new(from.into(), port) })
+                Ok(UdpEvent::Datagram { len: n, from: SocketAddrV4::new(from.into(), port).into() })
             }
             Some(HostAnswer::Error { offender, dst, port, code }) => Ok(UdpEvent::Error {
-                offender: offender.into(),
-                dst: SocketAddrV4::new(dst.into(), port),
+                offender: Ipv4Addr::from(offender).into(),
+                dst: SocketAddrV4::new(dst.into(), port).into(),
                 error: err(code),
             }),
             Some(HostAnswer::Fail(c)) => Err(err(c)),
@@ -106,7 +108,7 @@ impl HostSocket for FuzzHost {
     fn close(&mut self, id: SocketId) {
         self.open.remove(&id.0);
     }
-    fn icmp_echo_open(&mut self, id: SocketId) -> Result<EchoKind, HostError> {
+    fn icmp_echo_open(&mut self, id: SocketId, _: IpVersion) -> Result<EchoKind, HostError> {
         if !self.echo_ok {
             return Err(HostError::Unsupported);
         }
@@ -117,7 +119,7 @@ impl HostSocket for FuzzHost {
     fn icmp_echo_send(
         &mut self,
         id: SocketId,
-        _: Ipv4Addr,
+        _: IpAddr,
         _: u16,
         _: u16,
         _: &[u8],
@@ -131,16 +133,16 @@ impl HostSocket for FuzzHost {
             Some(HostAnswer::Echo { from, ident, seq, data }) => {
                 let n = data.len().min(buf.len());
                 buf[..n].copy_from_slice(&data[..n]);
-                Ok(EchoReply { from: from.into(), ident, seq_no: seq, len: n })
+                Ok(EchoReply { from: Ipv4Addr::from(from).into(), ident, seq_no: seq, len: n })
             }
             Some(HostAnswer::Fail(c)) => Err(err(c)),
             _ => Err(HostError::WouldBlock),
         }
     }
-    fn dns_upstream(&self) -> Option<SocketAddrV4> {
-        Some(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 53), 53))
+    fn dns_upstream(&self) -> Option<SocketAddr> {
+        Some(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 53), 53).into())
     }
-    fn tcp_connect(&mut self, id: SocketId, _: SocketAddrV4) -> Result<(), HostError> {
+    fn tcp_connect(&mut self, id: SocketId, _: SocketAddr) -> Result<(), HostError> {
         if self.bind_fails {
             return Err(HostError::Refused);
         }
@@ -177,16 +179,16 @@ impl HostSocket for FuzzHost {
     fn tcp_abort(&mut self, id: SocketId) {
         self.open.remove(&id.0);
     }
-    fn tcp_listen(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+    fn tcp_listen(&mut self, id: SocketId, local: SocketAddr) -> Result<SocketAddr, HostError> {
         self.open.insert(id.0);
         self.listeners.push(id);
         Ok(local)
     }
-    fn tcp_accept(&mut self, _: SocketId, id: SocketId) -> Result<SocketAddrV4, HostError> {
+    fn tcp_accept(&mut self, _: SocketId, id: SocketId) -> Result<SocketAddr, HostError> {
         let peer = self.accepts.pop_front().ok_or(HostError::WouldBlock)?;
         assert!(self.open.insert(id.0), "accepted socket id reused while open");
         self.known.push(id);
-        Ok(peer)
+        Ok(peer.into())
     }
 }
 
@@ -272,7 +274,7 @@ fuzz_target!(|input: Input| {
                 let c = {
                     let mut acc = slirp_core::wire::checksum::pseudo_header(
                         src,
-                        dst.into(),
+                        Ipv4Addr::from(dst),
                         slirp_core::wire::IpProtocol::Tcp,
                         l4.len() as u32,
                     );

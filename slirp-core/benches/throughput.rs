@@ -14,7 +14,7 @@ use slirp_core::wire::{
 use slirp_core::{
     Config, GuestOffload, HostError, HostSocket, Instant, RxChecksum, Slirp, SocketId, Storage, UdpEvent,
 };
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Instant as WallClock;
 
 const GUEST_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
@@ -31,7 +31,7 @@ struct BulkHost {
 }
 
 impl HostSocket for BulkHost {
-    fn tcp_connect(&mut self, id: SocketId, _: SocketAddrV4) -> Result<(), HostError> {
+    fn tcp_connect(&mut self, id: SocketId, _: SocketAddr) -> Result<(), HostError> {
         self.sock = Some(id);
         Ok(())
     }
@@ -49,10 +49,10 @@ impl HostSocket for BulkHost {
         // Fresh bytes each call would cost a fill; the pattern is irrelevant to the engine.
         Ok(buf.len())
     }
-    fn udp_bind(&mut self, _: SocketId, l: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+    fn udp_bind(&mut self, _: SocketId, l: SocketAddr) -> Result<SocketAddr, HostError> {
         Ok(l)
     }
-    fn udp_send_to(&mut self, _: SocketId, _: &[u8], _: SocketAddrV4, _: Option<u8>) -> Result<(), HostError> {
+    fn udp_send_to(&mut self, _: SocketId, _: &[u8], _: SocketAddr, _: Option<u8>) -> Result<(), HostError> {
         Ok(())
     }
     fn udp_recv_from(&mut self, _: SocketId, _: &mut [u8]) -> Result<UdpEvent, HostError> {

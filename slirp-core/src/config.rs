@@ -1,7 +1,7 @@
 //! Configuration of one virtual network, with the defaults of the original slirp.
 
 use core::fmt;
-use core::net::Ipv4Addr;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 
 /// Largest MTU toward the guest (the same limit as slirp4netns and pasta: 65520 keeps a frame
@@ -16,6 +16,129 @@ pub const DHCP_POOL_SIZE: usize = 16;
 pub const MAX_HOSTNAME_LEN: usize = 32;
 /// Longest domain name (DHCP option 15) we hand out.
 pub const MAX_DOMAIN_LEN: usize = 64;
+/// Longest domain search list (comma-separated names) we hand out.
+pub const MAX_SEARCH_LEN: usize = 256;
+
+/// Number of addresses in the DHCPv6 pool (stateful DHCPv6 leases).
+pub const DHCPV6_POOL_SIZE: usize = 16;
+
+/// The IPv6 side of the virtual network (off unless [`enabled`](Self::enabled)).
+///
+/// `Ipv6Config::default()` is slirp4netns's `--enable-ipv6` network: prefix `fd00::/64`, router
+/// (and host alias) `fd00::2`, DNS alias `fd00::3`; [`Ipv6Config::libslirp`] is QEMU's
+/// (`fec0::/64`). The router and DNS alias also answer at `fe80::2` and `fe80::3`. Guests
+/// configure themselves from Router Advertisements (SLAAC, RDNSS) or by DHCPv6, whose pool is
+/// [`DHCPV6_POOL_SIZE`] addresses from [`dhcp_start`](Self::dhcp_start).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ipv6Config {
+    /// Whether the guest network speaks IPv6 at all (IPv6 frames are dropped otherwise).
+    pub enabled: bool,
+    /// The guest prefix (host bits zero); only /64 lets guests use SLAAC.
+    pub prefix: Ipv6Addr,
+    /// Prefix length, 48..=120 (64 for SLAAC).
+    pub prefix_len: u8,
+    /// The virtual router, DHCPv6 server and host alias (its port N reaches the host's `[::1]:N`).
+    pub gateway: Ipv6Addr,
+    /// The DNS alias.
+    pub dns: Ipv6Addr,
+    /// First address of the DHCPv6 pool.
+    pub dhcp_start: Ipv6Addr,
+    /// Answer DHCPv6 with addresses (stateful), not only with DNS settings (stateless).
+    pub dhcp_stateful: bool,
+    /// Interval between unsolicited Router Advertisements (RFC 4861 MaxRtrAdvInterval).
+    pub ra_interval: Duration,
+}
+
+impl Default for Ipv6Config {
+    fn default() -> Self {
+        Ipv6Config::with_prefix(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0), 64)
+    }
+}
+
+impl Ipv6Config {
+    /// The network of prefix `prefix`/`prefix_len` with the conventional addresses: router ::2,
+    /// DNS ::3, DHCPv6 pool from ::200. Not enabled: set [`enabled`](Self::enabled).
+    pub fn with_prefix(prefix: Ipv6Addr, prefix_len: u8) -> Self {
+        let at = |n: u128| Ipv6Addr::from(u128::from(prefix) | n);
+        Ipv6Config {
+            enabled: false,
+            prefix,
+            prefix_len,
+            gateway: at(2),
+            dns: at(3),
+            dhcp_start: at(0x200),
+            dhcp_stateful: true,
+            ra_interval: Duration::from_secs(200),
+        }
+    }
+
+    /// libslirp's (QEMU `-netdev user,ipv6=on`) network: `fec0::/64`, router `fec0::2`, DNS
+    /// `fec0::3`. Enabled.
+    pub fn libslirp() -> Self {
+        Ipv6Config { enabled: true, ..Ipv6Config::with_prefix(Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 64) }
+    }
+
+    fn mask(&self) -> u128 {
+        match self.prefix_len {
+            0 => 0,
+            n if n >= 128 => u128::MAX,
+            n => u128::MAX << (128 - n),
+        }
+    }
+
+    /// Whether `addr` lies inside the guest prefix.
+    pub fn in_prefix(&self, addr: Ipv6Addr) -> bool {
+        u128::from(addr) & self.mask() == u128::from(self.prefix)
+    }
+
+    /// The router's link-local address (`fe80::2`): the source of Router Advertisements.
+    pub const LINK_LOCAL_GATEWAY: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
+    /// The DNS alias's link-local address (`fe80::3`).
+    pub const LINK_LOCAL_DNS: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 3);
+
+    /// Whether `addr` is one of the router's addresses (global or link-local).
+    pub fn is_gateway(&self, addr: Ipv6Addr) -> bool {
+        addr == self.gateway || addr == Self::LINK_LOCAL_GATEWAY
+    }
+
+    /// Whether `addr` is one of the DNS alias's addresses (global or link-local).
+    pub fn is_dns(&self, addr: Ipv6Addr) -> bool {
+        addr == self.dns || addr == Self::LINK_LOCAL_DNS
+    }
+
+    /// The `index`th address of the DHCPv6 pool.
+    pub fn dhcp_addr(&self, index: usize) -> Option<Ipv6Addr> {
+        if index >= DHCPV6_POOL_SIZE {
+            return None;
+        }
+        u128::from(self.dhcp_start).checked_add(index as u128).map(Ipv6Addr::from)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if !(48..=120).contains(&self.prefix_len) {
+            return Err(ConfigError::Ipv6Prefix);
+        }
+        if u128::from(self.prefix) & !self.mask() != 0 {
+            return Err(ConfigError::Ipv6Prefix);
+        }
+        let host = |a: Ipv6Addr| self.in_prefix(a) && a != self.prefix;
+        let last = self.dhcp_addr(DHCPV6_POOL_SIZE - 1).ok_or(ConfigError::Ipv6Address)?;
+        if !host(self.gateway) || !host(self.dns) || !host(self.dhcp_start) || !host(last) {
+            return Err(ConfigError::Ipv6Address);
+        }
+        let in_pool = |a: Ipv6Addr| (u128::from(self.dhcp_start)..=u128::from(last)).contains(&u128::from(a));
+        if self.gateway == self.dns || in_pool(self.gateway) || in_pool(self.dns) {
+            return Err(ConfigError::AddressConflict);
+        }
+        if self.ra_interval < Duration::from_secs(4) || self.ra_interval > Duration::from_secs(1800) {
+            return Err(ConfigError::Timeout);
+        }
+        Ok(())
+    }
+}
 
 /// Everything that defines the virtual network the guest sees.
 ///
@@ -56,6 +179,11 @@ pub struct Config {
     /// TCP settings (RTO bounds, delayed ACK, options, timeouts). Its `mtu` is ignored: the
     /// guest link's [`mtu`](Self::mtu) rules.
     pub tcp: crate::tcp::TcpConfig,
+    /// The IPv6 side of the network (off by default).
+    pub ipv6: Ipv6Config,
+    /// Domain search list offered to the guest (DHCP option 119 is not sent; Router
+    /// Advertisements carry it as DNSSL and DHCPv6 as its domain list): comma-separated names.
+    pub search: Option<heapless::String<MAX_SEARCH_LEN>>,
     /// Secret that keys the flow tables' hashes (and, later, TCP initial sequence numbers). Give
     /// each instance a random value so a guest cannot predict hash collisions.
     pub seed: u64,
@@ -79,6 +207,8 @@ impl Default for Config {
             arp_hold_timeout: Duration::from_secs(1),
             reassembly_timeout: Duration::from_secs(30),
             tcp: crate::tcp::TcpConfig::default(),
+            ipv6: Ipv6Config::default(),
+            search: None,
             seed: 0x736c_6972_705f_7365,
         }
     }
@@ -102,8 +232,13 @@ pub enum ConfigError {
     AddressConflict,
     /// The MTU is outside [`MIN_MTU`]..=[`MAX_MTU`].
     Mtu,
-    /// A lease time, hold time or reassembly timeout is zero.
+    /// A lease time, hold time or reassembly timeout is zero (or the RA interval is outside
+    /// 4..=1800 s).
     Timeout,
+    /// The IPv6 prefix length is outside 48..=120 or the prefix has host bits set.
+    Ipv6Prefix,
+    /// An IPv6 router, DNS or DHCPv6 pool address is not a host address inside the prefix.
+    Ipv6Address,
 }
 
 impl fmt::Display for ConfigError {
@@ -117,6 +252,8 @@ impl fmt::Display for ConfigError {
             ConfigError::AddressConflict => "gateway, DNS and DHCP pool addresses overlap",
             ConfigError::Mtu => "MTU must be between 576 and 65520",
             ConfigError::Timeout => "timeouts must be non-zero",
+            ConfigError::Ipv6Prefix => "IPv6 prefix length must be between 48 and 120, with no host bits set",
+            ConfigError::Ipv6Address => "IPv6 router, DNS and DHCPv6 pool addresses must be hosts in the prefix",
         };
         f.write_str(s)
     }
@@ -194,7 +331,39 @@ impl Config {
         if self.lease_time.is_zero() || self.arp_hold_timeout.is_zero() || self.reassembly_timeout.is_zero() {
             return Err(ConfigError::Timeout);
         }
-        Ok(())
+        self.ipv6.validate()
+    }
+
+    /// Whether `addr` is the router (gateway) address of its family.
+    pub fn is_gateway(&self, addr: IpAddr) -> bool {
+        match addr {
+            IpAddr::V4(a) => a == self.gateway,
+            IpAddr::V6(a) => self.ipv6.enabled && self.ipv6.is_gateway(a),
+        }
+    }
+
+    /// Whether `addr` is the DNS alias of its family.
+    pub fn is_dns(&self, addr: IpAddr) -> bool {
+        match addr {
+            IpAddr::V4(a) => a == self.dns,
+            IpAddr::V6(a) => self.ipv6.enabled && self.ipv6.is_dns(a),
+        }
+    }
+
+    /// The gateway address of the family of `like`.
+    pub fn gateway_for(&self, like: IpAddr) -> IpAddr {
+        match like {
+            IpAddr::V4(_) => IpAddr::V4(self.gateway),
+            IpAddr::V6(_) => IpAddr::V6(self.ipv6.gateway),
+        }
+    }
+
+    /// The DNS alias of the family of `like`.
+    pub fn dns_for(&self, like: IpAddr) -> IpAddr {
+        match like {
+            IpAddr::V4(_) => IpAddr::V4(self.dns),
+            IpAddr::V6(_) => IpAddr::V6(self.ipv6.dns),
+        }
     }
 }
 

@@ -16,7 +16,7 @@
 //!   network, like [`NoHost`], implements nothing.
 
 use core::fmt;
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{IpAddr, SocketAddr};
 
 /// Names one host socket. Chosen by the core, opaque to the host (use it as an event-loop token).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -97,15 +97,15 @@ pub enum UdpEvent {
         /// Bytes written to the buffer.
         len: usize,
         /// Sender.
-        from: SocketAddrV4,
+        from: SocketAddr,
     },
     /// The host reported an ICMP error for a datagram this socket sent to `dst` (Linux
     /// `IP_RECVERR`): `offender` is the address that sent the error.
     Error {
         /// The router or host that reported the error.
-        offender: Ipv4Addr,
+        offender: IpAddr,
         /// The destination of the datagram that failed.
-        dst: SocketAddrV4,
+        dst: SocketAddr,
         /// What went wrong.
         error: HostError,
     },
@@ -121,11 +121,39 @@ pub enum EchoKind {
     Raw,
 }
 
+/// An IP version: which family of echo socket to open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum IpVersion {
+    /// IPv4 (ICMP).
+    V4,
+    /// IPv6 (ICMPv6).
+    V6,
+}
+
+impl IpVersion {
+    /// The version of `addr`.
+    pub fn of(addr: IpAddr) -> IpVersion {
+        match addr {
+            IpAddr::V4(_) => IpVersion::V4,
+            IpAddr::V6(_) => IpVersion::V6,
+        }
+    }
+
+    /// The unspecified address of this version, port 0: what an outbound socket binds.
+    pub fn any(self) -> SocketAddr {
+        match self {
+            IpVersion::V4 => SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), 0),
+            IpVersion::V6 => SocketAddr::new(IpAddr::V6(core::net::Ipv6Addr::UNSPECIFIED), 0),
+        }
+    }
+}
+
 /// An echo reply the host received.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EchoReply {
     /// Who answered.
-    pub from: Ipv4Addr,
+    pub from: IpAddr,
     /// Identifier as received (meaningful for raw sockets; ping sockets rewrite it).
     pub ident: u16,
     /// Sequence number as received.
@@ -136,16 +164,17 @@ pub struct EchoReply {
 
 /// Operations the core asks of the host. See the module documentation.
 pub trait HostSocket {
-    /// Opens a UDP socket bound to `local` (`0.0.0.0:0` for an outbound NAT flow) and starts
-    /// watching it for readability under `id`. Returns the address actually bound.
-    fn udp_bind(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+    /// Opens a UDP socket bound to `local` (`0.0.0.0:0` or `[::]:0` for an outbound NAT flow: the
+    /// family is the destination's) and starts watching it for readability under `id`. Returns
+    /// the address actually bound.
+    fn udp_bind(&mut self, id: SocketId, local: SocketAddr) -> Result<SocketAddr, HostError> {
         let _ = (id, local);
         Err(HostError::Unsupported)
     }
 
     /// Sends one datagram. `ttl`, when given, is applied to the outgoing packet where the OS
     /// allows (so a guest's traceroute works).
-    fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddrV4, ttl: Option<u8>) -> Result<(), HostError> {
+    fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddr, ttl: Option<u8>) -> Result<(), HostError> {
         let _ = (id, data, dst, ttl);
         Err(HostError::Unsupported)
     }
@@ -162,17 +191,19 @@ pub trait HostSocket {
         let _ = id;
     }
 
-    /// Opens the (one, long-lived) ICMP echo socket under `id` and says which kind it is.
-    fn icmp_echo_open(&mut self, id: SocketId) -> Result<EchoKind, HostError> {
-        let _ = id;
+    /// Opens the (one per IP version, long-lived) ICMP or ICMPv6 echo socket under `id` and says
+    /// which kind it is.
+    fn icmp_echo_open(&mut self, id: SocketId, version: IpVersion) -> Result<EchoKind, HostError> {
+        let _ = (id, version);
         Err(HostError::Unsupported)
     }
 
-    /// Sends an echo request to `dst`. Ping sockets replace `ident` with their own.
+    /// Sends an echo request to `dst` (of the socket's version). Ping sockets replace `ident`
+    /// with their own. `ttl` is the hop limit over IPv6.
     fn icmp_echo_send(
         &mut self,
         id: SocketId,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         ident: u16,
         seq_no: u16,
         data: &[u8],
@@ -188,8 +219,9 @@ pub trait HostSocket {
         Err(HostError::Unsupported)
     }
 
-    /// The upstream resolver the DNS alias forwards to, if any.
-    fn dns_upstream(&self) -> Option<SocketAddrV4> {
+    /// The upstream resolver the DNS aliases (IPv4 and IPv6) forward to, if any: of either
+    /// version, whatever the guest's.
+    fn dns_upstream(&self) -> Option<SocketAddr> {
         None
     }
 
@@ -197,7 +229,7 @@ pub trait HostSocket {
     /// readability and writability. `Ok` means connected or in progress: completion is reported
     /// as writability, after which [`tcp_connect_result`](Self::tcp_connect_result) tells the
     /// outcome. Immediate failures (refused, unreachable) are errors here.
-    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddrV4) -> Result<(), HostError> {
+    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddr) -> Result<(), HostError> {
         let _ = (id, dst);
         Err(HostError::Unsupported)
     }
@@ -248,14 +280,14 @@ pub trait HostSocket {
 
     /// Listens on `local` under `id` (watched for readability = a connection to accept).
     /// Returns the address actually bound.
-    fn tcp_listen(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+    fn tcp_listen(&mut self, id: SocketId, local: SocketAddr) -> Result<SocketAddr, HostError> {
         let _ = (id, local);
         Err(HostError::Unsupported)
     }
 
     /// Accepts one pending connection of `listener` as socket `id` (watched like a connected
     /// socket); returns the client's address. `WouldBlock` when none is pending.
-    fn tcp_accept(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddrV4, HostError> {
+    fn tcp_accept(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddr, HostError> {
         let _ = (listener, id);
         Err(HostError::Unsupported)
     }
@@ -268,10 +300,10 @@ pub struct NoHost;
 impl HostSocket for NoHost {}
 
 impl<H: HostSocket + ?Sized> HostSocket for &mut H {
-    fn udp_bind(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+    fn udp_bind(&mut self, id: SocketId, local: SocketAddr) -> Result<SocketAddr, HostError> {
         (**self).udp_bind(id, local)
     }
-    fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddrV4, ttl: Option<u8>) -> Result<(), HostError> {
+    fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddr, ttl: Option<u8>) -> Result<(), HostError> {
         (**self).udp_send_to(id, data, dst, ttl)
     }
     fn udp_recv_from(&mut self, id: SocketId, buf: &mut [u8]) -> Result<UdpEvent, HostError> {
@@ -280,13 +312,13 @@ impl<H: HostSocket + ?Sized> HostSocket for &mut H {
     fn close(&mut self, id: SocketId) {
         (**self).close(id)
     }
-    fn icmp_echo_open(&mut self, id: SocketId) -> Result<EchoKind, HostError> {
-        (**self).icmp_echo_open(id)
+    fn icmp_echo_open(&mut self, id: SocketId, version: IpVersion) -> Result<EchoKind, HostError> {
+        (**self).icmp_echo_open(id, version)
     }
     fn icmp_echo_send(
         &mut self,
         id: SocketId,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         ident: u16,
         seq_no: u16,
         data: &[u8],
@@ -297,10 +329,10 @@ impl<H: HostSocket + ?Sized> HostSocket for &mut H {
     fn icmp_echo_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<EchoReply, HostError> {
         (**self).icmp_echo_recv(id, buf)
     }
-    fn dns_upstream(&self) -> Option<SocketAddrV4> {
+    fn dns_upstream(&self) -> Option<SocketAddr> {
         (**self).dns_upstream()
     }
-    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddrV4) -> Result<(), HostError> {
+    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddr) -> Result<(), HostError> {
         (**self).tcp_connect(id, dst)
     }
     fn tcp_connect_result(&mut self, id: SocketId) -> Result<(), HostError> {
@@ -324,10 +356,10 @@ impl<H: HostSocket + ?Sized> HostSocket for &mut H {
     fn tcp_abort(&mut self, id: SocketId) {
         (**self).tcp_abort(id)
     }
-    fn tcp_listen(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+    fn tcp_listen(&mut self, id: SocketId, local: SocketAddr) -> Result<SocketAddr, HostError> {
         (**self).tcp_listen(id, local)
     }
-    fn tcp_accept(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddrV4, HostError> {
+    fn tcp_accept(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddr, HostError> {
         (**self).tcp_accept(listener, id)
     }
 }

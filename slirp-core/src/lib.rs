@@ -52,8 +52,8 @@ mod stats;
 #[cfg(feature = "critical-section")]
 pub mod sync;
 
-pub use config::{Config, ConfigError};
-pub use host::{EchoKind, EchoReply, HostError, HostSocket, NoHost, SocketId, UdpEvent};
+pub use config::{Config, ConfigError, Ipv6Config};
+pub use host::{EchoKind, EchoReply, HostError, HostSocket, IpVersion, NoHost, SocketId, UdpEvent};
 pub use iface::reassembly::ReassemblySlot;
 pub use iface::{Slirp, TxFrame};
 pub use memory::Storage;

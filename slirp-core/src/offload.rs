@@ -67,6 +67,8 @@ pub struct TxOffload {
     pub gso_size: Option<u16>,
     /// Length of the Ethernet, IP and TCP headers (copied in front of every segment).
     pub header_len: u16,
+    /// The segment is TCP over IPv6 (a super-frame is `GSO_TCPV6`).
+    pub ipv6: bool,
 }
 
 /// Where a partial checksum is finished.
@@ -90,7 +92,7 @@ impl TxOffload {
             h.csum_offset = c.offset;
         }
         if let Some(size) = self.gso_size {
-            h.gso_type = virtio::GSO_TCPV4;
+            h.gso_type = if self.ipv6 { virtio::GSO_TCPV6 } else { virtio::GSO_TCPV4 };
             h.gso_size = size;
             h.hdr_len = self.header_len;
         }
@@ -103,10 +105,17 @@ impl TxOffload {
     pub fn finish_checksum(&self, frame: &mut [u8]) {
         let Some(c) = self.checksum else { return };
         let (start, at) = (usize::from(c.start), usize::from(c.start) + usize::from(c.offset));
-        // The segment ends where its IPv4 datagram does, not at the frame's zero padding.
-        let end = match frame.get(ETH_LEN + 2..ETH_LEN + 4) {
-            Some(b) => ETH_LEN + usize::from(u16::from_be_bytes([b[0], b[1]])),
-            None => return,
+        // The segment ends where its IP datagram does, not at the frame's zero padding.
+        let end = if self.ipv6 {
+            match frame.get(ETH_LEN + 4..ETH_LEN + 6) {
+                Some(b) => ETH_LEN + 40 + usize::from(u16::from_be_bytes([b[0], b[1]])),
+                None => return,
+            }
+        } else {
+            match frame.get(ETH_LEN + 2..ETH_LEN + 4) {
+                Some(b) => ETH_LEN + usize::from(u16::from_be_bytes([b[0], b[1]])),
+                None => return,
+            }
         };
         if at + 2 > end || end > frame.len() {
             return;
@@ -132,9 +141,10 @@ pub(crate) fn decode(tag: u32, frame: &[u8]) -> TxOffload {
     if tag & tag::CSUM_TCP == 0 {
         return TxOffload::default();
     }
-    // Frames with a tag are our own TCP segments: Ethernet, then IPv4 with its header length,
-    // then TCP with its data offset. Read defensively all the same.
-    let ihl = frame.get(ETH_LEN).map_or(20, |b| usize::from(b & 0x0f) * 4);
+    // Frames with a tag are our own TCP segments: Ethernet, then IPv4 with its header length
+    // (or the 40-byte IPv6 header), then TCP with its data offset. Read defensively all the same.
+    let ipv6 = frame.get(12..14) == Some(&[0x86, 0xdd][..]);
+    let ihl = if ipv6 { 40 } else { frame.get(ETH_LEN).map_or(20, |b| usize::from(b & 0x0f) * 4) };
     let l4 = ETH_LEN + ihl;
     let thl = frame.get(l4 + 12).map_or(20, |b| usize::from(b >> 4) * 4);
     let gso = (tag & 0xffff) as u16;
@@ -142,5 +152,6 @@ pub(crate) fn decode(tag: u32, frame: &[u8]) -> TxOffload {
         checksum: Some(ChecksumSpan { start: l4 as u16, offset: 16 }),
         gso_size: (gso != 0).then_some(gso),
         header_len: (l4 + thl) as u16,
+        ipv6,
     }
 }

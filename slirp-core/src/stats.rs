@@ -45,6 +45,29 @@ drop_reasons! {
     Ipv4UnknownProtocol => "ipv4_unknown_protocol",
     /// Destination not reachable through this engine (yet): no NAT for this protocol/address.
     Ipv4NoRoute => "ipv4_no_route",
+    /// IPv6 frame while IPv6 is disabled.
+    Ipv6Disabled => "ipv6_disabled",
+    /// IPv6 header truncated, wrong version, bad payload length or jumbogram.
+    Ipv6Malformed => "ipv6_malformed",
+    /// IPv6 extension headers we refuse (routing type 0, too many, hop-by-hop not first,
+    /// options whose type says discard), and IPv6 fragments (not reassembled).
+    Ipv6ExtensionHeader => "ipv6_extension_header",
+    /// IPv6 source address not acceptable (multicast, loopback, unspecified, ours).
+    Ipv6BadSource => "ipv6_bad_source",
+    /// IPv6 hop limit expired (an ICMPv6 time-exceeded is sent).
+    Ipv6HopLimit => "ipv6_hop_limit",
+    /// IPv6 datagram larger than the link MTU (a Packet Too Big is sent).
+    Ipv6TooBig => "ipv6_too_big",
+    /// IPv6 destination not reachable through this engine (multicast, link-local of nobody,
+    /// unknown protocol).
+    Ipv6NoRoute => "ipv6_no_route",
+    /// ICMPv6 message truncated, with a bad checksum, or NDP with a hop limit other than 255.
+    Icmpv6Malformed => "icmpv6_malformed",
+    /// ICMPv6 or NDP message we do not act on (DAD probes, solicitations for other targets,
+    /// MLD, redirects).
+    Icmpv6Ignored => "icmpv6_ignored",
+    /// ICMPv6 error not sent: over the rate limit (RFC 4443 §2.4 (f)).
+    Icmpv6RateLimited => "icmpv6_rate_limited",
     /// Fragment malformed (bad offset/length, beyond 65535 bytes).
     FragmentMalformed => "fragment_malformed",
     /// Fragment overlapping earlier data with different bytes: the datagram is discarded.
@@ -125,6 +148,10 @@ pub struct Stats {
     pub icmp_errors_sent: u64,
     /// ARP requests sent to the guest.
     pub arp_requests_sent: u64,
+    /// IPv6 Neighbor Solicitations sent to the guest (address resolution).
+    pub neighbor_solicits_sent: u64,
+    /// IPv6 Router Advertisements sent (solicited and periodic).
+    pub router_adverts_sent: u64,
     /// Datagrams rebuilt from fragments.
     pub reassembled: u64,
     /// Guest-bound packets split into fragments.

@@ -12,12 +12,13 @@ mod common;
 
 use common::*;
 use core::net::Ipv4Addr;
-use core::net::SocketAddrV4;
+use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
 use proptest::prelude::*;
 use slirp_core::wire::{
     DhcpMessageType, EtherType, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpControl, TcpPacket, UdpPacket,
 };
+use slirp_core::IpVersion;
 use slirp_core::{
     Config, DropReason, EchoKind, EchoReply, HostError, HostSocket, Instant, Slirp, SocketId, Storage, UdpEvent,
 };
@@ -206,20 +207,20 @@ fn input() -> impl Strategy<Value = Input> {
 #[derive(Default)]
 struct EchoHost {
     enabled: bool,
-    udp: VecDeque<(SocketId, Vec<u8>, SocketAddrV4)>,
-    echo: VecDeque<(SocketId, Ipv4Addr, u16, u16, Vec<u8>)>,
+    udp: VecDeque<(SocketId, Vec<u8>, SocketAddr)>,
+    echo: VecDeque<(SocketId, IpAddr, u16, u16, Vec<u8>)>,
     ready: Vec<SocketId>,
 }
 
 impl HostSocket for EchoHost {
-    fn udp_bind(&mut self, _id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+    fn udp_bind(&mut self, _id: SocketId, local: SocketAddr) -> Result<SocketAddr, HostError> {
         if !self.enabled {
             return Err(HostError::Unsupported);
         }
-        Ok(SocketAddrV4::new(*local.ip(), 40000))
+        Ok(SocketAddr::new(local.ip(), 40000))
     }
 
-    fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddrV4, _ttl: Option<u8>) -> Result<(), HostError> {
+    fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddr, _ttl: Option<u8>) -> Result<(), HostError> {
         if !self.enabled {
             return Err(HostError::Unsupported);
         }
@@ -233,14 +234,14 @@ impl HostSocket for EchoHost {
         let at = self.udp.iter().position(|(i, ..)| *i == id).ok_or(HostError::WouldBlock)?;
         let (_, data, from) = self.udp.remove(at).ok_or(HostError::WouldBlock)?;
         if data.len() % 5 == 4 {
-            return Ok(UdpEvent::Error { offender: *from.ip(), dst: from, error: HostError::HostUnreachable });
+            return Ok(UdpEvent::Error { offender: from.ip(), dst: from, error: HostError::HostUnreachable });
         }
         let n = data.len().min(buf.len());
         buf[..n].copy_from_slice(&data[..n]);
         Ok(UdpEvent::Datagram { len: n, from })
     }
 
-    fn icmp_echo_open(&mut self, _id: SocketId) -> Result<EchoKind, HostError> {
+    fn icmp_echo_open(&mut self, _id: SocketId, _version: IpVersion) -> Result<EchoKind, HostError> {
         if self.enabled {
             Ok(EchoKind::Raw)
         } else {
@@ -251,7 +252,7 @@ impl HostSocket for EchoHost {
     fn icmp_echo_send(
         &mut self,
         id: SocketId,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         ident: u16,
         seq_no: u16,
         data: &[u8],
@@ -273,8 +274,8 @@ impl HostSocket for EchoHost {
         Ok(EchoReply { from, ident, seq_no, len })
     }
 
-    fn dns_upstream(&self) -> Option<SocketAddrV4> {
-        self.enabled.then(|| SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 53), 53))
+    fn dns_upstream(&self) -> Option<SocketAddr> {
+        self.enabled.then(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 53)), 53))
     }
 }
 

@@ -29,7 +29,7 @@
 //! [`MAX_CONNECTIONS`] are open at once; further ones get an error line and are closed at once.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -93,10 +93,10 @@ pub enum Request {
 pub struct AddHostfwd {
     /// Transport.
     pub proto: FwdProto,
-    /// Host address and port to listen on.
-    pub host: SocketAddrV4,
-    /// Guest address; `None`: the default (see [`ApiServer::bind`]).
-    pub guest_addr: Option<Ipv4Addr>,
+    /// Host address and port to listen on (either family).
+    pub host: SocketAddr,
+    /// Guest address (either family); `None`: the default (see [`ApiServer::bind`]).
+    pub guest_addr: Option<IpAddr>,
     /// Guest port.
     pub guest_port: u16,
 }
@@ -156,14 +156,15 @@ fn parse_add(args: &Map<String, Value>) -> Result<AddHostfwd, ApiError> {
         Some("tcp") => FwdProto::Tcp,
         _ => return Err(bad("proto (expected \"tcp\" or \"udp\")")),
     };
-    let addr = |key: &str| -> Result<Option<Ipv4Addr>, ApiError> {
+    let addr = |key: &str| -> Result<Option<IpAddr>, ApiError> {
         match args.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.is_empty() => Ok(None),
             Some(Value::String(s)) => {
-                s.parse().map(Some).map_err(|_| bad(&format!("{key} (expected an IPv4 address)")))
+                let s = s.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(s);
+                s.parse().map(Some).map_err(|_| bad(&format!("{key} (expected an IPv4 or IPv6 address)")))
             }
-            Some(_) => Err(bad(&format!("{key} (expected an IPv4 address)"))),
+            Some(_) => Err(bad(&format!("{key} (expected an IPv4 or IPv6 address)"))),
         }
     };
     let port = |key: &str| -> Result<u16, ApiError> {
@@ -173,11 +174,11 @@ fn parse_add(args: &Map<String, Value>) -> Result<AddHostfwd, ApiError> {
             .filter(|&p| p != 0)
             .ok_or_else(|| bad(&format!("{key} (expected 1-65535)")))
     };
-    let host_addr = addr("host_addr")?.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let host_addr = addr("host_addr")?.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let host_port = port("host_port")?;
     let guest_addr = addr("guest_addr")?;
     let guest_port = port("guest_port")?;
-    Ok(AddHostfwd { proto, host: SocketAddrV4::new(host_addr, host_port), guest_addr, guest_port })
+    Ok(AddHostfwd { proto, host: SocketAddr::new(host_addr, host_port), guest_addr, guest_port })
 }
 
 /// What the API acts on: the engine, its host side, and the time.
@@ -203,7 +204,7 @@ pub fn execute<H: LoopHost>(req: &Request, cx: &mut Context<'_, '_, H>) -> Value
 fn run<H: LoopHost>(req: &Request, cx: &mut Context<'_, '_, H>) -> Result<Value, ApiError> {
     match *req {
         Request::AddHostfwd(a) => {
-            let guest = SocketAddrV4::new(a.guest_addr.unwrap_or(cx.default_guest), a.guest_port);
+            let guest = SocketAddr::new(a.guest_addr.unwrap_or(IpAddr::V4(cx.default_guest)), a.guest_port);
             let id = match a.proto {
                 FwdProto::Udp => cx.slirp.add_udp_forward(cx.host, a.host, guest),
                 FwdProto::Tcp => cx.slirp.add_tcp_forward(cx.host, a.host, guest),
@@ -273,7 +274,7 @@ fn remove_forward<H: LoopHost>(cx: &mut Context<'_, '_, H>, id: u32) -> Result<(
 }
 
 /// Every forward, TCP and UDP, in id order: (id, proto, host address bound, guest endpoint).
-fn forwards(slirp: &Slirp<'_>) -> Vec<(u32, FwdProto, SocketAddrV4, SocketAddrV4)> {
+fn forwards(slirp: &Slirp<'_>) -> Vec<(u32, FwdProto, SocketAddr, SocketAddr)> {
     let mut all: Vec<_> = slirp
         .udp_forwards()
         .map(|f| (f.id, FwdProto::Udp, f.host, f.guest))
@@ -283,7 +284,7 @@ fn forwards(slirp: &Slirp<'_>) -> Vec<(u32, FwdProto, SocketAddrV4, SocketAddrV4
     all
 }
 
-fn forward_entry(id: u32, proto: FwdProto, host: SocketAddrV4, guest: SocketAddrV4) -> Value {
+fn forward_entry(id: u32, proto: FwdProto, host: SocketAddr, guest: SocketAddr) -> Value {
     json!({
         "id": id,
         "proto": proto_name(proto),
@@ -714,7 +715,7 @@ mod tests {
             Request::AddHostfwd(AddHostfwd {
                 proto: FwdProto::Udp,
                 host: "127.0.0.1:8080".parse().unwrap(),
-                guest_addr: Some(Ipv4Addr::new(10, 0, 2, 100)),
+                guest_addr: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 100))),
                 guest_port: 80
             })
         );
@@ -756,7 +757,7 @@ mod tests {
             (r#"{"execute":"add_hostfwd","arguments":{"proto":"udp","host_port":"80","guest_port":1}}"#, "host_port"),
             (r#"{"execute":"add_hostfwd","arguments":{"proto":"udp","host_port":1}}"#, "bad arguments.guest_port"),
             (
-                r#"{"execute":"add_hostfwd","arguments":{"proto":"udp","host_addr":"::1","host_port":1,"guest_port":1}}"#,
+                r#"{"execute":"add_hostfwd","arguments":{"proto":"udp","host_addr":"::1::2","host_port":1,"guest_port":1}}"#,
                 "bad arguments.host_addr",
             ),
             (
@@ -769,6 +770,15 @@ mod tests {
         ] {
             let e = parse(req).unwrap_err();
             assert!(e.0.starts_with("bad request: ") && e.0.contains(why), "{req}: {e:?}");
+        }
+        // IPv6 addresses, bare or bracketed, are taken.
+        let v6 = r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"::1","host_port":8080,"guest_addr":"[fd00::100]","guest_port":80}}"#;
+        match parse(v6).unwrap() {
+            Request::AddHostfwd(a) => {
+                assert_eq!(a.host, "[::1]:8080".parse().unwrap());
+                assert_eq!(a.guest_addr, Some("fd00::100".parse().unwrap()));
+            }
+            r => panic!("{r:?}"),
         }
         let long = format!(r#"{{"execute":"{}"}}"#, "x".repeat(10_000));
         assert!(parse(&long).unwrap_err().0.len() < 200, "echoed names are truncated");

@@ -31,7 +31,7 @@
 //! indirection on the per-packet path.
 
 use std::io::{self, ErrorKind, Write};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, ExitStatus};
 use std::sync::Arc;
@@ -302,9 +302,9 @@ impl<'a, H: LoopHost> EventLoop<'a, H> {
     }
 
     /// Forwards UDP datagrams arriving at `host` to the guest endpoint `guest` (guest address
-    /// 0.0.0.0: the first DHCP address); returns the rule id. See
+    /// 0.0.0.0: the first DHCP address, `[::]`: the first DHCPv6 address); returns the rule id. See
     /// [`Slirp::add_udp_forward`].
-    pub fn add_udp_forward(&mut self, host: SocketAddrV4, guest: SocketAddrV4) -> Result<u32, ForwardError> {
+    pub fn add_udp_forward(&mut self, host: SocketAddr, guest: SocketAddr) -> Result<u32, ForwardError> {
         self.slirp.add_udp_forward(&mut self.host, host, guest)
     }
 
@@ -316,7 +316,7 @@ impl<'a, H: LoopHost> EventLoop<'a, H> {
     /// Listens on `host` and opens every accepted connection toward the guest endpoint `guest`
     /// (guest address 0.0.0.0: the first DHCP address); returns the rule id (one id space with
     /// UDP forwards). See [`Slirp::add_tcp_forward`].
-    pub fn add_tcp_forward(&mut self, host: SocketAddrV4, guest: SocketAddrV4) -> Result<u32, ForwardError> {
+    pub fn add_tcp_forward(&mut self, host: SocketAddr, guest: SocketAddr) -> Result<u32, ForwardError> {
         self.slirp.add_tcp_forward(&mut self.host, host, guest)
     }
 

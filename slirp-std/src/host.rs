@@ -42,7 +42,7 @@
 //! Every operation is O(1): a hash lookup by id, a slab lookup by token.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use mio::unix::SourceFd;
@@ -50,7 +50,8 @@ use mio::{Interest, Registry, Token};
 use rustix::io::Errno;
 use rustix::net::{ipproto, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use slirp_core::wire::icmpv4::{self, Icmpv4Packet, Icmpv4Repr};
-use slirp_core::{EchoKind, EchoReply, HostError, HostSocket, SocketId, UdpEvent};
+use slirp_core::wire::icmpv6;
+use slirp_core::{EchoKind, EchoReply, HostError, HostSocket, IpVersion, SocketId, UdpEvent};
 
 use crate::sys;
 
@@ -90,7 +91,9 @@ struct Sock {
     urgent: bool,
     /// UDP: the destination of the last datagram the kernel took at once (batching defers only
     /// datagrams to it, so a destination's first send reports its errors synchronously).
-    reached: Option<SocketAddrV4>,
+    reached: Option<SocketAddr>,
+    /// An IPv6 socket (`AF_INET6`).
+    v6: bool,
 }
 
 /// Datagrams gathered for one `sendmmsg` (see the module documentation).
@@ -101,7 +104,7 @@ struct UdpBatch {
     /// The datagrams' bytes, back to back (allocated once, [`BATCH_BYTES`]).
     bytes: Vec<u8>,
     /// Each datagram: start in `bytes`, length, destination.
-    msgs: Vec<(usize, usize, SocketAddrV4)>,
+    msgs: Vec<(usize, usize, SocketAddr)>,
 }
 
 /// Most datagrams in one batch: what one `sendmmsg` takes.
@@ -219,7 +222,7 @@ impl StdHost {
 
     /// Whether `udp_send_to` may defer this datagram: batching on, small, and to the destination
     /// the socket last reached at once, with the same TTL.
-    fn batchable(&self, id: SocketId, len: usize, dst: SocketAddrV4, ttl: Option<u8>) -> bool {
+    fn batchable(&self, id: SocketId, len: usize, dst: SocketAddr, ttl: Option<u8>) -> bool {
         self.batching
             && len <= BATCH_MAX_DATAGRAM
             && self.sockets.get(&id).is_some_and(|s| s.kind == Kind::Udp && s.reached == Some(dst) && s.ttl == ttl)
@@ -314,7 +317,7 @@ impl StdHost {
     }
 
     /// Adds `fd` under `id` (replacing and closing whatever had that id) and watches it.
-    fn insert(&mut self, id: SocketId, fd: OwnedFd, kind: Kind) -> Result<(), HostError> {
+    fn insert(&mut self, id: SocketId, fd: OwnedFd, kind: Kind, v6: bool) -> Result<(), HostError> {
         self.close(id);
         self.sockets.insert(
             id,
@@ -328,6 +331,7 @@ impl StdHost {
                 backlog: false,
                 urgent: false,
                 reached: None,
+                v6,
             },
         );
         if let Err(e) = self.register(id) {
@@ -344,28 +348,35 @@ impl StdHost {
         }
     }
 
-    fn open_echo(&mut self) -> Result<(OwnedFd, Kind), HostError> {
+    fn open_echo(&mut self, version: IpVersion) -> Result<(OwnedFd, Kind), HostError> {
         let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-        let ping_err =
-            match rustix::net::socket_with(AddressFamily::INET, SocketType::DGRAM, flags, Some(ipproto::ICMP)) {
-                Ok(fd) => {
-                    log::info!("ICMP echo through an unprivileged ping socket");
-                    return Ok((fd, Kind::Ping));
-                }
-                Err(e) => e,
-            };
-        match rustix::net::socket_with(AddressFamily::INET, SocketType::RAW, flags, Some(ipproto::ICMP)) {
+        let (family, proto, name) = match version {
+            IpVersion::V4 => (AddressFamily::INET, ipproto::ICMP, "ICMP"),
+            IpVersion::V6 => (AddressFamily::INET6, ipproto::ICMPV6, "ICMPv6"),
+        };
+        let ping_err = match rustix::net::socket_with(family, SocketType::DGRAM, flags, Some(proto)) {
             Ok(fd) => {
-                if let Err(e) = sys::set_icmp_filter(fd.as_fd(), &[icmpv4::ECHO_REPLY]) {
+                log::info!("{name} echo through an unprivileged ping socket");
+                return Ok((fd, Kind::Ping));
+            }
+            Err(e) => e,
+        };
+        match rustix::net::socket_with(family, SocketType::RAW, flags, Some(proto)) {
+            Ok(fd) => {
+                let filtered = match version {
+                    IpVersion::V4 => sys::set_icmp_filter(fd.as_fd(), &[icmpv4::ECHO_REPLY]),
+                    IpVersion::V6 => sys::set_icmp6_filter(fd.as_fd(), &[icmpv6::ECHO_REPLY]),
+                };
+                if let Err(e) = filtered {
                     // Still correct without the filter: replies are checked one by one.
-                    log::debug!("ICMP_FILTER: {e}");
+                    log::debug!("{name} filter: {e}");
                 }
-                log::info!("ICMP echo through a raw socket (identifier {:#06x})", self.raw_ident);
+                log::info!("{name} echo through a raw socket (identifier {:#06x})", self.raw_ident);
                 Ok((fd, Kind::Raw))
             }
             Err(raw_err) => {
                 log::warn!(
-                    "no ICMP echo socket (ping socket: {ping_err}; raw socket: {raw_err}): guest pings use the \
+                    "no {name} echo socket (ping socket: {ping_err}; raw socket: {raw_err}): guest pings use the \
                      UDP port 7 fallback. Allow ping sockets with sysctl net.ipv4.ping_group_range, or grant \
                      CAP_NET_RAW"
                 );
@@ -386,11 +397,19 @@ fn set_oobinline(fd: &OwnedFd) {
     }
 }
 
-/// A fresh nonblocking TCP socket with `TCP_NODELAY`.
-fn tcp_socket() -> Result<OwnedFd, HostError> {
+/// The socket family of `addr`.
+fn family(addr: &SocketAddr) -> AddressFamily {
+    if addr.is_ipv6() {
+        AddressFamily::INET6
+    } else {
+        AddressFamily::INET
+    }
+}
+
+/// A fresh nonblocking TCP socket of `family` with `TCP_NODELAY`.
+fn tcp_socket(family: AddressFamily) -> Result<OwnedFd, HostError> {
     let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-    let fd = rustix::net::socket_with(AddressFamily::INET, SocketType::STREAM, flags, Some(ipproto::TCP))
-        .map_err(map_errno)?;
+    let fd = rustix::net::socket_with(family, SocketType::STREAM, flags, Some(ipproto::TCP)).map_err(map_errno)?;
     if let Err(e) = rustix::net::sockopt::set_tcp_nodelay(&fd, true) {
         // Still correct, only slower for small writes.
         log::debug!("TCP_NODELAY: {e}");
@@ -415,9 +434,15 @@ fn apply_ttl(sock: &mut Sock, ttl: Option<u8>) {
     if sock.ttl == ttl {
         return;
     }
-    let res = match ttl {
-        Some(t) => rustix::net::sockopt::set_ip_ttl(&sock.fd, u32::from(t.max(1))).map_err(std::io::Error::from),
-        None => sys::reset_ip_ttl(sock.fd.as_fd()),
+    let res = match (ttl, sock.v6) {
+        // IPV6_UNICAST_HOPS takes -1 ("the default") for None.
+        (t, true) => {
+            rustix::net::sockopt::set_ipv6_unicast_hops(&sock.fd, t.map(|t| t.max(1))).map_err(std::io::Error::from)
+        }
+        (Some(t), false) => {
+            rustix::net::sockopt::set_ip_ttl(&sock.fd, u32::from(t.max(1))).map_err(std::io::Error::from)
+        }
+        (None, false) => sys::reset_ip_ttl(sock.fd.as_fd()),
     };
     match res {
         Ok(()) => sock.ttl = ttl,
@@ -461,6 +486,14 @@ fn is_async_icmp_error(e: Errno) -> bool {
 /// (reassembly time exceeded, parameter problem, local errors other than a too-large datagram).
 fn queued_error_event(q: &sys::QueuedError) -> Option<UdpEvent> {
     let error = match (q.origin, q.icmp_type, q.icmp_code) {
+        (sys::EE_ORIGIN_ICMP6, icmpv6::DST_UNREACHABLE, code) => match code {
+            icmpv6::unreach::NO_ROUTE => HostError::NetUnreachable,
+            icmpv6::unreach::ADMIN_PROHIBITED => HostError::PermissionDenied,
+            icmpv6::unreach::PORT => HostError::Refused,
+            _ => HostError::HostUnreachable,
+        },
+        (sys::EE_ORIGIN_ICMP6, icmpv6::PACKET_TOO_BIG, _) => HostError::TooLarge,
+        (sys::EE_ORIGIN_ICMP6, icmpv6::TIME_EXCEEDED, 0) => HostError::TtlExpired,
         (sys::EE_ORIGIN_ICMP, icmpv4::DST_UNREACHABLE, code) => match code {
             0 | 6 | 9 | 11 => HostError::NetUnreachable,
             2 | 3 => HostError::Refused,
@@ -473,29 +506,47 @@ fn queued_error_event(q: &sys::QueuedError) -> Option<UdpEvent> {
         _ => return None,
     };
     let dst = q.dst?;
-    Some(UdpEvent::Error { offender: q.offender.unwrap_or(Ipv4Addr::UNSPECIFIED), dst, error })
+    let offender = q.offender.map(|a| a.to_canonical()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    Some(UdpEvent::Error { offender, dst: canonical(dst), error })
 }
 
-fn v4(addr: Option<rustix::net::SocketAddrAny>) -> Option<SocketAddrV4> {
-    addr.and_then(|a| SocketAddrV4::try_from(a).ok())
+/// An IPv4 or IPv6 socket address from the kernel (IPv4-mapped IPv6 addresses as IPv4, scope
+/// ids dropped: the core's addresses have none).
+fn inet(addr: Option<rustix::net::SocketAddrAny>) -> Option<SocketAddr> {
+    addr.and_then(|a| SocketAddr::try_from(a).ok()).map(canonical)
+}
+
+fn canonical(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => SocketAddr::V6(std::net::SocketAddrV6::new(*v6.ip(), v6.port(), 0, 0)),
+        },
+        v4 => v4,
+    }
 }
 
 impl HostSocket for StdHost {
-    fn udp_bind(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+    fn udp_bind(&mut self, id: SocketId, local: SocketAddr) -> Result<SocketAddr, HostError> {
         let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-        let fd = rustix::net::socket_with(AddressFamily::INET, SocketType::DGRAM, flags, Some(ipproto::UDP))
+        let fd = rustix::net::socket_with(family(&local), SocketType::DGRAM, flags, Some(ipproto::UDP))
             .map_err(map_errno)?;
-        if let Err(e) = sys::set_ip_recverr(fd.as_fd()) {
+        let v6 = local.is_ipv6();
+        if v6 {
+            // `[::]` means IPv6 only: IPv4 has a socket of its own.
+            let _ = rustix::net::sockopt::set_ipv6_v6only(&fd, true);
+        }
+        if let Err(e) = sys::set_ip_recverr(fd.as_fd(), v6) {
             // Still usable: ICMP errors from remotes are just not reported.
             log::debug!("IP_RECVERR: {e}");
         }
         rustix::net::bind(&fd, &local).map_err(map_errno)?;
-        let bound = v4(rustix::net::getsockname(&fd).ok()).unwrap_or(local);
-        self.insert(id, fd, Kind::Udp)?;
+        let bound = inet(rustix::net::getsockname(&fd).ok()).unwrap_or(local);
+        self.insert(id, fd, Kind::Udp, v6)?;
         Ok(bound)
     }
 
-    fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddrV4, ttl: Option<u8>) -> Result<(), HostError> {
+    fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddr, ttl: Option<u8>) -> Result<(), HostError> {
         // Datagrams leave in the order the core sent them: a batch for another socket, or one
         // this datagram cannot join, goes first.
         let batchable = self.batchable(id, data.len(), dst, ttl);
@@ -518,6 +569,11 @@ impl HostSocket for StdHost {
             return Ok(());
         }
         let sock = self.sock(id, Kind::Udp)?;
+        if sock.v6 != dst.is_ipv6() {
+            // The core opens a flow's socket in the family of its first destination; a guest
+            // endpoint that then talks to the other family cannot go through it.
+            return Err(HostError::Unsupported);
+        }
         apply_ttl(sock, ttl);
         let mut first = true;
         loop {
@@ -559,7 +615,7 @@ impl HostSocket for StdHost {
                 }
             }
             match rustix::net::recvfrom(&sock.fd, &mut *buf, RecvFlags::empty()) {
-                Ok((len, _, from)) => match v4(from) {
+                Ok((len, _, from)) => match inet(from) {
                     Some(from) => return Ok(UdpEvent::Datagram { len, from }),
                     None => continue,
                 },
@@ -571,8 +627,8 @@ impl HostSocket for StdHost {
         }
         // Come back later; the core keeps the socket on its ready list.
         Ok(UdpEvent::Error {
-            offender: Ipv4Addr::UNSPECIFIED,
-            dst: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            offender: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            dst: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
             error: HostError::Other,
         })
     }
@@ -594,7 +650,7 @@ impl HostSocket for StdHost {
         }
     }
 
-    fn icmp_echo_open(&mut self, id: SocketId) -> Result<EchoKind, HostError> {
+    fn icmp_echo_open(&mut self, id: SocketId, version: IpVersion) -> Result<EchoKind, HostError> {
         if let Some(s) = self.sockets.get(&id) {
             match s.kind {
                 Kind::Ping => return Ok(EchoKind::Datagram),
@@ -602,15 +658,15 @@ impl HostSocket for StdHost {
                 Kind::Udp | Kind::Tcp | Kind::Listener => {}
             }
         }
-        let (fd, kind) = self.open_echo()?;
-        self.insert(id, fd, kind)?;
+        let (fd, kind) = self.open_echo(version)?;
+        self.insert(id, fd, kind, version == IpVersion::V6)?;
         Ok(if kind == Kind::Ping { EchoKind::Datagram } else { EchoKind::Raw })
     }
 
     fn icmp_echo_send(
         &mut self,
         id: SocketId,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         ident: u16,
         seq_no: u16,
         data: &[u8],
@@ -627,12 +683,24 @@ impl HostSocket for StdHost {
             } else {
                 ident
             };
-            // Ping sockets fill in the checksum themselves; raw ones send what we give.
-            let echo = Icmpv4Repr::EchoRequest { ident: wire_ident, seq_no, data };
+            if sock.v6 != dst.is_ipv6() {
+                return Err(HostError::Unsupported);
+            }
             packet.clear();
-            packet.resize(echo.buffer_len(), 0);
-            echo.emit(&mut packet);
-            let dst = SocketAddrV4::new(dst, 0);
+            if sock.v6 {
+                // The kernel fills in the ICMPv6 checksum on ping and raw sockets alike (it
+                // needs the source address it picks).
+                packet.extend_from_slice(&[icmpv6::ECHO_REQUEST, 0, 0, 0]);
+                packet.extend_from_slice(&wire_ident.to_be_bytes());
+                packet.extend_from_slice(&seq_no.to_be_bytes());
+                packet.extend_from_slice(data);
+            } else {
+                // Ping sockets fill in the checksum themselves; raw ones send what we give.
+                let echo = Icmpv4Repr::EchoRequest { ident: wire_ident, seq_no, data };
+                packet.resize(echo.buffer_len(), 0);
+                echo.emit(&mut packet);
+            }
+            let dst = SocketAddr::new(dst, 0);
             loop {
                 match rustix::net::sendto(&sock.fd, &packet, SendFlags::empty(), &dst) {
                     Ok(_) => return Ok(()),
@@ -654,7 +722,26 @@ impl HostSocket for StdHost {
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(map_errno(e)),
             };
-            let Some(from) = v4(from) else { continue };
+            let Some(from) = inet(from) else { continue };
+            if sock.v6 {
+                // Raw and ping ICMPv6 sockets both deliver the ICMPv6 message alone.
+                if n < 8 || buf[0] != icmpv6::ECHO_REPLY || buf[1] != 0 {
+                    continue;
+                }
+                let ident = u16::from_be_bytes([buf[4], buf[5]]);
+                let seq_no = u16::from_be_bytes([buf[6], buf[7]]);
+                let ident = if sock.kind == Kind::Raw {
+                    // Another process's reply (the kernel verified the checksum).
+                    if ident != raw_ident {
+                        continue;
+                    }
+                    sock.core_ident
+                } else {
+                    ident
+                };
+                buf.copy_within(8..n, 0);
+                return Ok(EchoReply { from: from.ip(), ident, seq_no, len: n - 8 });
+            }
             // Where the ICMP message starts: ping sockets strip the IP header, raw ones do not.
             let start = match sock.kind {
                 Kind::Raw => {
@@ -687,19 +774,19 @@ impl HostSocket for StdHost {
                 ident
             };
             buf.copy_within(start + 8..n, 0);
-            return Ok(EchoReply { from: *from.ip(), ident, seq_no, len: n - start - 8 });
+            return Ok(EchoReply { from: from.ip(), ident, seq_no, len: n - start - 8 });
         }
     }
 
-    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddrV4) -> Result<(), HostError> {
-        let fd = tcp_socket()?;
+    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddr) -> Result<(), HostError> {
+        let fd = tcp_socket(family(&dst))?;
         match rustix::net::connect(&fd, &dst) {
             Ok(()) | Err(Errno::INPROGRESS) => {}
             // Interrupted: the connect goes on in the background, as with EINPROGRESS.
             Err(Errno::INTR) => {}
             Err(e) => return Err(map_errno(e)),
         }
-        self.insert(id, fd, Kind::Tcp)
+        self.insert(id, fd, Kind::Tcp, dst.is_ipv6())
     }
 
     fn tcp_connect_result(&mut self, id: SocketId) -> Result<(), HostError> {
@@ -782,28 +869,33 @@ impl HostSocket for StdHost {
         self.close(id);
     }
 
-    fn tcp_listen(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+    fn tcp_listen(&mut self, id: SocketId, local: SocketAddr) -> Result<SocketAddr, HostError> {
         let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-        let fd = rustix::net::socket_with(AddressFamily::INET, SocketType::STREAM, flags, Some(ipproto::TCP))
+        let fd = rustix::net::socket_with(family(&local), SocketType::STREAM, flags, Some(ipproto::TCP))
             .map_err(map_errno)?;
+        if local.is_ipv6() {
+            // `[::]:port` listens on IPv6 only, so a v4 forward of the same port can coexist.
+            let _ = rustix::net::sockopt::set_ipv6_v6only(&fd, true);
+        }
         // A forward re-added right after its removal (or after a restart) must not wait out
         // TIME_WAIT connections on the port.
         rustix::net::sockopt::set_socket_reuseaddr(&fd, true).map_err(map_errno)?;
         rustix::net::bind(&fd, &local).map_err(map_errno)?;
         rustix::net::listen(&fd, LISTEN_BACKLOG).map_err(map_errno)?;
-        let bound = v4(rustix::net::getsockname(&fd).ok()).unwrap_or(local);
-        self.insert(id, fd, Kind::Listener)?;
+        let bound = inet(rustix::net::getsockname(&fd).ok()).unwrap_or(local);
+        self.insert(id, fd, Kind::Listener, local.is_ipv6())?;
         Ok(bound)
     }
 
-    fn tcp_accept(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddrV4, HostError> {
+    fn tcp_accept(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddr, HostError> {
         let sock = self.sock(listener, Kind::Listener)?;
+        let v6 = sock.v6;
         let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
         // Bounded: each round consumes one pending connection (or an interruption).
         let (fd, peer) = (|| {
             for _ in 0..64 {
                 match rustix::net::acceptfrom_with(&sock.fd, flags) {
-                    Ok((fd, from)) => match v4(from) {
+                    Ok((fd, from)) => match inet(from) {
                         Some(peer) => return Ok((fd, peer)),
                         None => continue,
                     },
@@ -826,16 +918,13 @@ impl HostSocket for StdHost {
             log::debug!("TCP_NODELAY: {e}");
         }
         set_oobinline(&fd);
-        self.insert(id, fd, Kind::Tcp)?;
+        self.insert(id, fd, Kind::Tcp, v6)?;
         Ok(peer)
     }
 
-    /// The upstream resolver, when it is IPv4 (the core's NAT speaks IPv4 toward the host).
-    fn dns_upstream(&self) -> Option<SocketAddrV4> {
-        match self.dns_upstream {
-            Some(SocketAddr::V4(a)) => Some(a),
-            _ => None,
-        }
+    /// The upstream resolver, of either family.
+    fn dns_upstream(&self) -> Option<SocketAddr> {
+        self.dns_upstream
     }
 }
 
@@ -850,8 +939,8 @@ mod tests {
     const B: SocketId = SocketId(1 << 56 | 2);
     const ECHO: SocketId = SocketId(2 << 56);
 
-    fn any() -> SocketAddrV4 {
-        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)
+    fn any() -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
     }
 
     /// Polls `f` until it stops saying WouldBlock (2 s at most).
@@ -865,19 +954,19 @@ mod tests {
         }
     }
 
-    fn peer() -> (UdpSocket, SocketAddrV4) {
+    fn peer() -> (UdpSocket, SocketAddr) {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let SocketAddr::V4(a) = s.local_addr().unwrap() else { unreachable!() };
+        let a = s.local_addr().unwrap();
         (s, a)
     }
 
     #[test]
-    fn only_ipv4_upstreams_reach_the_core() {
+    fn upstreams_of_both_families_reach_the_core() {
         let v4: SocketAddr = "198.51.100.1:53".parse().unwrap();
         assert_eq!(HostSocket::dns_upstream(&StdHost::new(Some(v4))), Some("198.51.100.1:53".parse().unwrap()));
         let v6: SocketAddr = "[2001:db8::1]:53".parse().unwrap();
-        assert_eq!(HostSocket::dns_upstream(&StdHost::new(Some(v6))), None);
+        assert_eq!(HostSocket::dns_upstream(&StdHost::new(Some(v6))), Some(v6));
         assert_eq!(HostSocket::dns_upstream(&StdHost::default()), None);
     }
 
@@ -941,7 +1030,10 @@ mod tests {
         assert_eq!(remote.recv_from(&mut got).unwrap().0, 5);
         let mut buf = vec![0u8; 2048];
         let ev = wait(|| host.udp_recv_from(A, &mut buf)).unwrap();
-        assert_eq!(ev, UdpEvent::Error { offender: Ipv4Addr::LOCALHOST, dst: closed, error: HostError::Refused });
+        assert_eq!(
+            ev,
+            UdpEvent::Error { offender: IpAddr::V4(Ipv4Addr::LOCALHOST), dst: closed, error: HostError::Refused }
+        );
         assert_eq!(host.udp_recv_from(A, &mut buf), Err(HostError::WouldBlock));
     }
 
@@ -1046,7 +1138,10 @@ mod tests {
         assert_eq!(drain(&remote), vec![b"hello".to_vec(), b"again".to_vec()]);
         let mut buf = vec![0u8; 2048];
         let ev = wait(|| host.udp_recv_from(A, &mut buf)).unwrap();
-        assert_eq!(ev, UdpEvent::Error { offender: Ipv4Addr::LOCALHOST, dst: gaddr, error: HostError::Refused });
+        assert_eq!(
+            ev,
+            UdpEvent::Error { offender: IpAddr::V4(Ipv4Addr::LOCALHOST), dst: gaddr, error: HostError::Refused }
+        );
         assert_eq!(host.udp_batch_dropped(), 0, "the ICMP error is reported, not a lost datagram");
     }
 
@@ -1072,8 +1167,8 @@ mod tests {
             icmp_code: c,
             errno: 0,
             info: 0,
-            offender: Some(Ipv4Addr::new(198, 51, 100, 1)),
-            dst: Some(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 9), 7)),
+            offender: Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1))),
+            dst: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 9)), 7)),
         };
         let err = |origin, t, c| match queued_error_event(&q(origin, t, c)) {
             Some(UdpEvent::Error { error, .. }) => Some(error),
@@ -1103,8 +1198,8 @@ mod tests {
     #[test]
     fn forward_bind_reports_address_and_conflicts() {
         let mut host = StdHost::default();
-        let bound = host.udp_bind(A, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
-        assert_eq!(*bound.ip(), Ipv4Addr::LOCALHOST);
+        let bound = host.udp_bind(A, local(0)).unwrap();
+        assert_eq!(bound.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(host.udp_bind(B, bound), Err(HostError::AddrInUse));
         assert_eq!(host.open_sockets(), 1);
         host.close(A);
@@ -1120,7 +1215,7 @@ mod tests {
         let mut host = StdHost::default();
         host.udp_bind(A, any()).unwrap();
         host.attach(poll.registry().try_clone().unwrap()).unwrap();
-        let bound = host.udp_bind(B, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let bound = host.udp_bind(B, local(0)).unwrap();
         let tok = |h: &StdHost, id| h.sockets[&id].token.unwrap();
         assert!(tok(&host, A).0 >= FIRST_TOKEN && tok(&host, B).0 >= FIRST_TOKEN);
         assert_ne!(tok(&host, A), tok(&host, B));
@@ -1142,7 +1237,7 @@ mod tests {
     #[test]
     fn echo_to_loopback() {
         let mut host = StdHost::default();
-        let kind = match host.icmp_echo_open(ECHO) {
+        let kind = match host.icmp_echo_open(ECHO, IpVersion::V4) {
             Ok(k) => k,
             Err(e) => {
                 // Neither ping sockets (ping_group_range) nor CAP_NET_RAW here.
@@ -1151,13 +1246,13 @@ mod tests {
                 return;
             }
         };
-        assert_eq!(host.icmp_echo_open(ECHO), Ok(kind), "one long-lived socket");
+        assert_eq!(host.icmp_echo_open(ECHO, IpVersion::V4), Ok(kind), "one long-lived socket");
         let mut buf = vec![0u8; 65535];
         for (seq, size) in [(1u16, 56usize), (2, 3000)] {
             let data: Vec<u8> = (0..size).map(|i| (i as u8) ^ 0x5a).collect();
-            host.icmp_echo_send(ECHO, Ipv4Addr::LOCALHOST, 0x51e7, seq, &data, Some(64)).unwrap();
+            host.icmp_echo_send(ECHO, IpAddr::V4(Ipv4Addr::LOCALHOST), 0x51e7, seq, &data, Some(64)).unwrap();
             let r = wait(|| host.icmp_echo_recv(ECHO, &mut buf)).unwrap();
-            assert_eq!(r.from, Ipv4Addr::LOCALHOST);
+            assert_eq!(r.from, IpAddr::V4(Ipv4Addr::LOCALHOST));
             assert_eq!(r.seq_no, seq);
             assert_eq!(&buf[..r.len], &data[..]);
             if kind == EchoKind::Raw {
@@ -1167,12 +1262,79 @@ mod tests {
         assert_eq!(host.icmp_echo_recv(ECHO, &mut buf), Err(HostError::WouldBlock));
     }
 
+    /// Skips a test when the machine has no IPv6 loopback (IPv6 disabled by sysctl).
+    fn have_ipv6_loopback() -> bool {
+        UdpSocket::bind("[::1]:0").is_ok()
+    }
+
+    #[test]
+    fn ipv6_udp_tcp_and_echo_over_loopback() {
+        if !have_ipv6_loopback() {
+            eprintln!("no IPv6 loopback here: nothing to check");
+            return;
+        }
+        let lo6 = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+        let mut host = StdHost::default();
+        // UDP: a v6 flow socket, both ways, and a refused destination as an ICMPv6 error.
+        let bound = host.udp_bind(A, IpVersion::V6.any()).unwrap();
+        assert!(bound.is_ipv6());
+        let remote = UdpSocket::bind("[::1]:0").unwrap();
+        remote.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let raddr = remote.local_addr().unwrap();
+        host.udp_send_to(A, b"six", raddr, Some(7)).unwrap();
+        let mut got = [0u8; 16];
+        let (n, from) = remote.recv_from(&mut got).unwrap();
+        assert_eq!(&got[..n], b"six");
+        remote.send_to(b"back", from).unwrap();
+        let mut buf = vec![0u8; 2048];
+        match wait(|| host.udp_recv_from(A, &mut buf)).unwrap() {
+            UdpEvent::Datagram { len, from } => assert_eq!((&buf[..len], from), (&b"back"[..], raddr)),
+            e => panic!("{e:?}"),
+        }
+        // A v4 destination cannot go through the v6 socket.
+        assert_eq!(host.udp_send_to(A, b"x", local(9), None), Err(HostError::Unsupported));
+        let closed = {
+            let s = UdpSocket::bind("[::1]:0").unwrap();
+            s.local_addr().unwrap()
+        };
+        host.udp_send_to(A, b"nobody", closed, None).unwrap();
+        // The ICMPv6 port unreachable arrives; the next send notices it and still goes out.
+        std::thread::sleep(Duration::from_millis(50));
+        host.udp_send_to(A, b"again", raddr, None).unwrap();
+        assert_eq!(remote.recv_from(&mut got).unwrap().0, 5);
+        let ev = wait(|| host.udp_recv_from(A, &mut buf)).unwrap();
+        assert_eq!(ev, UdpEvent::Error { offender: lo6, dst: closed, error: HostError::Refused });
+        // TCP over [::1].
+        let lb = host.tcp_listen(L, SocketAddr::new(lo6, 0)).unwrap();
+        assert_eq!(lb.ip(), lo6);
+        host.tcp_connect(T1, lb).unwrap();
+        assert_eq!(wait(|| host.tcp_connect_result(T1)), Ok(()));
+        let peer = wait(|| host.tcp_accept(L, T2)).unwrap();
+        assert_eq!(peer.ip(), lo6);
+        assert_eq!(wait(|| host.tcp_send(T1, b"hello six")), Ok(9));
+        let n = wait(|| host.tcp_recv(T2, &mut buf)).unwrap();
+        assert_eq!(&buf[..n], b"hello six");
+        // ICMPv6 echo, where the host allows an echo socket.
+        match host.icmp_echo_open(ECHO6, IpVersion::V6) {
+            Ok(kind) => {
+                host.icmp_echo_send(ECHO6, lo6, 0x51e7, 9, b"ping six", Some(64)).unwrap();
+                let r = wait(|| host.icmp_echo_recv(ECHO6, &mut buf)).unwrap();
+                assert_eq!((r.from, r.seq_no, &buf[..r.len]), (lo6, 9, &b"ping six"[..]));
+                if kind == EchoKind::Raw {
+                    assert_eq!(r.ident, 0x51e7);
+                }
+            }
+            Err(e) => assert_eq!(e, HostError::Unsupported),
+        }
+    }
+
+    const ECHO6: SocketId = SocketId(2 << 56 | 1);
     const T1: SocketId = SocketId(5 << 56 | 1);
     const T2: SocketId = SocketId(5 << 56 | 2);
     const L: SocketId = SocketId(6 << 56 | 1);
 
-    fn local(port: u16) -> SocketAddrV4 {
-        SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
+    fn local(port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
     }
 
     /// Sends all of `data`, waiting while the socket is full.
@@ -1201,14 +1363,14 @@ mod tests {
     fn tcp_connect_send_recv_half_close_through_a_listener() {
         let mut host = StdHost::default();
         let bound = host.tcp_listen(L, local(0)).unwrap();
-        assert_eq!(*bound.ip(), Ipv4Addr::LOCALHOST);
+        assert_eq!(bound.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_ne!(bound.port(), 0);
         assert_eq!(host.tcp_accept(L, T2), Err(HostError::WouldBlock), "nobody connected yet");
         assert!(!host.listener_backlog(L));
         host.tcp_connect(T1, bound).unwrap();
         assert_eq!(wait(|| host.tcp_connect_result(T1)), Ok(()));
         let peer = wait(|| host.tcp_accept(L, T2)).unwrap();
-        assert_eq!(*peer.ip(), Ipv4Addr::LOCALHOST);
+        assert_eq!(peer.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert!(host.listener_backlog(L), "an accept succeeded: more may wait");
         assert_eq!(host.accepted(), 1);
         assert_eq!(host.tcp_accept(L, SocketId(T2.0 + 1)), Err(HostError::WouldBlock));

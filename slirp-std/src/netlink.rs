@@ -6,7 +6,7 @@
 //! four fixed message layouts do not justify a netlink library.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
@@ -32,6 +32,9 @@ const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 
 const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+/// `IFA_F_NODAD`: the address is usable at once (no duplicate address detection).
+const IFA_F_NODAD: u8 = 0x02;
 const IFF_UP: u32 = 1;
 const RT_TABLE_MAIN: u8 = 254;
 const RTPROT_BOOT: u8 = 3;
@@ -181,6 +184,36 @@ impl Rtnl {
         }
     }
 
+    /// Adds IPv6 address `addr`/`prefix_len` to interface `index`, usable at once (no DAD:
+    /// the virtual link has no one else on it).
+    pub fn add_address6(&mut self, index: i32, addr: Ipv6Addr, prefix_len: u8) -> io::Result<()> {
+        let mut fixed = [0u8; 8];
+        fixed[0] = AF_INET6;
+        fixed[1] = prefix_len;
+        fixed[2] = IFA_F_NODAD;
+        fixed[4..8].copy_from_slice(&(index as u32).to_ne_bytes());
+        let msg = Msg::new(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &fixed)
+            .attr(IFA_LOCAL, &addr.octets())
+            .attr(IFA_ADDRESS, &addr.octets());
+        match self.request(msg) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Adds the IPv6 default route via `gateway` (a link-local address) on interface `index`.
+    /// One that exists already (learned from a Router Advertisement) is fine.
+    pub fn add_default_route6(&mut self, index: i32, gateway: Ipv6Addr) -> io::Result<()> {
+        let fixed = [AF_INET6, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0, 0, 0, 0];
+        let msg = Msg::new(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &fixed)
+            .attr(RTA_GATEWAY, &gateway.octets())
+            .attr(RTA_OIF, &(index as u32).to_ne_bytes());
+        match self.request(msg) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
     /// Adds a default route via `gateway` out of interface `index`.
     pub fn add_default_route(&mut self, index: i32, gateway: Ipv4Addr) -> io::Result<()> {
         let fixed = [
@@ -221,6 +254,9 @@ pub struct InterfaceSetup {
     pub gateway: Ipv4Addr,
     /// The interface MTU.
     pub mtu: u16,
+    /// IPv6: the guest's address and prefix length, and the router's link-local address for
+    /// the default route (`None`: IPv6 off, or left to Router Advertisements).
+    pub ipv6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
 }
 
 /// Configures interface `ifname` in the calling thread's namespace: MTU, up, address, default
@@ -236,5 +272,9 @@ pub fn configure_here(ifname: &str, setup: &InterfaceSetup, loopback_up: bool) -
     rtnl.set_up(index, Some(u32::from(setup.mtu))).map_err(ctx("setting MTU and bringing the interface up"))?;
     rtnl.add_address(index, setup.address, setup.prefix_len).map_err(ctx("adding the address"))?;
     rtnl.add_default_route(index, setup.gateway).map_err(ctx("adding the default route"))?;
+    if let Some((addr, len, router)) = setup.ipv6 {
+        rtnl.add_address6(index, addr, len).map_err(ctx("adding the IPv6 address"))?;
+        rtnl.add_default_route6(index, router).map_err(ctx("adding the IPv6 default route"))?;
+    }
     Ok(())
 }

@@ -77,6 +77,51 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// An IPv6 prefix given as `PREFIX/LEN` (`--ipv6-prefix`): a /64, as SLAAC needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv6Prefix {
+    /// The prefix (bits past `len` clear).
+    pub prefix: std::net::Ipv6Addr,
+    /// Its length (64).
+    pub len: u8,
+}
+
+impl Ipv6Prefix {
+    /// The address `--configure` gives the guest (`::100` of the prefix, as slirp4netns), its
+    /// prefix length and the router's link-local address for the default route.
+    pub fn guest_setup(&self) -> (std::net::Ipv6Addr, u8, std::net::Ipv6Addr) {
+        let guest = std::net::Ipv6Addr::from(u128::from(self.prefix) | 0x100);
+        (guest, self.len, slirp_core::Ipv6Config::LINK_LOCAL_GATEWAY)
+    }
+}
+
+impl fmt::Display for Ipv6Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.prefix, self.len)
+    }
+}
+
+/// Parses `--ipv6-prefix`: `fd00::/64`. Only /64 prefixes (SLAAC builds addresses from a 64-bit
+/// interface identifier); host bits must be clear.
+pub fn parse_ipv6_prefix(s: &str) -> Result<Ipv6Prefix, String> {
+    let (addr, len) = s.split_once('/').ok_or_else(|| format!("{s:?}: expected PREFIX/64, like fd00::/64"))?;
+    let prefix: std::net::Ipv6Addr = addr.parse().map_err(|_| format!("{s:?}: {addr:?} is not an IPv6 address"))?;
+    if len != "64" {
+        return Err(format!("{s:?}: the prefix must be a /64 (SLAAC needs one)"));
+    }
+    if u128::from(prefix) & u128::from(u64::MAX) != 0 {
+        return Err(format!("{s:?}: the address has host bits set"));
+    }
+    if prefix.is_multicast()
+        || prefix.is_loopback()
+        || prefix.is_unspecified()
+        || (prefix.segments()[0] & 0xffc0) == 0xfe80
+    {
+        return Err(format!("{s:?}: not a unicast prefix a network can use"));
+    }
+    Ok(Ipv6Prefix { prefix, len: 64 })
+}
+
 /// Transport of a port forward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FwdProto {
@@ -91,12 +136,12 @@ pub enum FwdProto {
 pub struct HostFwd {
     /// Transport (QEMU's default is TCP).
     pub proto: FwdProto,
-    /// Host address to listen on (unspecified = all).
-    pub host_addr: Ipv4Addr,
+    /// Host address to listen on (unspecified = all of its family; IPv6 in brackets).
+    pub host_addr: IpAddr,
     /// Host port to listen on.
     pub host_port: u16,
-    /// Guest address (None = the first DHCP address, as QEMU).
-    pub guest_addr: Option<Ipv4Addr>,
+    /// Guest address (None = the first DHCP address, as QEMU; an IPv6 one in brackets).
+    pub guest_addr: Option<IpAddr>,
     /// Guest port.
     pub guest_port: u16,
 }
@@ -116,19 +161,26 @@ impl HostFwd {
         let (host, guest) = rest.split_once('-').ok_or_else(|| bad("missing '-'"))?;
         let (haddr, hport) = host.rsplit_once(':').ok_or_else(|| bad("host side needs [ADDR]:PORT"))?;
         let (gaddr, gport) = guest.rsplit_once(':').ok_or_else(|| bad("guest side needs [ADDR]:PORT"))?;
+        // IPv6 addresses come in brackets, as in `tcp:[::1]:8080-[fd00::100]:80`.
+        let unbracket =
+            |a: &'_ str| -> String { a.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(a).to_string() };
+        let (haddr, gaddr) = (unbracket(haddr), unbracket(gaddr));
+        let (haddr, gaddr) = (haddr.as_str(), gaddr.as_str());
         let port = |p: &str, side: &str| {
             p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| bad(&format!("{side} port {p:?} is not 1-65535")))
         };
         let addr = |a: &str, side: &str| {
-            a.parse::<Ipv4Addr>().map_err(|_| bad(&format!("{side} address {a:?} is not an IPv4 address")))
+            a.parse::<IpAddr>().map_err(|_| bad(&format!("{side} address {a:?} is not an IP address")))
         };
-        let host_addr = if haddr.is_empty() { Ipv4Addr::UNSPECIFIED } else { addr(haddr, "host")? };
+        let host_addr = if haddr.is_empty() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { addr(haddr, "host")? };
         let guest_addr = if gaddr.is_empty() {
             None
         } else {
             let a = addr(gaddr, "guest")?;
-            if !net.contains(a) {
-                return Err(bad(&format!("guest address {a} is outside {net}")));
+            if let IpAddr::V4(v4) = a {
+                if !net.contains(v4) {
+                    return Err(bad(&format!("guest address {a} is outside {net}")));
+                }
             }
             Some(a)
         };
@@ -142,11 +194,12 @@ impl fmt::Display for HostFwd {
             FwdProto::Tcp => "tcp",
             FwdProto::Udp => "udp",
         };
-        write!(f, "{proto}:{}:{}-", self.host_addr, self.host_port)?;
-        if let Some(g) = self.guest_addr {
-            write!(f, "{g}")?;
+        let host = SocketAddr::new(self.host_addr, self.host_port);
+        write!(f, "{proto}:{host}-")?;
+        match self.guest_addr {
+            Some(g) => write!(f, "{}", SocketAddr::new(g, self.guest_port)),
+            None => write!(f, ":{}", self.guest_port),
         }
-        write!(f, ":{}", self.guest_port)
     }
 }
 
@@ -239,7 +292,7 @@ mod tests {
             f,
             HostFwd {
                 proto: FwdProto::Tcp,
-                host_addr: Ipv4Addr::UNSPECIFIED,
+                host_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 host_port: 8080,
                 guest_addr: None,
                 guest_port: 80
@@ -247,8 +300,8 @@ mod tests {
         );
         let f = HostFwd::parse("udp:127.0.0.1:5353-10.0.2.100:53", &net).unwrap();
         assert_eq!(f.proto, FwdProto::Udp);
-        assert_eq!(f.host_addr, Ipv4Addr::LOCALHOST);
-        assert_eq!(f.guest_addr, Some(Ipv4Addr::new(10, 0, 2, 100)));
+        assert_eq!(f.host_addr, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(f.guest_addr, Some(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 100))));
         assert_eq!(f.to_string(), "udp:127.0.0.1:5353-10.0.2.100:53");
         // QEMU's protocol default is TCP.
         assert_eq!(HostFwd::parse("::2222-:22", &net).unwrap().proto, FwdProto::Tcp);

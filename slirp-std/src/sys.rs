@@ -82,7 +82,7 @@ pub fn tun_flags(fd: BorrowedFd<'_>) -> Option<libc::c_int> {
 
 /// Sets up the virtio-net header of a TAP opened with `IFF_VNET_HDR`: the 10-byte layout,
 /// little-endian, and the offloads we take from the guest: with `offload`, partial checksums and
-/// IPv4 TCP super-frames (`TUN_F_CSUM | TUN_F_TSO4`); without, none (the kernel then finishes
+/// TCP super-frames of both families (`TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`); without, none (the kernel then finishes
 /// and segments everything before we read it).
 pub fn tun_set_vnet(fd: BorrowedFd<'_>, offload: bool) -> io::Result<()> {
     let size: libc::c_int = 10;
@@ -98,7 +98,8 @@ pub fn tun_set_vnet(fd: BorrowedFd<'_>, offload: bool) -> io::Result<()> {
     if rc < 0 && cfg!(target_endian = "big") {
         return Err(io::Error::last_os_error());
     }
-    let features: libc::c_ulong = if offload { libc::c_ulong::from(libc::TUN_F_CSUM | libc::TUN_F_TSO4) } else { 0 };
+    let features: libc::c_ulong =
+        if offload { libc::c_ulong::from(libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6) } else { 0 };
     // SAFETY: TUNSETOFFLOAD takes its argument by value; no memory is passed.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD as _, features) } < 0 {
         return Err(io::Error::last_os_error());
@@ -203,16 +204,18 @@ pub struct QueuedError {
     pub errno: u32,
     /// `ee_info`: the next-hop MTU for "fragmentation needed".
     pub info: u32,
-    /// The router or host that sent the ICMP message (`SO_EE_OFFENDER`), when IPv4.
-    pub offender: Option<std::net::Ipv4Addr>,
+    /// The router or host that sent the ICMP message (`SO_EE_OFFENDER`).
+    pub offender: Option<std::net::IpAddr>,
     /// The destination of the datagram that failed (the message's `msg_name`).
-    pub dst: Option<std::net::SocketAddrV4>,
+    pub dst: Option<std::net::SocketAddr>,
 }
 
 /// `SO_EE_ORIGIN_ICMP`.
 pub const EE_ORIGIN_ICMP: u8 = 2;
 /// `SO_EE_ORIGIN_LOCAL`.
 pub const EE_ORIGIN_LOCAL: u8 = 1;
+/// `SO_EE_ORIGIN_ICMP6`.
+pub const EE_ORIGIN_ICMP6: u8 = 3;
 
 fn setsockopt_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: `fd` is a live descriptor for the duration of the call (it is borrowed); the kernel
@@ -233,10 +236,15 @@ fn setsockopt_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, val
     Ok(())
 }
 
-/// Turns on `IP_RECVERR`: ICMP errors about datagrams this socket sent are queued on its error
-/// queue (read with [`recv_error_queue`]) even though the socket is not connected.
-pub fn set_ip_recverr(fd: BorrowedFd<'_>) -> io::Result<()> {
-    setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1)
+/// Turns on `IP_RECVERR` (`IPV6_RECVERR` on an IPv6 socket): ICMP errors about datagrams this
+/// socket sent are queued on its error queue (read with [`recv_error_queue`]) even though the
+/// socket is not connected.
+pub fn set_ip_recverr(fd: BorrowedFd<'_>, v6: bool) -> io::Result<()> {
+    if v6 {
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)
+    } else {
+        setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1)
+    }
 }
 
 /// `SIOCATMARK` (asm-generic/sockios.h; libc does not export it for Linux).
@@ -261,6 +269,34 @@ pub fn reset_ip_ttl(fd: BorrowedFd<'_>) -> io::Result<()> {
     setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_TTL, -1)
 }
 
+/// `ICMP6_FILTER` (linux/icmpv6.h), at level `IPPROTO_ICMPV6`.
+const ICMP6_FILTER: libc::c_int = 1;
+
+/// Lets a raw ICMPv6 socket receive only the ICMPv6 types in `types`: the kernel filters the
+/// rest (neighbor discovery, MLD, errors) before they wake us.
+pub fn set_icmp6_filter(fd: BorrowedFd<'_>, types: &[u8]) -> io::Result<()> {
+    // `struct icmp6_filter { __u32 icmp6_filt[8]; }`: a set bit blocks that type.
+    let mut blocked = [!0u32; 8];
+    for &t in types {
+        blocked[usize::from(t >> 5)] &= !(1u32 << (t & 31));
+    }
+    // SAFETY: `fd` is live for the call (borrowed); the kernel reads exactly
+    // `size_of_val(&blocked)` bytes from the pointer, which points at `blocked` on our stack.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_ICMPV6,
+            ICMP6_FILTER,
+            blocked.as_ptr().cast(),
+            std::mem::size_of_val(&blocked) as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `SOL_RAW`.
 const SOL_RAW: libc::c_int = 255;
 /// `ICMP_FILTER` (linux/icmp.h).
@@ -279,14 +315,22 @@ pub fn set_icmp_filter(fd: BorrowedFd<'_>, types: &[u8]) -> io::Result<()> {
     setsockopt_int(fd, SOL_RAW, ICMP_FILTER, blocked as libc::c_int)
 }
 
-fn sockaddr_in_to_v4(sin: &libc::sockaddr_in) -> Option<std::net::SocketAddrV4> {
-    if libc::c_int::from(sin.sin_family) != libc::AF_INET {
-        return None;
+/// The address in a `sockaddr_in` or `sockaddr_in6` (by its family), read from `bytes`.
+fn sockaddr_from_bytes(bytes: &[u8]) -> Option<std::net::SocketAddr> {
+    let family = u16::from_ne_bytes([*bytes.first()?, *bytes.get(1)?]);
+    let port = u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]);
+    match libc::c_int::from(family) {
+        libc::AF_INET => {
+            let a: [u8; 4] = bytes.get(4..8)?.try_into().ok()?;
+            Some(std::net::SocketAddr::new(std::net::Ipv4Addr::from(a).into(), port))
+        }
+        libc::AF_INET6 => {
+            let a: [u8; 16] = bytes.get(8..24)?.try_into().ok()?;
+            let scope = u32::from_ne_bytes(bytes.get(24..28)?.try_into().ok()?);
+            Some(std::net::SocketAddr::V6(std::net::SocketAddrV6::new(std::net::Ipv6Addr::from(a), port, 0, scope)))
+        }
+        _ => None,
     }
-    Some(std::net::SocketAddrV4::new(
-        std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
-        u16::from_be(sin.sin_port),
-    ))
 }
 
 /// Reads one entry of `fd`'s error queue (`recvmsg(MSG_ERRQUEUE)`), without blocking. `Ok(None)`
@@ -296,14 +340,14 @@ pub fn recv_error_queue(fd: BorrowedFd<'_>) -> io::Result<Option<QueuedError>> {
     let mut data = [0u8; 64];
     // u64 elements: the control buffer must be aligned for `cmsghdr`.
     let mut control = [0u64; 32];
-    // SAFETY: all-zero is a valid `sockaddr_in` and a valid `msghdr` (null pointers, zero
-    // lengths); the pointers we then store point at live locals that outlive the call.
-    let mut name: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    // Room for either family's address (`sockaddr_in6` is the larger).
+    let mut name = [0u8; std::mem::size_of::<libc::sockaddr_in6>()];
     let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
-    // SAFETY: as above.
+    // SAFETY: all-zero is a valid `msghdr` (null pointers, zero lengths); the pointers we then
+    // store point at live locals that outlive the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut name as *mut libc::sockaddr_in).cast();
-    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_name = name.as_mut_ptr().cast();
+    msg.msg_namelen = name.len() as libc::socklen_t;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
@@ -319,11 +363,7 @@ pub fn recv_error_queue(fd: BorrowedFd<'_>) -> io::Result<Option<QueuedError>> {
         }
         return Err(e);
     }
-    let dst = if msg.msg_namelen as usize >= std::mem::size_of::<libc::sockaddr_in>() {
-        sockaddr_in_to_v4(&name)
-    } else {
-        None
-    };
+    let dst = sockaddr_from_bytes(&name[..(msg.msg_namelen as usize).min(name.len())]);
     // SAFETY: `msg` was filled by a successful recvmsg: msg_control/msg_controllen describe the
     // control messages the kernel wrote into `control`, so the CMSG_* walk stays inside it.
     let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
@@ -335,20 +375,20 @@ pub fn recv_error_queue(fd: BorrowedFd<'_>) -> io::Result<Option<QueuedError>> {
         let data_ptr = unsafe { libc::CMSG_DATA(cmsg) };
         let payload_len = (hdr.cmsg_len as usize).saturating_sub(data_ptr as usize - cmsg as usize);
         let ee_len = std::mem::size_of::<libc::sock_extended_err>();
-        if hdr.cmsg_level == libc::IPPROTO_IP && hdr.cmsg_type == libc::IP_RECVERR && payload_len >= ee_len {
+        let is_recverr = (hdr.cmsg_level == libc::IPPROTO_IP && hdr.cmsg_type == libc::IP_RECVERR)
+            || (hdr.cmsg_level == libc::IPPROTO_IPV6 && hdr.cmsg_type == libc::IPV6_RECVERR);
+        if is_recverr && payload_len >= ee_len {
             // SAFETY: the payload holds at least a `sock_extended_err` (checked just above);
             // read_unaligned because CMSG_DATA only guarantees the cmsghdr's alignment.
             let ee: libc::sock_extended_err =
                 unsafe { std::ptr::read_unaligned(data_ptr.cast::<libc::sock_extended_err>()) };
             // SO_EE_OFFENDER: a sockaddr right after the extended error, when the payload has one.
-            let offender = if payload_len >= ee_len + std::mem::size_of::<libc::sockaddr_in>() {
-                // SAFETY: in bounds (checked above); read_unaligned for the same reason.
-                let sin: libc::sockaddr_in =
-                    unsafe { std::ptr::read_unaligned(data_ptr.add(ee_len).cast::<libc::sockaddr_in>()) };
-                sockaddr_in_to_v4(&sin).map(|a| *a.ip())
-            } else {
-                None
-            };
+            let mut raw = [0u8; std::mem::size_of::<libc::sockaddr_in6>()];
+            let n = (payload_len - ee_len).min(raw.len());
+            // SAFETY: `n` bytes after the extended error lie inside the payload (n is at most
+            // payload_len - ee_len); `raw` has room for them; the regions do not overlap.
+            unsafe { std::ptr::copy_nonoverlapping(data_ptr.add(ee_len), raw.as_mut_ptr(), n) };
+            let offender = sockaddr_from_bytes(&raw[..n]).map(|a| a.ip());
             return Ok(Some(QueuedError {
                 origin: ee.ee_origin,
                 icmp_type: ee.ee_type,
@@ -379,26 +419,45 @@ pub const SEND_BATCH: usize = 32;
 pub fn send_datagrams(
     fd: BorrowedFd<'_>,
     bytes: &[u8],
-    msgs: &[(usize, usize, std::net::SocketAddrV4)],
+    msgs: &[(usize, usize, std::net::SocketAddr)],
 ) -> io::Result<usize> {
     let n = msgs.len().min(SEND_BATCH);
     if n == 0 {
         return Ok(0);
     }
-    // SAFETY: plain C structs for which all-zero bytes are a valid value.
-    let mut addrs: [libc::sockaddr_in; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: plain C structs for which all-zero bytes are a valid value. Each address slot is a
+    // `sockaddr_in6`, large enough for either family.
+    let mut addrs: [libc::sockaddr_in6; SEND_BATCH] = unsafe { std::mem::zeroed() };
     let mut iovs: [libc::iovec; SEND_BATCH] = unsafe { std::mem::zeroed() };
     let mut hdrs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
     for (i, &(start, len, dst)) in msgs[..n].iter().enumerate() {
         let data = &bytes[start..start + len];
-        addrs[i].sin_family = libc::AF_INET as libc::sa_family_t;
-        addrs[i].sin_port = dst.port().to_be();
-        addrs[i].sin_addr.s_addr = u32::from_ne_bytes(dst.ip().octets());
+        let name_len = match dst {
+            std::net::SocketAddr::V4(d) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: d.port().to_be(),
+                    sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(d.ip().octets()) },
+                    sin_zero: [0; 8],
+                };
+                // SAFETY: a `sockaddr_in` (16 bytes, alignment 4) fits at the start of the
+                // `sockaddr_in6` slot (28 bytes, alignment 4), which we own.
+                unsafe { std::ptr::write((&mut addrs[i] as *mut libc::sockaddr_in6).cast::<libc::sockaddr_in>(), sin) };
+                std::mem::size_of::<libc::sockaddr_in>()
+            }
+            std::net::SocketAddr::V6(d) => {
+                addrs[i].sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                addrs[i].sin6_port = d.port().to_be();
+                addrs[i].sin6_addr.s6_addr = d.ip().octets();
+                addrs[i].sin6_scope_id = d.scope_id();
+                std::mem::size_of::<libc::sockaddr_in6>()
+            }
+        };
         // The kernel only reads through iov_base for a send; the cast from *const is sound.
         iovs[i].iov_base = data.as_ptr() as *mut libc::c_void;
         iovs[i].iov_len = data.len();
-        hdrs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
-        hdrs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        hdrs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in6).cast();
+        hdrs[i].msg_hdr.msg_namelen = name_len as libc::socklen_t;
         hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
         hdrs[i].msg_hdr.msg_iovlen = 1;
     }

@@ -49,11 +49,11 @@
 //! ([`FakeNet::sent`], [`FakeNet::echoes_sent`]) with its TTL, and misuse by the core (calls on a
 //! closed or unknown socket) is counted in [`FakeNetStats::unknown_socket_calls`].
 
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use slirp_core::{EchoKind, EchoReply, HostError, HostSocket, Instant, SocketId, UdpEvent};
+use slirp_core::{EchoKind, EchoReply, HostError, HostSocket, Instant, IpVersion, SocketId, UdpEvent};
 
 use crate::dns;
 use crate::sim::SimHost;
@@ -618,7 +618,101 @@ pub const UNREACHABLE_NET: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 0);
 pub const UNREACHABLE_ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 254);
 
 impl HostSocket for FakeNet {
-    fn udp_bind(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+    fn udp_bind(&mut self, id: SocketId, local: SocketAddr) -> Result<SocketAddr, HostError> {
+        self.udp_bind_v4(id, only_v4(local)?).map(SocketAddr::V4)
+    }
+
+    fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddr, ttl: Option<u8>) -> Result<(), HostError> {
+        self.udp_send_to_v4(id, data, reachable_v4(dst)?, ttl)
+    }
+
+    fn udp_recv_from(&mut self, id: SocketId, buf: &mut [u8]) -> Result<UdpEvent, HostError> {
+        self.udp_recv_from_v4(id, buf)
+    }
+
+    fn icmp_echo_open(&mut self, id: SocketId, version: IpVersion) -> Result<EchoKind, HostError> {
+        match version {
+            IpVersion::V4 => self.icmp_echo_open_v4(id),
+            IpVersion::V6 => Err(HostError::Unsupported),
+        }
+    }
+
+    fn icmp_echo_send(
+        &mut self,
+        id: SocketId,
+        dst: IpAddr,
+        ident: u16,
+        seq_no: u16,
+        data: &[u8],
+        ttl: Option<u8>,
+    ) -> Result<(), HostError> {
+        let dst = reachable_v4(SocketAddr::new(dst, 0))?;
+        self.icmp_echo_send_v4(id, *dst.ip(), ident, seq_no, data, ttl)
+    }
+
+    fn icmp_echo_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<EchoReply, HostError> {
+        self.icmp_echo_recv_v4(id, buf)
+    }
+
+    fn dns_upstream(&self) -> Option<SocketAddr> {
+        self.dns_upstream_v4().map(SocketAddr::V4)
+    }
+
+    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddr) -> Result<(), HostError> {
+        self.tcp_connect_v4(id, reachable_v4(dst)?)
+    }
+
+    fn tcp_listen(&mut self, id: SocketId, local: SocketAddr) -> Result<SocketAddr, HostError> {
+        self.tcp_listen_v4(id, only_v4(local)?).map(SocketAddr::V4)
+    }
+
+    fn tcp_accept(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddr, HostError> {
+        self.tcp_accept_v4(listener, id).map(SocketAddr::V4)
+    }
+
+    fn close(&mut self, id: SocketId) {
+        if self.tcp_close_impl(id, false) {
+            return;
+        }
+        let Some(sock) = self.check(id) else { return };
+        if let SockKind::Udp(addr) = sock.kind {
+            self.bound.remove(&addr);
+        }
+        self.sockets.remove(&id);
+        self.readable.retain(|&r| r != id);
+        self.closed.push(id);
+        self.stats.closed += 1;
+    }
+
+    fn tcp_connect_result(&mut self, id: SocketId) -> Result<(), HostError> {
+        self.tcp_connect_result_impl(id)
+    }
+
+    fn tcp_send(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
+        self.tcp_send_impl(id, data, false)
+    }
+
+    fn tcp_send_urgent(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
+        self.tcp_send_impl(id, data, true)
+    }
+
+    fn tcp_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<usize, HostError> {
+        self.tcp_recv_impl(id, buf)
+    }
+
+    fn tcp_shutdown_write(&mut self, id: SocketId) -> Result<(), HostError> {
+        self.tcp_shutdown_write_impl(id)
+    }
+
+    fn tcp_abort(&mut self, id: SocketId) {
+        if !self.tcp_close_impl(id, true) {
+            self.close(id);
+        }
+    }
+}
+
+impl FakeNet {
+    fn udp_bind_v4(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
         let port = if local.port() == 0 {
             let span = u32::from(EPHEMERAL_PORTS.end() - EPHEMERAL_PORTS.start()) + 1;
             let mut found = None;
@@ -654,7 +748,13 @@ impl HostSocket for FakeNet {
         Ok(addr)
     }
 
-    fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddrV4, ttl: Option<u8>) -> Result<(), HostError> {
+    fn udp_send_to_v4(
+        &mut self,
+        id: SocketId,
+        data: &[u8],
+        dst: SocketAddrV4,
+        ttl: Option<u8>,
+    ) -> Result<(), HostError> {
         let Some(sock) = self.check(id) else { return Err(HostError::Other) };
         let SockKind::Udp(local) = sock.kind else { return Err(HostError::Other) };
         if data.len() > self.max_datagram {
@@ -700,7 +800,7 @@ impl HostSocket for FakeNet {
         Ok(())
     }
 
-    fn udp_recv_from(&mut self, id: SocketId, buf: &mut [u8]) -> Result<UdpEvent, HostError> {
+    fn udp_recv_from_v4(&mut self, id: SocketId, buf: &mut [u8]) -> Result<UdpEvent, HostError> {
         let Some(sock) = self.check(id) else { return Err(HostError::Other) };
         if !matches!(sock.kind, SockKind::Udp(_)) {
             return Err(HostError::Other);
@@ -711,28 +811,16 @@ impl HostSocket for FakeNet {
             Inbound::Datagram { from, data } => {
                 let len = data.len().min(buf.len());
                 buf[..len].copy_from_slice(&data[..len]);
-                Ok(UdpEvent::Datagram { len, from })
+                Ok(UdpEvent::Datagram { len, from: from.into() })
             }
-            Inbound::Error { offender, dst, error } => Ok(UdpEvent::Error { offender, dst, error }),
+            Inbound::Error { offender, dst, error } => {
+                Ok(UdpEvent::Error { offender: offender.into(), dst: dst.into(), error })
+            }
             Inbound::Echo { .. } => Err(HostError::Other),
         }
     }
 
-    fn close(&mut self, id: SocketId) {
-        if self.tcp_close_impl(id, false) {
-            return;
-        }
-        let Some(sock) = self.check(id) else { return };
-        if let SockKind::Udp(addr) = sock.kind {
-            self.bound.remove(&addr);
-        }
-        self.sockets.remove(&id);
-        self.readable.retain(|&r| r != id);
-        self.closed.push(id);
-        self.stats.closed += 1;
-    }
-
-    fn icmp_echo_open(&mut self, id: SocketId) -> Result<EchoKind, HostError> {
+    fn icmp_echo_open_v4(&mut self, id: SocketId) -> Result<EchoKind, HostError> {
         let kind = match self.echo_mode {
             EchoMode::PingSocket => EchoKind::Datagram,
             EchoMode::Raw => EchoKind::Raw,
@@ -745,7 +833,7 @@ impl HostSocket for FakeNet {
         Ok(kind)
     }
 
-    fn icmp_echo_send(
+    fn icmp_echo_send_v4(
         &mut self,
         id: SocketId,
         dst: Ipv4Addr,
@@ -778,7 +866,7 @@ impl HostSocket for FakeNet {
         Ok(())
     }
 
-    fn icmp_echo_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<EchoReply, HostError> {
+    fn icmp_echo_recv_v4(&mut self, id: SocketId, buf: &mut [u8]) -> Result<EchoReply, HostError> {
         let Some(sock) = self.check(id) else { return Err(HostError::Other) };
         if !matches!(sock.kind, SockKind::Echo(_)) {
             return Err(HostError::Other);
@@ -789,51 +877,25 @@ impl HostSocket for FakeNet {
             Inbound::Echo { from, ident, seq_no, data } => {
                 let len = data.len().min(buf.len());
                 buf[..len].copy_from_slice(&data[..len]);
-                Ok(EchoReply { from, ident, seq_no, len })
+                Ok(EchoReply { from: from.into(), ident, seq_no, len })
             }
             _ => Err(HostError::Other),
         }
     }
 
-    fn dns_upstream(&self) -> Option<SocketAddrV4> {
+    fn dns_upstream_v4(&self) -> Option<SocketAddrV4> {
         self.dns_upstream
     }
 
-    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddrV4) -> Result<(), HostError> {
+    fn tcp_connect_v4(&mut self, id: SocketId, dst: SocketAddrV4) -> Result<(), HostError> {
         self.tcp_connect_impl(id, dst)
     }
 
-    fn tcp_connect_result(&mut self, id: SocketId) -> Result<(), HostError> {
-        self.tcp_connect_result_impl(id)
-    }
-
-    fn tcp_send(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
-        self.tcp_send_impl(id, data, false)
-    }
-
-    fn tcp_send_urgent(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
-        self.tcp_send_impl(id, data, true)
-    }
-
-    fn tcp_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<usize, HostError> {
-        self.tcp_recv_impl(id, buf)
-    }
-
-    fn tcp_shutdown_write(&mut self, id: SocketId) -> Result<(), HostError> {
-        self.tcp_shutdown_write_impl(id)
-    }
-
-    fn tcp_abort(&mut self, id: SocketId) {
-        if !self.tcp_close_impl(id, true) {
-            self.close(id);
-        }
-    }
-
-    fn tcp_listen(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+    fn tcp_listen_v4(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
         self.tcp_listen_impl(id, local)
     }
 
-    fn tcp_accept(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddrV4, HostError> {
+    fn tcp_accept_v4(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddrV4, HostError> {
         self.tcp_accept_impl(listener, id)
     }
 }
@@ -886,6 +948,26 @@ impl SimHost for FakeNet {
     }
 }
 
+/// The fake host speaks IPv4 only (its internet has no IPv6): binding an IPv6 address is
+/// unsupported, as on a host with IPv6 disabled.
+pub(crate) fn only_v4(a: SocketAddr) -> Result<SocketAddrV4, HostError> {
+    match a {
+        SocketAddr::V4(a) => Ok(a),
+        SocketAddr::V6(_) => Err(HostError::Unsupported),
+    }
+}
+
+/// An IPv4 destination (IPv4-mapped IPv6 included); IPv6 ones have no route here.
+pub(crate) fn reachable_v4(a: SocketAddr) -> Result<SocketAddrV4, HostError> {
+    match a {
+        SocketAddr::V4(a) => Ok(a),
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => Ok(SocketAddrV4::new(v4, v6.port())),
+            None => Err(HostError::NetUnreachable),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -908,13 +990,16 @@ mod tests {
     fn echo_after_round_trip_then_would_block() {
         let mut net = FakeNet::internet();
         let id = SocketId(1);
-        let local = net.udp_bind(id, ANY).unwrap();
+        let local = net.udp_bind(id, std::net::SocketAddr::V4(ANY)).unwrap();
         assert_eq!(local.port(), *EPHEMERAL_PORTS.start());
-        net.udp_send_to(id, b"hi", ECHO_ADDR, Some(63)).unwrap();
+        net.udp_send_to(id, b"hi", std::net::SocketAddr::V4(ECHO_ADDR), Some(63)).unwrap();
         assert!(run(&mut net, Instant::from_millis(9)).is_empty());
         assert_eq!(run(&mut net, Instant::from_millis(10)), [id]);
         let mut buf = [0u8; 16];
-        assert_eq!(net.udp_recv_from(id, &mut buf), Ok(UdpEvent::Datagram { len: 2, from: ECHO_ADDR }));
+        assert_eq!(
+            net.udp_recv_from(id, &mut buf),
+            Ok(UdpEvent::Datagram { len: 2, from: std::net::SocketAddr::V4(ECHO_ADDR) })
+        );
         assert_eq!(net.udp_recv_from(id, &mut buf), Err(HostError::WouldBlock));
         assert_eq!(net.service_log()[0].1, SocketAddrV4::new(HOST_PUBLIC_ADDR, local.port()));
         assert_eq!(net.sent()[0].ttl, Some(63));
@@ -925,23 +1010,31 @@ mod tests {
         let mut net = FakeNet::internet();
         net.set_socket_limit(Some(1));
         let id = SocketId(1);
-        net.udp_bind(id, ANY).unwrap();
-        assert_eq!(net.udp_bind(SocketId(2), ANY), Err(HostError::Exhausted));
+        net.udp_bind(id, std::net::SocketAddr::V4(ANY)).unwrap();
+        assert_eq!(net.udp_bind(SocketId(2), std::net::SocketAddr::V4(ANY)), Err(HostError::Exhausted));
         let closed_port = SocketAddrV4::new(QUIET_HOST, 5);
-        net.udp_send_to(id, b"x", closed_port, None).unwrap();
+        net.udp_send_to(id, b"x", std::net::SocketAddr::V4(closed_port), None).unwrap();
         let far = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 5);
-        net.udp_send_to(id, b"x", far, None).unwrap();
+        net.udp_send_to(id, b"x", std::net::SocketAddr::V4(far), None).unwrap();
         net.set_max_datagram(100);
-        assert_eq!(net.udp_send_to(id, &[0; 101], ECHO_ADDR, None), Err(HostError::TooLarge));
+        assert_eq!(net.udp_send_to(id, &[0; 101], std::net::SocketAddr::V4(ECHO_ADDR), None), Err(HostError::TooLarge));
         run(&mut net, Instant::from_secs(1));
         let mut buf = [0u8; 4];
         assert_eq!(
             net.udp_recv_from(id, &mut buf),
-            Ok(UdpEvent::Error { offender: QUIET_HOST, dst: closed_port, error: HostError::Refused })
+            Ok(UdpEvent::Error {
+                offender: std::net::IpAddr::V4(QUIET_HOST),
+                dst: std::net::SocketAddr::V4(closed_port),
+                error: HostError::Refused
+            })
         );
         assert_eq!(
             net.udp_recv_from(id, &mut buf),
-            Ok(UdpEvent::Error { offender: UNREACHABLE_ROUTER, dst: far, error: HostError::NetUnreachable })
+            Ok(UdpEvent::Error {
+                offender: std::net::IpAddr::V4(UNREACHABLE_ROUTER),
+                dst: std::net::SocketAddr::V4(far),
+                error: HostError::NetUnreachable
+            })
         );
         net.close(id);
         net.close(id);
@@ -954,14 +1047,14 @@ mod tests {
         let mut net = FakeNet::internet();
         net.set_socket_queue_limit(2);
         let id = SocketId(9);
-        assert_eq!(net.icmp_echo_open(id), Ok(EchoKind::Datagram));
+        assert_eq!(net.icmp_echo_open(id, IpVersion::V4), Ok(EchoKind::Datagram));
         for seq in 0..3 {
-            net.icmp_echo_send(id, *ECHO_ADDR.ip(), 77, seq, b"abc", None).unwrap();
+            net.icmp_echo_send(id, std::net::IpAddr::V4(*ECHO_ADDR.ip()), 77, seq, b"abc", None).unwrap();
         }
         assert_eq!(run(&mut net, Instant::from_secs(1)), [id]);
         let mut buf = [0u8; 8];
         let r = net.icmp_echo_recv(id, &mut buf).unwrap();
-        assert_eq!((r.from, r.ident, r.seq_no, r.len), (*ECHO_ADDR.ip(), PING_SOCKET_IDENT, 0, 3));
+        assert_eq!((r.from, r.ident, r.seq_no, r.len), (IpAddr::V4(*ECHO_ADDR.ip()), PING_SOCKET_IDENT, 0, 3));
         assert_eq!(net.stats().queue_drops, 1);
     }
 
@@ -969,15 +1062,21 @@ mod tests {
     fn clients_reach_bound_sockets_and_hear_back() {
         let mut net = FakeNet::new();
         let fwd = SocketId(4);
-        net.udp_bind(fwd, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5353)).unwrap();
-        assert_eq!(net.udp_bind(SocketId(5), SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5353)), Err(HostError::AddrInUse));
+        net.udp_bind(fwd, std::net::SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5353))).unwrap();
+        assert_eq!(
+            net.udp_bind(SocketId(5), std::net::SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5353))),
+            Err(HostError::AddrInUse)
+        );
         let client = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 33333);
         assert!(net.client_send(client, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5353), b"q"));
         assert!(!net.client_send(client, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5354), b"q"));
         run(&mut net, Instant::from_millis(1));
         let mut buf = [0u8; 4];
-        assert_eq!(net.udp_recv_from(fwd, &mut buf), Ok(UdpEvent::Datagram { len: 1, from: client }));
-        net.udp_send_to(fwd, b"a", client, None).unwrap();
+        assert_eq!(
+            net.udp_recv_from(fwd, &mut buf),
+            Ok(UdpEvent::Datagram { len: 1, from: std::net::SocketAddr::V4(client) })
+        );
+        net.udp_send_to(fwd, b"a", std::net::SocketAddr::V4(client), None).unwrap();
         run(&mut net, Instant::from_millis(2));
         assert_eq!(net.client_recv(client), Some((SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5353), b"a".to_vec())));
     }

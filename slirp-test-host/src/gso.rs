@@ -322,7 +322,12 @@ mod tests {
     }
 
     fn offload(gso: Option<u16>) -> TxOffload {
-        TxOffload { checksum: Some(ChecksumSpan { start: 34, offset: 16 }), gso_size: gso, header_len: HL as u16 }
+        TxOffload {
+            checksum: Some(ChecksumSpan { start: 34, offset: 16 }),
+            gso_size: gso,
+            header_len: HL as u16,
+            ipv6: false,
+        }
     }
 
     /// Checks the IPv4 header checksum and the TCP checksum (over the datagram, not padding).
@@ -455,7 +460,7 @@ mod tests {
     fn gso_without_a_checksum_offload_computes_the_checksums() {
         let f = tcp_frame(&body(4000), 0x18, 3, false);
         let mut out = Vec::new();
-        let off = TxOffload { checksum: None, gso_size: Some(1448), header_len: HL as u16 };
+        let off = TxOffload { checksum: None, gso_size: Some(1448), header_len: HL as u16, ipv6: false };
         assert_eq!(
             segment_offloaded(&f, &off, &mut out),
             Segmented::Split { segments: 3, payload: 4000, gso_size: 1448 }
@@ -505,6 +510,7 @@ mod tests {
             checksum: Some(ChecksumSpan { start, offset }),
             gso_size: Some(1448),
             header_len: HL as u16,
+            ipv6: false,
         };
         assert_eq!(drop(&f, off_span(34, 6)), Segmented::Dropped(Malformed::SpanMismatch));
         assert_eq!(drop(&f, off_span(30, 16)), Segmented::Dropped(Malformed::SpanMismatch));

@@ -16,9 +16,10 @@
 //! [`NoHost`]: slirp_core::NoHost
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use slirp_core::{EchoKind, EchoReply, HostError, HostSocket, SocketId, UdpEvent};
+use crate::fakenet::{only_v4, reachable_v4};
+use slirp_core::{EchoKind, EchoReply, HostError, HostSocket, IpVersion, SocketId, UdpEvent};
 
 /// One call the core made, in order (payloads are in the sockets' outboxes, only lengths here).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,36 +160,56 @@ impl ScriptHost {
 }
 
 impl HostSocket for ScriptHost {
-    fn udp_bind(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
-        self.calls.push(HostCall::UdpBind(id, local));
-        if !self.udp {
-            return Err(HostError::Unsupported);
-        }
-        let port = if local.port() == 0 { 40000u16.wrapping_add(id.0 as u16) } else { local.port() };
-        let bound = SocketAddrV4::new(*local.ip(), port);
-        self.socks.entry(id.0).or_default().local = Some(bound);
-        Ok(bound)
+    fn udp_bind(&mut self, id: SocketId, local: SocketAddr) -> Result<SocketAddr, HostError> {
+        self.udp_bind_v4(id, only_v4(local)?).map(SocketAddr::V4)
     }
 
-    fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddrV4, ttl: Option<u8>) -> Result<(), HostError> {
-        self.calls.push(HostCall::UdpSendTo(id, data.len(), dst, ttl));
-        let s = self.socks.get_mut(&id.0).filter(|s| s.local.is_some()).ok_or(HostError::Unsupported)?;
-        s.datagrams_sent.push((dst, data.to_vec(), ttl));
-        Ok(())
+    fn udp_send_to(&mut self, id: SocketId, data: &[u8], dst: SocketAddr, ttl: Option<u8>) -> Result<(), HostError> {
+        self.udp_send_to_v4(id, data, reachable_v4(dst)?, ttl)
     }
 
     fn udp_recv_from(&mut self, id: SocketId, buf: &mut [u8]) -> Result<UdpEvent, HostError> {
-        self.calls.push(HostCall::UdpRecvFrom(id));
-        let s = self.socks.get_mut(&id.0).ok_or(HostError::Unsupported)?;
-        let (event, data) = s.datagrams.pop_front().ok_or(HostError::WouldBlock)?;
-        Ok(match event {
-            UdpEvent::Datagram { from, .. } => {
-                let len = data.len().min(buf.len());
-                buf[..len].copy_from_slice(&data[..len]);
-                UdpEvent::Datagram { len, from }
-            }
-            error => error,
-        })
+        self.udp_recv_from_v4(id, buf)
+    }
+
+    fn icmp_echo_open(&mut self, id: SocketId, version: IpVersion) -> Result<EchoKind, HostError> {
+        match version {
+            IpVersion::V4 => self.icmp_echo_open_v4(id),
+            IpVersion::V6 => Err(HostError::Unsupported),
+        }
+    }
+
+    fn icmp_echo_send(
+        &mut self,
+        id: SocketId,
+        dst: IpAddr,
+        ident: u16,
+        seq_no: u16,
+        data: &[u8],
+        ttl: Option<u8>,
+    ) -> Result<(), HostError> {
+        let dst = reachable_v4(SocketAddr::new(dst, 0))?;
+        self.icmp_echo_send_v4(id, *dst.ip(), ident, seq_no, data, ttl)
+    }
+
+    fn icmp_echo_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<EchoReply, HostError> {
+        self.icmp_echo_recv_v4(id, buf)
+    }
+
+    fn dns_upstream(&self) -> Option<SocketAddr> {
+        self.dns_upstream_v4().map(SocketAddr::V4)
+    }
+
+    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddr) -> Result<(), HostError> {
+        self.tcp_connect_v4(id, reachable_v4(dst)?)
+    }
+
+    fn tcp_listen(&mut self, id: SocketId, local: SocketAddr) -> Result<SocketAddr, HostError> {
+        self.tcp_listen_v4(id, only_v4(local)?).map(SocketAddr::V4)
+    }
+
+    fn tcp_accept(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddr, HostError> {
+        self.tcp_accept_v4(listener, id).map(SocketAddr::V4)
     }
 
     fn close(&mut self, id: SocketId) {
@@ -196,54 +217,6 @@ impl HostSocket for ScriptHost {
         if let Some(s) = self.socks.get_mut(&id.0) {
             s.closed = true;
         }
-    }
-
-    fn icmp_echo_open(&mut self, id: SocketId) -> Result<EchoKind, HostError> {
-        self.calls.push(HostCall::IcmpEchoOpen(id));
-        let kind = self.echo_kind.ok_or(HostError::Unsupported)?;
-        self.echo = Some(id);
-        Ok(kind)
-    }
-
-    fn icmp_echo_send(
-        &mut self,
-        id: SocketId,
-        dst: Ipv4Addr,
-        ident: u16,
-        seq_no: u16,
-        data: &[u8],
-        ttl: Option<u8>,
-    ) -> Result<(), HostError> {
-        self.calls.push(HostCall::IcmpEchoSend(id, dst, ident, seq_no, data.len(), ttl));
-        if self.echo != Some(id) {
-            return Err(HostError::Unsupported);
-        }
-        self.echo_sent.push(ScriptEcho { dst, ident, seq_no, data: data.to_vec(), ttl });
-        Ok(())
-    }
-
-    fn icmp_echo_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<EchoReply, HostError> {
-        self.calls.push(HostCall::IcmpEchoRecv(id));
-        let (reply, data) = self.echo_replies.pop_front().ok_or(HostError::WouldBlock)?;
-        let len = data.len().min(buf.len());
-        buf[..len].copy_from_slice(&data[..len]);
-        Ok(EchoReply { len, ..reply })
-    }
-
-    fn dns_upstream(&self) -> Option<SocketAddrV4> {
-        self.dns
-    }
-
-    fn tcp_connect(&mut self, id: SocketId, dst: SocketAddrV4) -> Result<(), HostError> {
-        self.calls.push(HostCall::TcpConnect(id, dst));
-        if let Some(Err(e)) = self.connect_now {
-            return Err(e);
-        }
-        self.last_connect = Some(id);
-        let s = self.socks.entry(id.0).or_default();
-        s.dst = Some(dst);
-        s.connect = self.connect_now;
-        Ok(())
     }
 
     fn tcp_connect_result(&mut self, id: SocketId) -> Result<(), HostError> {
@@ -309,14 +282,102 @@ impl HostSocket for ScriptHost {
             s.closed = true;
         }
     }
+}
 
-    fn tcp_listen(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+impl ScriptHost {
+    fn udp_bind_v4(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
+        self.calls.push(HostCall::UdpBind(id, local));
+        if !self.udp {
+            return Err(HostError::Unsupported);
+        }
+        let port = if local.port() == 0 { 40000u16.wrapping_add(id.0 as u16) } else { local.port() };
+        let bound = SocketAddrV4::new(*local.ip(), port);
+        self.socks.entry(id.0).or_default().local = Some(bound);
+        Ok(bound)
+    }
+
+    fn udp_send_to_v4(
+        &mut self,
+        id: SocketId,
+        data: &[u8],
+        dst: SocketAddrV4,
+        ttl: Option<u8>,
+    ) -> Result<(), HostError> {
+        self.calls.push(HostCall::UdpSendTo(id, data.len(), dst, ttl));
+        let s = self.socks.get_mut(&id.0).filter(|s| s.local.is_some()).ok_or(HostError::Unsupported)?;
+        s.datagrams_sent.push((dst, data.to_vec(), ttl));
+        Ok(())
+    }
+
+    fn udp_recv_from_v4(&mut self, id: SocketId, buf: &mut [u8]) -> Result<UdpEvent, HostError> {
+        self.calls.push(HostCall::UdpRecvFrom(id));
+        let s = self.socks.get_mut(&id.0).ok_or(HostError::Unsupported)?;
+        let (event, data) = s.datagrams.pop_front().ok_or(HostError::WouldBlock)?;
+        Ok(match event {
+            UdpEvent::Datagram { from, .. } => {
+                let len = data.len().min(buf.len());
+                buf[..len].copy_from_slice(&data[..len]);
+                UdpEvent::Datagram { len, from }
+            }
+            error => error,
+        })
+    }
+
+    fn icmp_echo_open_v4(&mut self, id: SocketId) -> Result<EchoKind, HostError> {
+        self.calls.push(HostCall::IcmpEchoOpen(id));
+        let kind = self.echo_kind.ok_or(HostError::Unsupported)?;
+        self.echo = Some(id);
+        Ok(kind)
+    }
+
+    fn icmp_echo_send_v4(
+        &mut self,
+        id: SocketId,
+        dst: Ipv4Addr,
+        ident: u16,
+        seq_no: u16,
+        data: &[u8],
+        ttl: Option<u8>,
+    ) -> Result<(), HostError> {
+        self.calls.push(HostCall::IcmpEchoSend(id, dst, ident, seq_no, data.len(), ttl));
+        if self.echo != Some(id) {
+            return Err(HostError::Unsupported);
+        }
+        self.echo_sent.push(ScriptEcho { dst, ident, seq_no, data: data.to_vec(), ttl });
+        Ok(())
+    }
+
+    fn icmp_echo_recv_v4(&mut self, id: SocketId, buf: &mut [u8]) -> Result<EchoReply, HostError> {
+        self.calls.push(HostCall::IcmpEchoRecv(id));
+        let (reply, data) = self.echo_replies.pop_front().ok_or(HostError::WouldBlock)?;
+        let len = data.len().min(buf.len());
+        buf[..len].copy_from_slice(&data[..len]);
+        Ok(EchoReply { len, ..reply })
+    }
+
+    fn dns_upstream_v4(&self) -> Option<SocketAddrV4> {
+        self.dns
+    }
+
+    fn tcp_connect_v4(&mut self, id: SocketId, dst: SocketAddrV4) -> Result<(), HostError> {
+        self.calls.push(HostCall::TcpConnect(id, dst));
+        if let Some(Err(e)) = self.connect_now {
+            return Err(e);
+        }
+        self.last_connect = Some(id);
+        let s = self.socks.entry(id.0).or_default();
+        s.dst = Some(dst);
+        s.connect = self.connect_now;
+        Ok(())
+    }
+
+    fn tcp_listen_v4(&mut self, id: SocketId, local: SocketAddrV4) -> Result<SocketAddrV4, HostError> {
         self.calls.push(HostCall::TcpListen(id, local));
         self.listener = Some(id);
         Ok(local)
     }
 
-    fn tcp_accept(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddrV4, HostError> {
+    fn tcp_accept_v4(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddrV4, HostError> {
         self.calls.push(HostCall::TcpAccept(listener, id));
         let peer = self.pending_accepts.pop_front().ok_or(HostError::WouldBlock)?;
         self.socks
@@ -335,8 +396,8 @@ mod tests {
     fn unscripted_protocols_are_refused_like_no_host() {
         let mut h = ScriptHost::default();
         let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
-        assert_eq!(h.udp_bind(A, any), Err(HostError::Unsupported));
-        assert_eq!(h.icmp_echo_open(A), Err(HostError::Unsupported));
+        assert_eq!(h.udp_bind(A, std::net::SocketAddr::V4(any)), Err(HostError::Unsupported));
+        assert_eq!(h.icmp_echo_open(A, IpVersion::V4), Err(HostError::Unsupported));
         assert_eq!(h.dns_upstream(), None);
         assert_eq!(h.calls, [HostCall::UdpBind(A, any), HostCall::IcmpEchoOpen(A)]);
     }
@@ -344,22 +405,28 @@ mod tests {
     #[test]
     fn udp_datagrams_go_to_the_outbox_and_come_from_the_inbox() {
         let mut h = ScriptHost { udp: true, ..ScriptHost::default() };
-        let bound = h.udp_bind(A, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        let bound = h.udp_bind(A, std::net::SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))).unwrap();
         assert_eq!(bound.port(), 40001);
         let dst = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 53);
-        h.udp_send_to(A, b"query", dst, Some(3)).unwrap();
+        h.udp_send_to(A, b"query", std::net::SocketAddr::V4(dst), Some(3)).unwrap();
         assert_eq!(h.sock(A).datagrams_sent, [(dst, b"query".to_vec(), Some(3))]);
         let mut buf = [0u8; 4];
         assert_eq!(h.udp_recv_from(A, &mut buf), Err(HostError::WouldBlock));
-        h.sock(A).datagrams.push_back((UdpEvent::Datagram { len: 0, from: dst }, b"answer".to_vec()));
-        assert_eq!(h.udp_recv_from(A, &mut buf), Ok(UdpEvent::Datagram { len: 4, from: dst }), "truncated");
+        h.sock(A)
+            .datagrams
+            .push_back((UdpEvent::Datagram { len: 0, from: std::net::SocketAddr::V4(dst) }, b"answer".to_vec()));
+        assert_eq!(
+            h.udp_recv_from(A, &mut buf),
+            Ok(UdpEvent::Datagram { len: 4, from: std::net::SocketAddr::V4(dst) }),
+            "truncated"
+        );
         assert_eq!(&buf, b"answ");
     }
 
     #[test]
     fn tcp_reads_stop_at_the_urgent_mark() {
         let mut h = ScriptHost { connect_now: Some(Ok(())), ..ScriptHost::default() };
-        h.tcp_connect(A, SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 80)).unwrap();
+        h.tcp_connect(A, std::net::SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 80))).unwrap();
         assert_eq!(h.tcp_connect_result(A), Ok(()));
         let s = h.sock(A);
         s.inbox.extend(b"ab!cd");

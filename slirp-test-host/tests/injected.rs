@@ -57,6 +57,9 @@ fn malformed_frames_are_counted_and_dropped() {
     let before = sim.core().stats().clone();
 
     sim.inject_from_guest(&[0u8; 10]);
+    // An ethertype nobody speaks (IEEE 802 local experimental), and IPv6 while it is off.
+    let unknown = frame_to_gateway(&sim, EthernetProtocol::Unknown(0x88b5), &[0x60; 40]);
+    sim.inject_from_guest(&unknown);
     let ipv6 = frame_to_gateway(&sim, EthernetProtocol::Ipv6, &[0x60; 40]);
     sim.inject_from_guest(&ipv6);
     let mut bad_sum = ipv4_fragment(7, 0, false, &[8, 0, 0, 0, 0, 0, 0, 0]);
@@ -66,7 +69,12 @@ fn malformed_frames_are_counted_and_dropped() {
     sim.run_for(Duration::from_millis(10));
 
     let stats = sim.core().stats();
-    for reason in [DropReason::EthernetTruncated, DropReason::EthernetUnknownType, DropReason::Ipv4Checksum] {
+    for reason in [
+        DropReason::EthernetTruncated,
+        DropReason::EthernetUnknownType,
+        DropReason::Ipv6Disabled,
+        DropReason::Ipv4Checksum,
+    ] {
         assert_eq!(stats.dropped(reason), before.dropped(reason) + 1, "{reason}");
     }
     assert_eq!(stats.tx_frames, before.tx_frames, "nothing answered garbage");

@@ -11,7 +11,7 @@ use slirp_test_host::ScriptHost;
 
 /// An echo reply nobody asked for (or the one that was), as the host's ping socket hands it over.
 fn late(seq_no: u16) -> (EchoReply, Vec<u8>) {
-    (EchoReply { from: OUTSIDE, ident: 1, seq_no, len: 4 }, b"late".to_vec())
+    (EchoReply { from: std::net::IpAddr::V4(OUTSIDE), ident: 1, seq_no, len: 4 }, b"late".to_vec())
 }
 
 #[test]

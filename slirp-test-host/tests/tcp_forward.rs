@@ -70,7 +70,7 @@ fn forward_serves_remote_and_loopback_clients() {
     assert_eq!(rules.len(), 1);
     assert_eq!(
         (rules[0].id, rules[0].host, rules[0].guest),
-        (id, SocketAddrV4::new(ANY, 2222), SocketAddrV4::new(GUEST, 8000))
+        (id, SocketAddrV4::new(ANY, 2222).into(), SocketAddrV4::new(GUEST, 8000).into())
     );
 
     let c = sim.host_mut().tcp_client_connect(CLIENT, SocketAddrV4::new(HOST_PUBLIC_ADDR, 2222)).unwrap();
@@ -79,7 +79,7 @@ fn forward_serves_remote_and_loopback_clients() {
     assert_eq!(remote, IpEndpoint::from(CLIENT), "the guest sees the client's real address");
     let info = sim.core().tcp_connections().next().unwrap();
     assert!(info.forwarded);
-    assert_eq!(info.host_peer, CLIENT);
+    assert_eq!(info.host_peer, std::net::SocketAddr::V4(CLIENT));
     assert!(client_round_trip(&mut sim, c, listen, 1, 300_000) == pattern_digest(1, 300_000));
 
     // The client closes: the guest sees the FIN, closes too, the client sees EOF.

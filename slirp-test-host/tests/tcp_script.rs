@@ -126,7 +126,7 @@ fn syn_ack_waits_for_the_host_connect_and_data_flows_both_ways() {
     let out = t.tcp_out();
     assert!(out.iter().any(|(_, s, _)| s.control == TcpControl::Fin), "{out:?}");
     assert_eq!(t.slirp.tcp_connection_count(), 1);
-    assert_eq!(t.slirp.tcp_connections().next().map(|c| c.guest), Some(SocketAddrV4::new(GUEST_IP, 40000)));
+    assert_eq!(t.slirp.tcp_connections().next().map(|c| c.guest), Some(SocketAddrV4::new(GUEST_IP, 40000).into()));
 }
 
 #[test]

@@ -101,7 +101,10 @@ fn forwards_are_added_and_removed_at_runtime() {
     );
     let rules: Vec<_> = sim.core().udp_forwards().collect();
     assert_eq!(rules.len(), 1);
-    assert_eq!((rules[0].id, rules[0].host, rules[0].guest), (id, ANY_HOST_PORT, SocketAddrV4::new(GUEST, GUEST_PORT)));
+    assert_eq!(
+        (rules[0].id, rules[0].host, rules[0].guest),
+        (id, ANY_HOST_PORT.into(), SocketAddrV4::new(GUEST, GUEST_PORT).into())
+    );
 
     assert!(sim.host_mut().client_send(client, to(HOST_PORT), b"one"));
     assert_eq!(recv_udp(&mut sim, server, Duration::from_secs(1)).map(|(_, d)| d), Some(b"one".to_vec()));

@@ -2,13 +2,14 @@
 //! virtual addresses, asking for unknown guests, and the packets held meanwhile.
 
 use crate::iface::fragment::emit_frames;
+use crate::iface::ipv6::{emit_frames6, Out6};
 use crate::iface::Iface;
 use crate::stats::DropReason;
 use crate::time::Instant;
 use crate::wire::ethernet::{HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
 use crate::wire::{ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
-use crate::wire::{Ipv4Packet, Ipv4Repr};
-use core::net::Ipv4Addr;
+use crate::wire::{Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr};
+use core::net::{IpAddr, Ipv4Addr};
 
 impl Iface<'_> {
     pub(crate) fn arp_input(&mut self, now: Instant, eth: &EthernetFrame<&[u8]>) {
@@ -112,10 +113,32 @@ impl Iface<'_> {
     /// only its head can be due; a packet behind an unresolved one waits at most one timeout.
     pub(crate) fn release_held(&mut self, now: Instant) {
         while let Some(rec) = self.hold.peek() {
-            let dst = Ipv4Addr::from(rec.tag);
+            // We wrote these packets ourselves; their headers parse. The version says which.
+            let v6 = rec.data.first().is_some_and(|b| b >> 4 == 6);
+            let dst: IpAddr = if v6 {
+                match Ipv6Packet::new_checked(rec.data) {
+                    Ok(p) => IpAddr::V6(p.dst_addr()),
+                    Err(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                }
+            } else {
+                IpAddr::V4(Ipv4Addr::from(rec.tag))
+            };
             if let Some(mac) = self.neighbors.lookup(dst) {
-                // We wrote this datagram ourselves; its header parses.
-                if let Ok(p) = Ipv4Packet::new_checked(rec.data) {
+                if v6 {
+                    if let Ok(p) = Ipv6Packet::new_checked(rec.data) {
+                        if let Ok(repr) = Ipv6Repr::parse(&p) {
+                            let mtu = usize::from(self.config.mtu);
+                            let out = Out6 {
+                                tx: &mut self.tx,
+                                stats: &mut self.stats,
+                                gateway_mac: self.gateway_mac,
+                                mtu,
+                                next_id: &mut self.next_ip6_id,
+                            };
+                            emit_frames6(out, mac, &repr, &[], p.payload());
+                        }
+                    }
+                } else if let Ok(p) = Ipv4Packet::new_checked(rec.data) {
                     if let Ok(repr) = Ipv4Repr::parse(&p, false) {
                         let mtu = usize::from(self.config.mtu);
                         let eth = self.ipv4_frame(mac);

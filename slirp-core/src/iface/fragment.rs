@@ -18,7 +18,7 @@ pub fn is_unicast_source(addr: Ipv4Addr) -> bool {
 }
 
 /// Copies bytes `[off, off + dst.len())` of the concatenation `head ‖ body` into `dst`.
-fn copy_range(head: &[u8], body: &[u8], off: usize, dst: &mut [u8]) {
+pub(crate) fn copy_range(head: &[u8], body: &[u8], off: usize, dst: &mut [u8]) {
     let mut written = 0;
     if off < head.len() {
         let n = (head.len() - off).min(dst.len());

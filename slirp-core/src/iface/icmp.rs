@@ -1,14 +1,15 @@
-//! ICMPv4 messages the core originates: echo replies from the virtual addresses, errors about
-//! datagrams the guest sent (RFC 1812 rules, at most 576 bytes), and the ICMP form of a host
-//! socket's error.
+//! ICMP messages the core originates: echo replies from the virtual addresses, errors about
+//! datagrams the guest sent (IPv4: RFC 1812 rules, at most 576 bytes; IPv6: RFC 4443, in
+//! `ipv6.rs`), and the ICMP form of a host socket's error, for both families.
 
 use crate::host::HostError;
-use crate::iface::ipv4::{reply_header, Ingress, LinkDest, ICMP_TTL};
+use crate::iface::ip::{IcmpError, Ingress, LinkDest, Unreach};
+use crate::iface::ipv4::{reply_header, ICMP_TTL};
 use crate::iface::Iface;
 use crate::time::Instant;
 use crate::wire::icmpv4::{self, is_error_type, unreach};
 use crate::wire::{Icmpv4Repr, IpProtocol, Ipv4Repr};
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Largest datagram an ICMP error may make: every host must accept 576 bytes, so an error
 /// never needs fragmenting (RFC 1812 §4.3.2.3).
@@ -16,12 +17,25 @@ pub const MAX_ERROR_DATAGRAM: usize = 576;
 /// Most bytes of the offending datagram an error quotes: 576 - 20 (IP) - 8 (ICMP).
 pub const MAX_QUOTE: usize = MAX_ERROR_DATAGRAM - 20 - icmpv4::HEADER_LEN;
 
-/// The error message of `msg_type` (destination unreachable or time exceeded) and `code`
-/// quoting `quote`.
-pub(crate) fn error_message(msg_type: u8, code: u8, quote: &[u8]) -> Icmpv4Repr<'_> {
-    match msg_type {
-        icmpv4::TIME_EXCEEDED => Icmpv4Repr::TimeExceeded { code, quote },
-        _ => Icmpv4Repr::DstUnreachable { code, next_hop_mtu: 0, quote },
+/// The ICMPv4 message of `err` quoting `quote`.
+pub(crate) fn error_message(err: IcmpError, quote: &[u8]) -> Icmpv4Repr<'_> {
+    match err {
+        IcmpError::TimeExceeded => Icmpv4Repr::TimeExceeded { code: 0, quote },
+        IcmpError::Unreachable(u) => Icmpv4Repr::DstUnreachable { code: v4_code(u), next_hop_mtu: 0, quote },
+        IcmpError::PacketTooBig(mtu) => {
+            Icmpv4Repr::DstUnreachable { code: unreach::NEED_FRAG, next_hop_mtu: mtu.min(0xffff) as u16, quote }
+        }
+    }
+}
+
+/// The ICMPv4 destination-unreachable code of `u`.
+pub(crate) fn v4_code(u: Unreach) -> u8 {
+    match u {
+        Unreach::Net => unreach::NET,
+        Unreach::Host => unreach::HOST,
+        Unreach::Port => unreach::PORT,
+        Unreach::Protocol => unreach::PROTOCOL,
+        Unreach::AdminProhibited => unreach::ADMIN_PROHIBITED,
     }
 }
 
@@ -53,21 +67,21 @@ pub fn error_source(gateway: Ipv4Addr) -> Ipv4Addr {
     gateway
 }
 
-/// The ICMP error (type, code) that tells the guest about host error `e`, if any.
-pub(crate) fn for_host_error(e: HostError) -> Option<(u8, u8)> {
+/// The ICMP error that tells the guest about host error `e`, if any.
+pub(crate) fn for_host_error(e: HostError) -> Option<IcmpError> {
     match e {
-        HostError::TtlExpired => Some((icmpv4::TIME_EXCEEDED, 0)),
-        e => unreach_code(e).map(|c| (icmpv4::DST_UNREACHABLE, c)),
+        HostError::TtlExpired => Some(IcmpError::TimeExceeded),
+        e => unreach_code(e).map(IcmpError::Unreachable),
     }
 }
 
-/// The destination-unreachable code for host error `e`, if one fits.
-pub(crate) fn unreach_code(e: HostError) -> Option<u8> {
+/// The destination-unreachable reason for host error `e`, if one fits.
+pub(crate) fn unreach_code(e: HostError) -> Option<Unreach> {
     match e {
-        HostError::NetUnreachable => Some(unreach::NET),
-        HostError::HostUnreachable => Some(unreach::HOST),
-        HostError::Refused => Some(unreach::PORT),
-        HostError::PermissionDenied => Some(unreach::ADMIN_PROHIBITED),
+        HostError::NetUnreachable => Some(Unreach::Net),
+        HostError::HostUnreachable => Some(Unreach::Host),
+        HostError::Refused => Some(Unreach::Port),
+        HostError::PermissionDenied => Some(Unreach::AdminProhibited),
         // The host cannot send it at all; "fragmentation needed" would need a next-hop MTU
         // we do not know, and the guest did not ask for DF. Count it and stay silent.
         HostError::TooLarge => None,
@@ -81,30 +95,60 @@ pub(crate) fn unreach_code(e: HostError) -> Option<u8> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Quoted {
     pub(crate) protocol: IpProtocol,
-    pub(crate) guest: SocketAddrV4,
-    pub(crate) dst: SocketAddrV4,
+    pub(crate) guest: SocketAddr,
+    pub(crate) dst: SocketAddr,
     pub(crate) l4: [u8; 8],
 }
 
 impl Iface<'_> {
-    /// Answers an echo request to a virtual address.
+    /// Answers an IPv4 echo request to a virtual address.
     pub(crate) fn echo_reply(&mut self, d: &Ingress<'_>, ident: u16, seq_no: u16, data: &[u8]) {
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (d.src, d.dst) else { return };
         let head = Icmpv4Repr::EchoReply { ident, seq_no, data }.emit_header();
         // A fresh 20-byte header: the request's IP options are not echoed.
-        let reply = reply_header(d.ip.dst_addr, d.ip.src_addr, IpProtocol::Icmp, ICMP_TTL, d.ip.tos);
-        let to = self.reply_link(d.link, d.ip.src_addr);
+        let reply = reply_header(dst, src, IpProtocol::Icmp, ICMP_TTL, d.tos);
+        let to = self.reply_link(d.link, d.src);
         self.send_datagram(d.now, reply, to, &head, data);
+    }
+
+    /// Sends an ICMP error of the datagram's family about the datagram `d`, if the rules
+    /// (RFC 1812 for IPv4, RFC 4443 for IPv6) allow one.
+    pub(crate) fn icmp_error(&mut self, d: &Ingress<'_>, err: IcmpError) {
+        if d.is_v6() {
+            self.icmp_error6(d, err);
+        } else {
+            self.icmp_error4(d, err);
+        }
     }
 
     /// Tells the guest that a packet it sent (`quoted`) failed on the host side with `error`,
     /// from `offender` (host loopback and unspecified appear as the gateway).
-    pub(crate) fn host_error_to_guest(&mut self, now: Instant, quoted: Quoted, offender: Ipv4Addr, error: HostError) {
-        let Some((msg_type, code)) = for_host_error(error) else { return };
-        let from = if offender.is_loopback() || offender.is_unspecified() { self.config.gateway } else { offender };
+    pub(crate) fn host_error_to_guest(&mut self, now: Instant, quoted: Quoted, offender: IpAddr, error: HostError) {
+        let Some(err) = for_host_error(error) else { return };
+        self.quoted_error_to_guest(now, quoted, offender, err);
+    }
+
+    /// Sends the guest ICMP error `err` (of the guest's family) about the packet `quoted`, from
+    /// `offender` (host loopback and unspecified, or an address of the other family, appear as
+    /// the gateway).
+    pub(crate) fn quoted_error_to_guest(&mut self, now: Instant, quoted: Quoted, offender: IpAddr, err: IcmpError) {
+        let local = offender.is_loopback() || offender.is_unspecified();
+        let (SocketAddr::V4(guest), SocketAddr::V4(dst)) = (quoted.guest, quoted.dst) else {
+            let from = match offender {
+                IpAddr::V6(o) if !local => o,
+                IpAddr::V4(o) if !local => o.to_ipv6_mapped(),
+                _ => self.config.ipv6.gateway,
+            };
+            return self.quoted_error_to_guest6(now, quoted, from, err);
+        };
+        let from = match offender {
+            IpAddr::V4(o) if !local => o,
+            _ => self.config.gateway,
+        };
         let mut quote = [0u8; 28];
         let orig = Ipv4Repr {
-            src_addr: *quoted.guest.ip(),
-            dst_addr: *quoted.dst.ip(),
+            src_addr: *guest.ip(),
+            dst_addr: *dst.ip(),
             protocol: quoted.protocol,
             payload_len: 8,
             ttl: 64,
@@ -116,8 +160,8 @@ impl Iface<'_> {
         };
         orig.emit(&mut quote[..20]);
         quote[20..].copy_from_slice(&quoted.l4);
-        let head = error_message(msg_type, code, &quote).emit_header();
-        let repr = reply_header(from, *quoted.guest.ip(), IpProtocol::Icmp, ICMP_TTL, 0xc0);
+        let head = error_message(err, &quote).emit_header();
+        let repr = reply_header(from, *guest.ip(), IpProtocol::Icmp, ICMP_TTL, 0xc0);
         self.stats.icmp_errors_sent += 1;
         self.send_datagram(now, repr, LinkDest::Resolve, &head, &quote);
     }

@@ -4,53 +4,23 @@
 
 use crate::host::HostSocket;
 use crate::iface::fragment::{emit_frames, is_unicast_source};
+use crate::iface::ip::{Arrival, IcmpError, Ingress, LinkDest, Unreach};
 use crate::iface::reassembly::{Added, Reassembler};
 use crate::iface::{icmp, Iface, Inner};
 use crate::stats::DropReason;
 use crate::time::Instant;
-use crate::wire::icmpv4::{self, unreach};
+use crate::wire;
 use crate::wire::ipv4::HEADER_LEN as IP_LEN;
-use crate::wire::{self, tcp as tcp_wire};
 use crate::wire::{
     EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
 };
 use crate::wire::{TcpPacket, TcpRepr, UdpPacket, UdpRepr};
-use core::net::Ipv4Addr;
+use core::net::{IpAddr, Ipv4Addr};
 
 /// TTL of datagrams we originate toward the guest (RFC 1340 default).
 pub(crate) const DEFAULT_TTL: u8 = 64;
 /// TTL of ICMP messages we originate (the original slirp uses MAXTTL).
 pub(crate) const ICMP_TTL: u8 = 255;
-
-/// How the frame carrying a datagram is addressed.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum LinkDest {
-    /// To this MAC (we learned it from the frame we answer).
-    Mac(EthernetAddress),
-    /// To whatever MAC the destination address resolves to (ARP, holding the packet meanwhile).
-    Resolve,
-}
-
-/// How a datagram reached us on the link.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Arrival {
-    src_mac: EthernetAddress,
-    link_broadcast: bool,
-    /// Whether the TCP/UDP checksum must be verified (the link did not vouch for it).
-    pub(crate) verify_l4: bool,
-}
-
-/// A datagram from the guest as a protocol machine receives it: when, how it arrived, its
-/// header (parsed and as bytes, for ICMP errors that quote it) and its payload (the whole
-/// transport packet).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Ingress<'p> {
-    pub(crate) now: Instant,
-    pub(crate) link: Arrival,
-    pub(crate) ip: &'p Ipv4Repr,
-    pub(crate) header: &'p [u8],
-    pub(crate) payload: &'p [u8],
-}
 
 /// Where a datagram is going, as far as the engine is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,8 +68,8 @@ pub(crate) fn input<H: HostSocket>(
     let moved = iface.learn_guest(now, repr.src_addr, link.src_mac);
     let header = &packet.datagram()[..packet.header_len() as usize];
     if !packet.is_fragment() {
-        let ingress = Ingress { now, link, ip: &repr, header, payload: packet.payload() };
-        inner.dispatch(&ingress, host);
+        let ingress = ingress(now, link, &repr, header, packet.payload());
+        inner.dispatch(&repr, &ingress, host);
         if moved {
             inner.iface.confirm_guest(now, repr.src_addr);
         }
@@ -117,8 +87,8 @@ pub(crate) fn input<H: HostSocket>(
                 inner.iface.stats.reassembled += 1;
                 let mut hdr = [0u8; IP_LEN];
                 whole.emit(&mut hdr);
-                let ingress = Ingress { now, link, ip: &whole, header: &hdr, payload };
-                inner.dispatch(&ingress, host);
+                let ingress = ingress(now, link, &whole, &hdr, payload);
+                inner.dispatch(&whole, &ingress, host);
             }
             reassembler.release(slot);
         }
@@ -126,10 +96,25 @@ pub(crate) fn input<H: HostSocket>(
     }
 }
 
+/// The family-neutral view of a validated IPv4 datagram.
+fn ingress<'p>(now: Instant, link: Arrival, repr: &Ipv4Repr, header: &'p [u8], payload: &'p [u8]) -> Ingress<'p> {
+    Ingress {
+        now,
+        link,
+        src: IpAddr::V4(repr.src_addr),
+        dst: IpAddr::V4(repr.dst_addr),
+        protocol: repr.protocol,
+        hop_limit: repr.ttl,
+        tos: repr.tos,
+        header,
+        payload,
+    }
+}
+
 impl Inner<'_> {
     /// Sends a datagram to the machine that serves its protocol and destination.
-    fn dispatch<H: HostSocket>(&mut self, d: &Ingress<'_>, host: &mut H) {
-        let (repr, payload) = (d.ip, d.payload);
+    fn dispatch<H: HostSocket>(&mut self, repr: &Ipv4Repr, d: &Ingress<'_>, host: &mut H) {
+        let payload = d.payload;
         let out = &mut self.iface;
         let dest = out.classify(repr.dst_addr);
         let dhcp_request = repr.protocol == IpProtocol::Udp && payload.get(2..4) == Some(&[0, 67][..]);
@@ -147,7 +132,7 @@ impl Inner<'_> {
         let local = matches!(dest, Destination::Virtual | Destination::Broadcast);
         if repr.ttl == 0 || (!local && repr.ttl == 1) {
             out.stats.drop(DropReason::Ipv4TtlExpired);
-            out.icmp_error(d, icmpv4::TIME_EXCEEDED, 0);
+            out.icmp_error(d, IcmpError::TimeExceeded);
             return;
         }
         match repr.protocol {
@@ -159,7 +144,7 @@ impl Inner<'_> {
                 if dest == Destination::Virtual {
                     // RFC 1812 §4.3.3.1: protocol unreachable for a protocol the router does not
                     // speak. Datagrams to be forwarded (GRE, SCTP...) cannot be NATed: silence.
-                    out.icmp_error(d, icmpv4::DST_UNREACHABLE, unreach::PROTOCOL);
+                    out.icmp_error(d, IcmpError::Unreachable(Unreach::Protocol));
                 }
             }
         }
@@ -186,7 +171,7 @@ impl Inner<'_> {
                     return out.stats.drop(DropReason::Restricted);
                 }
                 // Nobody lives at other addresses of the virtual subnet.
-                out.unreachable(d, dest, unreach::HOST);
+                out.unreachable(d, dest, Unreach::Host);
             }
             _ => out.stats.drop(DropReason::IcmpIgnored),
         }
@@ -197,12 +182,12 @@ impl Inner<'_> {
         let Ok(packet) = UdpPacket::new_checked(d.payload) else {
             return out.stats.drop(DropReason::UdpMalformed);
         };
-        let Ok(udp) = UdpRepr::parse(&packet, d.ip.src_addr, d.ip.dst_addr, d.link.verify_l4) else {
+        let Ok(udp) = UdpRepr::parse(&packet, d.src, d.dst, d.link.verify_l4) else {
             return out.stats.drop(DropReason::UdpMalformed);
         };
         if udp.dst_port == 67 {
             // DHCP requests are always consumed, never forwarded, whatever their destination.
-            if matches!(dest, Destination::Broadcast) || d.ip.dst_addr == out.config.gateway {
+            if matches!(dest, Destination::Broadcast) || d.dst == IpAddr::V4(out.config.gateway) {
                 self.dhcp.input(out, d.now, packet.payload());
             } else {
                 out.stats.drop(DropReason::DhcpIgnored);
@@ -217,7 +202,7 @@ impl Inner<'_> {
         let Ok(packet) = TcpPacket::new_checked(d.payload) else {
             return out.stats.drop(DropReason::TcpMalformed);
         };
-        let Ok(seg) = TcpRepr::parse(&packet, d.ip.src_addr, d.ip.dst_addr, d.link.verify_l4) else {
+        let Ok(seg) = TcpRepr::parse(&packet, d.src, d.dst, d.link.verify_l4) else {
             return out.stats.drop(DropReason::TcpMalformed);
         };
         if matches!(dest, Destination::Broadcast | Destination::Martian) {
@@ -240,18 +225,6 @@ impl Iface<'_> {
             Destination::Martian
         } else {
             Destination::Outside
-        }
-    }
-
-    /// How to address a reply to `src` that arrived from `link`: a guest of our subnet is
-    /// reached through the neighbor table, as a router would (the guest's ARP for its gateway
-    /// has taught us its MAC; if not, we ask and hold the reply). A guest using an address
-    /// outside the subnet can only be answered at the MAC it wrote from.
-    pub(crate) fn reply_link(&self, link: Arrival, src: Ipv4Addr) -> LinkDest {
-        if self.config.is_host(src) {
-            LinkDest::Resolve
-        } else {
-            LinkDest::Mac(link.src_mac)
         }
     }
 
@@ -315,11 +288,13 @@ impl Iface<'_> {
         }
     }
 
-    /// Sends an ICMP error about the datagram `d`, if RFC 1812 allows one.
-    pub(crate) fn icmp_error(&mut self, d: &Ingress<'_>, msg_type: u8, code: u8) {
-        let orig = d.ip;
-        let ip_broadcast = self.classify(orig.dst_addr) == Destination::Broadcast;
-        if !icmp::error_allowed(orig, d.payload, d.link.link_broadcast, ip_broadcast) {
+    /// Sends an ICMPv4 error about the IPv4 datagram `d`, if RFC 1812 allows one.
+    pub(crate) fn icmp_error4(&mut self, d: &Ingress<'_>, err: IcmpError) {
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (d.src, d.dst) else { return };
+        // Errors are only sent about whole datagrams (after reassembly).
+        let orig = reply_header(src, dst, d.protocol, d.hop_limit, d.tos);
+        let ip_broadcast = self.classify(dst) == Destination::Broadcast;
+        if !icmp::error_allowed(&orig, d.payload, d.link.link_broadcast, ip_broadcast) {
             return;
         }
         // Quote the header and as much payload as keeps the error within 576 bytes.
@@ -329,34 +304,23 @@ impl Iface<'_> {
         let pl = d.payload.len().min(quote.len() - hl);
         quote[hl..hl + pl].copy_from_slice(&d.payload[..pl]);
         let quote = &quote[..hl + pl];
-        let head = icmp::error_message(msg_type, code, quote).emit_header();
-        let src = icmp::error_source(self.config.gateway);
-        let repr = reply_header(src, orig.src_addr, IpProtocol::Icmp, ICMP_TTL, icmp::error_tos(orig.tos));
+        let head = icmp::error_message(err, quote).emit_header();
+        let from = icmp::error_source(self.config.gateway);
+        let repr = reply_header(from, src, IpProtocol::Icmp, ICMP_TTL, icmp::error_tos(orig.tos));
         self.stats.icmp_errors_sent += 1;
-        self.send_datagram(d.now, repr, self.reply_link(d.link, orig.src_addr), &head, quote);
+        self.send_datagram(d.now, repr, self.reply_link(d.link, d.src), &head, quote);
     }
 
     /// Refuses a datagram nobody serves: ICMP unreachable where allowed, counted as no route.
-    pub(crate) fn unreachable(&mut self, d: &Ingress<'_>, dest: Destination, port_code: u8) {
+    pub(crate) fn unreachable(&mut self, d: &Ingress<'_>, dest: Destination, port_code: Unreach) {
         self.stats.drop(DropReason::Ipv4NoRoute);
         let code = match dest {
             Destination::Virtual => port_code,
-            Destination::Subnet => unreach::HOST,
-            Destination::Outside => unreach::NET,
+            Destination::Subnet => Unreach::Host,
+            Destination::Outside => Unreach::Net,
             Destination::Broadcast | Destination::Martian => return,
         };
-        self.icmp_error(d, icmpv4::DST_UNREACHABLE, code);
-    }
-
-    /// Answers a TCP segment for no connection with a reset (RFC 9293 3.10.7.1), unless it is
-    /// one.
-    pub(crate) fn send_reset(&mut self, d: &Ingress<'_>, seg: &TcpRepr<'_>) {
-        let Some(rst) = crate::tcp::reset_reply(seg) else { return };
-        let mut head = [0u8; tcp_wire::HEADER_LEN];
-        rst.emit(&mut head, d.ip.dst_addr, d.ip.src_addr);
-        let reply = reply_header(d.ip.dst_addr, d.ip.src_addr, IpProtocol::Tcp, DEFAULT_TTL, 0);
-        let to = self.reply_link(d.link, d.ip.src_addr);
-        self.send_datagram(d.now, reply, to, &head, &[]);
+        self.icmp_error(d, IcmpError::Unreachable(code));
     }
 }
 

@@ -17,7 +17,9 @@
 pub(crate) mod ethernet;
 mod fragment;
 pub(crate) mod icmp;
+pub(crate) mod ip;
 pub(crate) mod ipv4;
+pub(crate) mod ipv6;
 pub(crate) mod neighbor;
 pub(crate) mod reassembly;
 
@@ -35,7 +37,7 @@ use crate::stats::{DropReason, Stats};
 use crate::storage::FrameQueue;
 use crate::time::{earliest, Instant};
 use crate::wire::{EtherType, EthernetAddress, EthernetFrame};
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use core::ops::Deref;
 
 /// The user-mode network engine. See the [crate documentation](crate).
@@ -57,6 +59,12 @@ pub(crate) struct Iface<'a> {
     pub(crate) tx: FrameQueue<'a>,
     pub(crate) hold: FrameQueue<'a>,
     pub(crate) next_ip_id: u16,
+    /// Identification of the next IPv6 packet we fragment.
+    pub(crate) next_ip6_id: u32,
+    /// ICMPv6 error budget: (start of the current second, errors sent in it).
+    pub(crate) icmp6_budget: (Instant, u16),
+    /// When the next unsolicited Router Advertisement goes out (IPv6 on; `None`: at once).
+    pub(crate) next_router_advert: Option<Instant>,
     pub(crate) stats: Stats,
     /// What the guest link finishes for guest-bound frames.
     pub(crate) offload: GuestOffload,
@@ -124,6 +132,9 @@ impl<'a> Slirp<'a> {
                     tx: FrameQueue::new(storage.tx),
                     hold: FrameQueue::new(storage.hold),
                     next_ip_id: 0,
+                    next_ip6_id: seed as u32,
+                    icmp6_budget: (Instant::ZERO, 0),
+                    next_router_advert: None,
                     stats: Stats::default(),
                     offload: GuestOffload::default(),
                 },
@@ -169,8 +180,8 @@ impl<'a> Slirp<'a> {
         self.inner.dhcp.leases(&self.inner.iface.config)
     }
 
-    /// Guest addresses whose MAC is known: (address, MAC).
-    pub fn neighbors(&self) -> impl Iterator<Item = (Ipv4Addr, EthernetAddress)> + '_ {
+    /// Guest addresses (both families) whose MAC is known: (address, MAC).
+    pub fn neighbors(&self) -> impl Iterator<Item = (IpAddr, EthernetAddress)> + '_ {
         self.inner.iface.neighbors.iter()
     }
 
@@ -210,6 +221,9 @@ impl<'a> Slirp<'a> {
             EtherType::Ipv4 => {
                 ipv4::input(&mut self.inner, &mut self.reassembler, now, &eth, checksum == RxChecksum::Trusted, host)
             }
+            EtherType::Ipv6 => {
+                ipv6::input(&mut self.inner, &mut self.reassembler, now, &eth, checksum == RxChecksum::Trusted, host)
+            }
             _ => iface.stats.drop(DropReason::EthernetUnknownType),
         }
     }
@@ -219,6 +233,7 @@ impl<'a> Slirp<'a> {
     pub fn handle_timeout<H: HostSocket>(&mut self, now: Instant, host: &mut H) {
         let Inner { iface, nat, tcp, forwards, .. } = &mut self.inner;
         iface.release_held(now);
+        iface.router_advert_timer(now);
         nat.expire_flows(now, host);
         if nat.has_ready() {
             nat.service_ready(iface, forwards, &mut self.scratch, now, host);
@@ -291,6 +306,8 @@ impl<'a> Slirp<'a> {
         }
         let held = iface.hold.peek().map(|r| r.deadline);
         let t = earliest(held, self.reassembler.poll_at());
+        let ra = iface.config.ipv6.enabled.then(|| iface.next_router_advert.unwrap_or(Instant::ZERO));
+        let t = earliest(t, ra);
         earliest(earliest(t, nat.poll_at()), tcp.poll_at())
     }
 
@@ -326,15 +343,16 @@ impl<'a> Slirp<'a> {
     // -------------------------------------------------------------------------------- forwards
 
     /// Adds a UDP port forward: binds `host_addr` on the host and delivers what arrives there to
-    /// `guest` (a guest address of 0.0.0.0 means the first DHCP address, as QEMU does). Returns
-    /// the rule id.
+    /// `guest` (a guest address of 0.0.0.0 means the first DHCP address, as QEMU does; `[::]`
+    /// the first DHCPv6 address). Either side may be of either family: a v4 client reaches a v6
+    /// guest from its IPv4-mapped address. Returns the rule id.
     pub fn add_udp_forward<H: HostSocket>(
         &mut self,
         host: &mut H,
-        host_addr: SocketAddrV4,
-        guest: SocketAddrV4,
+        host_addr: impl Into<SocketAddr>,
+        guest: impl Into<SocketAddr>,
     ) -> Result<u32, ForwardError> {
-        self.inner.forwards.add_udp(&self.inner.iface.config, host, host_addr, guest)
+        self.inner.forwards.add_udp(&self.inner.iface.config, host, host_addr.into(), guest.into())
     }
 
     /// Removes a UDP port forward and closes its host socket.
@@ -349,14 +367,16 @@ impl<'a> Slirp<'a> {
     }
 
     /// Adds a TCP port forward: listens on `host_addr` and opens every accepted connection toward
-    /// `guest` (0.0.0.0 means the first DHCP address). Returns the rule id.
+    /// `guest` (0.0.0.0 means the first DHCP address, `[::]` the first DHCPv6 address; the
+    /// families may differ, as for [`add_udp_forward`](Self::add_udp_forward)). Returns the
+    /// rule id.
     pub fn add_tcp_forward<H: HostSocket>(
         &mut self,
         host: &mut H,
-        host_addr: SocketAddrV4,
-        guest: SocketAddrV4,
+        host_addr: impl Into<SocketAddr>,
+        guest: impl Into<SocketAddr>,
     ) -> Result<u32, ForwardError> {
-        self.inner.forwards.add_tcp(&self.inner.iface.config, host, host_addr, guest)
+        self.inner.forwards.add_tcp(&self.inner.iface.config, host, host_addr.into(), guest.into())
     }
 
     /// Removes a TCP port forward (its listener closes; open connections go on).
@@ -377,7 +397,7 @@ impl<'a> Slirp<'a> {
     }
 
     /// Every UDP NAT mapping: (guest endpoint, last activity).
-    pub fn udp_flows(&self) -> impl Iterator<Item = (SocketAddrV4, Instant)> + '_ {
+    pub fn udp_flows(&self) -> impl Iterator<Item = (SocketAddr, Instant)> + '_ {
         self.inner.nat.udp_flows()
     }
 

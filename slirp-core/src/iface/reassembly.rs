@@ -1,4 +1,5 @@
-//! IPv4 fragment reassembly (RFC 791 §3.2, with RFC 815's hole bookkeeping).
+//! IPv4 and IPv6 fragment reassembly (RFC 791 §3.2 and RFC 8200 §4.5, with RFC 815's hole
+//! bookkeeping). Both families share the slots and every rule below.
 //!
 //! Bounded on every axis: a fixed number of slots (one datagram each), each with a fixed buffer;
 //! at most [`MAX_RANGES`] disjoint received ranges per datagram; the reassembled size is capped
@@ -15,7 +16,10 @@
 use crate::stats::DropReason;
 use crate::time::Instant;
 use crate::wire::ipv4::{HEADER_LEN, MAX_DATAGRAM};
-use crate::wire::{IpProtocol, Ipv4Repr};
+use crate::wire::ipv6::FragmentHeader;
+use crate::wire::{IpProtocol, Ipv4Repr, Ipv6Repr};
+use core::net::IpAddr;
+#[cfg(test)]
 use core::net::Ipv4Addr;
 use core::time::Duration;
 use managed::ManagedSlice;
@@ -25,10 +29,18 @@ pub const MAX_RANGES: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Key {
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    ident: u16,
+    src: IpAddr,
+    dst: IpAddr,
+    ident: u32,
     protocol: IpProtocol,
+}
+
+/// The header of a datagram's first fragment, which the reassembled datagram takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum First {
+    V4(Ipv4Repr),
+    /// The fixed header, its next header set to the fragmentable part's first header.
+    V6(Ipv6Repr),
 }
 
 /// The bookkeeping of one slot.
@@ -38,7 +50,7 @@ pub struct SlotState {
     deadline: Instant,
     ranges: heapless::Vec<(usize, usize), MAX_RANGES>,
     total: Option<usize>,
-    first: Option<Ipv4Repr>,
+    first: Option<First>,
 }
 
 impl SlotState {
@@ -91,7 +103,52 @@ impl<'a> Reassembler<'a> {
         {
             return Err(DropReason::FragmentMalformed);
         }
-        let key = Key { src: repr.src_addr, dst: repr.dst_addr, ident: repr.ident, protocol: repr.protocol };
+        let key = Key {
+            src: IpAddr::V4(repr.src_addr),
+            dst: IpAddr::V4(repr.dst_addr),
+            ident: u32::from(repr.ident),
+            protocol: repr.protocol,
+        };
+        self.add_keyed(now, timeout, key, (offset, end, repr.more_frags), First::V4(*repr), payload)
+    }
+
+    /// Adds one IPv6 fragment: `repr` is its fixed header, `frag` its fragment header and
+    /// `payload` the fragment's data (after the fragment header). The unfragmentable part's
+    /// extension headers were processed by the caller and are not kept. Same rules as
+    /// [`add`](Self::add); the reassembled packet (payload length at most 65535) is read with
+    /// [`datagram6`](Self::datagram6).
+    pub fn add6(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+        repr: &Ipv6Repr,
+        frag: &FragmentHeader,
+        payload: &[u8],
+    ) -> Result<Added, DropReason> {
+        let offset = usize::from(frag.offset);
+        let end = offset + payload.len();
+        if (frag.more && (payload.is_empty() || !payload.len().is_multiple_of(8))) || end > usize::from(u16::MAX) {
+            return Err(DropReason::FragmentMalformed);
+        }
+        let key = Key {
+            src: IpAddr::V6(repr.src_addr),
+            dst: IpAddr::V6(repr.dst_addr),
+            ident: frag.ident,
+            protocol: IpProtocol::from(frag.next_header),
+        };
+        let first = First::V6(Ipv6Repr { next_header: frag.next_header, ..*repr });
+        self.add_keyed(now, timeout, key, (offset, end, frag.more), first, payload)
+    }
+
+    fn add_keyed(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+        key: Key,
+        (offset, end, more): (usize, usize, bool),
+        first: First,
+        payload: &[u8],
+    ) -> Result<Added, DropReason> {
         let mut evicted = false;
         let idx = match self.slots.iter().position(|s| s.state.key == Some(key) && s.state.deadline > now) {
             Some(i) => i,
@@ -121,7 +178,7 @@ impl<'a> Reassembler<'a> {
             }
         };
         let slot = &mut self.slots[idx];
-        let result = Self::insert(slot, repr, offset, end, payload);
+        let result = Self::insert(slot, first, more, offset, end, payload);
         match result {
             Ok(true) => Ok(Added::Complete(idx)),
             Ok(false) if evicted => Ok(Added::PendingEvicted),
@@ -135,7 +192,8 @@ impl<'a> Reassembler<'a> {
 
     fn insert(
         slot: &mut ReassemblySlot<'a>,
-        repr: &Ipv4Repr,
+        first: First,
+        more: bool,
         offset: usize,
         end: usize,
         payload: &[u8],
@@ -144,7 +202,7 @@ impl<'a> Reassembler<'a> {
         if end > slot.buf.len() {
             return Err(DropReason::FragmentTooBig);
         }
-        if !repr.more_frags {
+        if !more {
             if st.total.is_some_and(|t| t != end) || st.ranges.iter().any(|&(_, e)| e > end) {
                 return Err(DropReason::FragmentMalformed);
             }
@@ -161,7 +219,7 @@ impl<'a> Reassembler<'a> {
         }
         slot.buf[offset..end].copy_from_slice(payload);
         if offset == 0 {
-            st.first = Some(*repr);
+            st.first = Some(first);
         }
         // Merge [offset, end) into the sorted, disjoint, non-adjacent range list.
         let mut merged = (offset, end);
@@ -195,9 +253,19 @@ impl<'a> Reassembler<'a> {
     pub fn datagram(&self, idx: usize) -> Option<(Ipv4Repr, &[u8])> {
         let slot = self.slots.get(idx)?;
         let total = slot.state.total?;
-        let mut repr = slot.state.first?;
+        let First::V4(mut repr) = slot.state.first? else { return None };
         repr.more_frags = false;
         repr.frag_offset = 0;
+        repr.payload_len = total;
+        Some((repr, &slot.buf[..total]))
+    }
+
+    /// The fixed header (next header: the fragmentable part's first header; payload length the
+    /// whole packet's) and payload of a complete IPv6 packet.
+    pub fn datagram6(&self, idx: usize) -> Option<(Ipv6Repr, &[u8])> {
+        let slot = self.slots.get(idx)?;
+        let total = slot.state.total?;
+        let First::V6(mut repr) = slot.state.first? else { return None };
         repr.payload_len = total;
         Some((repr, &slot.buf[..total]))
     }

@@ -5,16 +5,17 @@
 //! a fixed ring of the last [`ECHO_SLOTS`] requests (no timer needed: a slot is reused after
 //! [`ECHO_SLOTS`] newer pings or ignored after [`ECHO_TIMEOUT`]).
 
-use crate::host::{EchoKind, HostSocket};
+use crate::host::{EchoKind, HostSocket, IpVersion};
 use crate::iface::icmp::unreach_code;
-use crate::iface::ipv4::{reply_header, Ingress, LinkDest, DEFAULT_TTL};
+use crate::iface::ip::{IcmpError, Ingress, LinkDest, Unreach};
+use crate::iface::ipv4::DEFAULT_TTL;
 use crate::iface::Iface;
 use crate::nat::{encode, Kind};
 use crate::stats::DropReason;
 use crate::time::Instant;
-use crate::wire::icmpv4::{self, unreach};
+use crate::wire::icmpv6;
 use crate::wire::{Icmpv4Repr, IpProtocol};
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
 
 /// Echo requests remembered for matching replies.
@@ -30,22 +31,28 @@ const ECHO_IDENT_BASE: u16 = 0x51e7;
 #[derive(Clone, Copy, Debug)]
 struct PendingEcho {
     our_seq: u16,
-    guest: Ipv4Addr,
-    dst: Ipv4Addr,
+    guest: IpAddr,
+    dst: IpAddr,
     ident: u16,
     seq_no: u16,
     sent: Instant,
 }
 
-/// The echo NAT's state.
-#[derive(Debug)]
-pub(crate) struct EchoNat {
+/// The host's echo socket of one IP version.
+#[derive(Debug, Default)]
+pub(crate) struct EchoSocket {
     kind: Option<EchoKind>,
     pub(crate) pseudo: bool,
     /// No way to send echo requests; try opening again after this instant.
     unavailable_until: Option<Instant>,
-    /// The echo socket waits on the ready ring.
+    /// The socket waits on the ready ring.
     pub(crate) ready: bool,
+}
+
+/// The echo NAT's state: one host socket per IP version, one ring of outstanding requests.
+#[derive(Debug)]
+pub(crate) struct EchoNat {
+    sockets: [EchoSocket; 2],
     next_seq: u16,
     pending: [Option<PendingEcho>; ECHO_SLOTS],
     /// Identifier of our raw-socket echo requests: per instance (from the seed), so two
@@ -53,20 +60,30 @@ pub(crate) struct EchoNat {
     ident: u16,
 }
 
+fn index(v: IpVersion) -> usize {
+    match v {
+        IpVersion::V4 => 0,
+        IpVersion::V6 => 1,
+    }
+}
+
 impl EchoNat {
     pub(crate) fn new(seed: u64) -> Self {
         EchoNat {
-            kind: None,
-            pseudo: false,
-            unavailable_until: None,
-            ready: false,
+            sockets: Default::default(),
             next_seq: 0,
             pending: [None; ECHO_SLOTS],
             ident: ECHO_IDENT_BASE ^ (seed >> 48) as u16,
         }
     }
 
-    /// A guest echo request `(ident, seq_no, data)` to an address outside the virtual subnet.
+    /// The socket state of version `v`.
+    pub(crate) fn socket(&mut self, v: IpVersion) -> &mut EchoSocket {
+        &mut self.sockets[index(v)]
+    }
+
+    /// A guest echo request `(ident, seq_no, data)` to an address outside the virtual network,
+    /// of either family.
     pub(crate) fn input<H: HostSocket>(
         &mut self,
         out: &mut Iface<'_>,
@@ -75,41 +92,44 @@ impl EchoNat {
         host: &mut H,
     ) {
         let (ident, seq_no, data) = echo;
-        let (now, repr) = (d.now, d.ip);
+        let now = d.now;
         if out.config.restricted {
             return out.stats.drop(DropReason::Restricted);
         }
-        let retry = self.unavailable_until.is_none_or(|t| now >= t);
-        if self.kind.is_none() && !self.pseudo && retry {
-            self.unavailable_until = None;
-            match host.icmp_echo_open(encode(Kind::Echo)) {
-                Ok(k) => self.kind = Some(k),
-                Err(_) => match host.udp_bind(encode(Kind::PseudoPing), SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)) {
-                    Ok(_) => self.pseudo = true,
+        let v = IpVersion::of(d.dst);
+        let sock = &mut self.sockets[index(v)];
+        let retry = sock.unavailable_until.is_none_or(|t| now >= t);
+        if sock.kind.is_none() && !sock.pseudo && retry {
+            sock.unavailable_until = None;
+            match host.icmp_echo_open(encode(Kind::Echo(v)), v) {
+                Ok(k) => sock.kind = Some(k),
+                Err(_) => match host.udp_bind(encode(Kind::PseudoPing(v)), v.any()) {
+                    Ok(_) => sock.pseudo = true,
                     // Neither works now (out of descriptors, say): answer unreachable for a while
                     // instead of asking the host on every request, then try again.
-                    Err(_) => self.unavailable_until = Some(now + ECHO_RETRY),
+                    Err(_) => sock.unavailable_until = Some(now + ECHO_RETRY),
                 },
             }
         }
-        if self.kind.is_none() && !self.pseudo {
+        if sock.kind.is_none() && !sock.pseudo {
             out.stats.drop(DropReason::IcmpEchoUnavailable);
-            return out.icmp_error(d, icmpv4::DST_UNREACHABLE, unreach::NET);
+            return out.icmp_error(d, IcmpError::Unreachable(Unreach::Net));
         }
+        let pseudo = sock.pseudo;
         let our_seq = self.next_seq;
         self.next_seq = our_seq.wrapping_add(1);
         self.pending[usize::from(our_seq) % ECHO_SLOTS] =
-            Some(PendingEcho { our_seq, guest: repr.src_addr, dst: repr.dst_addr, ident, seq_no, sent: now });
-        let ttl = Some(repr.ttl.saturating_sub(1).max(1));
-        let res = if self.pseudo {
-            host.udp_send_to(encode(Kind::PseudoPing), data, SocketAddrV4::new(repr.dst_addr, 7), ttl)
+            Some(PendingEcho { our_seq, guest: d.src, dst: d.dst, ident, seq_no, sent: now });
+        let ttl = d.forward_ttl();
+        let res = if pseudo {
+            host.udp_send_to(encode(Kind::PseudoPing(v)), data, SocketAddr::new(d.dst, 7), ttl)
         } else {
-            host.icmp_echo_send(encode(Kind::Echo), repr.dst_addr, self.ident, our_seq, data, ttl)
+            host.icmp_echo_send(encode(Kind::Echo(v)), d.dst, self.ident, our_seq, data, ttl)
         };
         if let Err(e) = res {
             out.stats.drop(DropReason::IcmpEchoUnavailable);
-            if let Some(code) = unreach_code(e) {
-                out.icmp_error(d, icmpv4::DST_UNREACHABLE, code);
+            if let Some(u) = unreach_code(e) {
+                out.icmp_error(d, IcmpError::Unreachable(u));
             }
         }
     }
@@ -120,11 +140,12 @@ impl EchoNat {
         &mut self,
         out: &mut Iface<'_>,
         now: Instant,
-        from: Ipv4Addr,
+        from: IpAddr,
         our_seq: u16,
         data: &[u8],
         pseudo: bool,
     ) {
+        let from = from.to_canonical();
         let slot = if pseudo {
             // The pseudo-ping carries no sequence: answer the oldest outstanding request to `from`.
             self.pending
@@ -144,9 +165,21 @@ impl EchoNat {
         if now.saturating_duration_since(p.sent) > ECHO_TIMEOUT {
             return out.stats.drop(DropReason::EchoReplyUnmatched);
         }
-        let head = Icmpv4Repr::EchoReply { ident: p.ident, seq_no: p.seq_no, data }.emit_header();
-        let src = if pseudo { p.dst } else { from };
-        let repr = reply_header(src, p.guest, IpProtocol::Icmp, DEFAULT_TTL, 0);
-        out.send_datagram(now, repr, LinkDest::Resolve, &head, data);
+        // The reply comes from whom the guest pinged (a ping socket may report the address in
+        // another form; the guest matches replies by address).
+        let src = if pseudo || IpVersion::of(from) != IpVersion::of(p.dst) { p.dst } else { from };
+        match (src, p.guest) {
+            (IpAddr::V4(_), IpAddr::V4(_)) => {
+                let head = Icmpv4Repr::EchoReply { ident: p.ident, seq_no: p.seq_no, data }.emit_header();
+                out.send_ip(now, src, p.guest, IpProtocol::Icmp, DEFAULT_TTL, LinkDest::Resolve, &head, data);
+            }
+            (IpAddr::V6(s), IpAddr::V6(g)) => {
+                let mut head = [0u8; 8];
+                let word = (u32::from(p.ident) << 16) | u32::from(p.seq_no);
+                icmpv6::emit_header(&mut head, s, g, icmpv6::ECHO_REPLY, 0, word, data);
+                out.send_ip(now, src, p.guest, IpProtocol::Icmpv6, DEFAULT_TTL, LinkDest::Resolve, &head, data);
+            }
+            _ => out.stats.drop(DropReason::EchoReplyUnmatched),
+        }
     }
 }

@@ -10,7 +10,7 @@
 use crate::config::Config;
 use crate::host::{HostError, HostSocket, SocketId};
 use crate::nat::{encode, Kind};
-use core::net::SocketAddrV4;
+use core::net::{IpAddr, SocketAddr};
 
 /// Most forwarding rules at once, TCP and UDP together.
 pub const MAX_FORWARDS: usize = 64;
@@ -51,9 +51,9 @@ pub struct UdpForward {
     /// Rule id, for removal.
     pub id: u32,
     /// The host address the rule's socket is bound to.
-    pub host: SocketAddrV4,
+    pub host: SocketAddr,
     /// The guest endpoint datagrams are delivered to.
-    pub guest: SocketAddrV4,
+    pub guest: SocketAddr,
 }
 
 /// A TCP port forward, as listed by [`Slirp::tcp_forwards`](crate::Slirp::tcp_forwards).
@@ -62,9 +62,9 @@ pub struct TcpForward {
     /// Rule id, for removal.
     pub id: u32,
     /// The host address the listener is bound to.
-    pub host: SocketAddrV4,
+    pub host: SocketAddr,
     /// The guest endpoint connections are opened to.
-    pub guest: SocketAddrV4,
+    pub guest: SocketAddr,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,8 +77,8 @@ enum Proto {
 struct Rule {
     id: u32,
     proto: Proto,
-    host: SocketAddrV4,
-    guest: SocketAddrV4,
+    host: SocketAddr,
+    guest: SocketAddr,
     /// UDP: the rule's socket waits on the ready ring. TCP: clients may still wait in the
     /// listener's backlog (we stopped accepting before the host said WouldBlock).
     pending: bool,
@@ -99,21 +99,36 @@ impl Default for Forwards {
 
 impl Forwards {
     /// The guest endpoint a new rule delivers to (0.0.0.0 means the first DHCP address, as QEMU
-    /// does): a host address of the subnet that is not one of ours.
-    fn check_guest(c: &Config, guest: SocketAddrV4) -> Result<SocketAddrV4, ForwardError> {
-        let ip = if guest.ip().is_unspecified() { c.dhcp_start } else { *guest.ip() };
-        if !c.is_host(ip) || ip == c.gateway || ip == c.dns {
-            return Err(ForwardError::GuestOutsideNetwork);
-        }
-        Ok(SocketAddrV4::new(ip, guest.port()))
+    /// does; `[::]` the first DHCPv6 address, the one `--configure` gives): a host address of
+    /// the subnet, or an address of the IPv6 prefix, that is not one of ours. A v6 guest needs
+    /// IPv6 on.
+    fn check_guest(c: &Config, guest: SocketAddr) -> Result<SocketAddr, ForwardError> {
+        let ip = match guest.ip() {
+            IpAddr::V4(a) => {
+                let ip = if a.is_unspecified() { c.dhcp_start } else { a };
+                if !c.is_host(ip) || ip == c.gateway || ip == c.dns {
+                    return Err(ForwardError::GuestOutsideNetwork);
+                }
+                IpAddr::V4(ip)
+            }
+            IpAddr::V6(a) => {
+                let v6 = &c.ipv6;
+                let ip = if a.is_unspecified() { v6.dhcp_start } else { a };
+                if !v6.enabled || !v6.in_prefix(ip) || v6.is_gateway(ip) || v6.is_dns(ip) {
+                    return Err(ForwardError::GuestOutsideNetwork);
+                }
+                IpAddr::V6(ip)
+            }
+        };
+        Ok(SocketAddr::new(ip, guest.port()))
     }
 
     fn add(
         &mut self,
         c: &Config,
         proto: Proto,
-        guest: SocketAddrV4,
-        bind: impl FnOnce(SocketId) -> Result<SocketAddrV4, HostError>,
+        guest: SocketAddr,
+        bind: impl FnOnce(SocketId) -> Result<SocketAddr, HostError>,
     ) -> Result<u32, ForwardError> {
         let guest = Self::check_guest(c, guest)?;
         if self.rules.is_full() {
@@ -139,8 +154,8 @@ impl Forwards {
         &mut self,
         c: &Config,
         host: &mut H,
-        host_addr: SocketAddrV4,
-        guest: SocketAddrV4,
+        host_addr: SocketAddr,
+        guest: SocketAddr,
     ) -> Result<u32, ForwardError> {
         self.add(c, Proto::Udp, guest, |socket| host.udp_bind(socket, host_addr))
     }
@@ -150,8 +165,8 @@ impl Forwards {
         &mut self,
         c: &Config,
         host: &mut H,
-        host_addr: SocketAddrV4,
-        guest: SocketAddrV4,
+        host_addr: SocketAddr,
+        guest: SocketAddr,
     ) -> Result<u32, ForwardError> {
         self.add(c, Proto::Tcp, guest, |socket| host.tcp_listen(socket, host_addr))
     }
@@ -204,17 +219,17 @@ impl Forwards {
     }
 
     /// The UDP rule whose guest endpoint is `guest` (its replies leave through the rule).
-    pub(crate) fn udp_rule_for(&self, guest: SocketAddrV4) -> Option<u32> {
+    pub(crate) fn udp_rule_for(&self, guest: SocketAddr) -> Option<u32> {
         self.rules.iter().find(|r| r.proto == Proto::Udp && r.guest == guest).map(|r| r.id)
     }
 
     /// The guest endpoint of UDP rule `id`.
-    pub(crate) fn udp_guest(&self, id: u32) -> Option<SocketAddrV4> {
+    pub(crate) fn udp_guest(&self, id: u32) -> Option<SocketAddr> {
         self.rules.iter().find(|r| r.proto == Proto::Udp && r.id == id).map(|r| r.guest)
     }
 
     /// The guest endpoint of TCP rule `id`.
-    pub(crate) fn tcp_guest(&self, id: u32) -> Option<SocketAddrV4> {
+    pub(crate) fn tcp_guest(&self, id: u32) -> Option<SocketAddr> {
         self.rules.iter().find(|r| r.proto == Proto::Tcp && r.id == id).map(|r| r.guest)
     }
 

@@ -20,8 +20,8 @@ pub use echo::{ECHO_RETRY, ECHO_SLOTS, ECHO_TIMEOUT};
 pub use forward::{ForwardError, TcpForward, UdpForward, MAX_FORWARDS};
 pub use udp::{UdpFlow, UdpFlowSlot, UdpKey, DNS_LINGER, UDP_IDLE};
 
-use crate::host::{HostSocket, SocketId, UdpEvent};
-use crate::iface::ipv4::Ingress;
+use crate::host::{HostSocket, IpVersion, SocketId, UdpEvent};
+use crate::iface::ip::Ingress;
 use crate::iface::Iface;
 use crate::nat::echo::EchoNat;
 use crate::nat::forward::Forwards;
@@ -29,7 +29,7 @@ use crate::nat::udp::UdpNat;
 use crate::stats::DropReason;
 use crate::storage::{FlowId, ReadyRing};
 use crate::time::Instant;
-use core::net::SocketAddrV4;
+use core::net::SocketAddr;
 use managed::ManagedSlice;
 
 /// Datagrams read from one host socket per turn.
@@ -40,10 +40,10 @@ pub const READ_BUDGET: usize = 8;
 pub(crate) enum Kind {
     /// A UDP mapping.
     UdpFlow(FlowId),
-    /// The ICMP echo socket.
-    Echo,
-    /// The UDP socket of the pseudo-ping fallback.
-    PseudoPing,
+    /// The ICMP (v4) or ICMPv6 echo socket.
+    Echo(IpVersion),
+    /// The UDP socket of the pseudo-ping fallback of one version.
+    PseudoPing(IpVersion),
     /// The socket of UDP forward rule `id`.
     Forward(u32),
     /// A TCP connection.
@@ -64,8 +64,8 @@ pub(crate) fn encode(kind: Kind) -> SocketId {
         Kind::UdpFlow(f) => (KIND_FLOW << 56) | (u64::from(f.generation()) << 32) | f.index() as u64,
         Kind::TcpFlow(f) => (KIND_TCP << 56) | (u64::from(f.generation()) << 32) | f.index() as u64,
         Kind::TcpListener(id) => (KIND_TCP_LISTENER << 56) | u64::from(id),
-        Kind::Echo => KIND_ECHO << 56,
-        Kind::PseudoPing => KIND_PSEUDO << 56,
+        Kind::Echo(v) => (KIND_ECHO << 56) | version_bit(v),
+        Kind::PseudoPing(v) => (KIND_PSEUDO << 56) | version_bit(v),
         Kind::Forward(id) => (KIND_FORWARD << 56) | u64::from(id),
     })
 }
@@ -76,10 +76,25 @@ pub(crate) fn decode(id: SocketId) -> Option<Kind> {
         KIND_FLOW => Some(Kind::UdpFlow(FlowId::from_parts(v as u32, (v >> 32) as u32))),
         KIND_TCP => Some(Kind::TcpFlow(FlowId::from_parts(v as u32, (v >> 32) as u32))),
         KIND_TCP_LISTENER => Some(Kind::TcpListener(v as u32)),
-        KIND_ECHO => Some(Kind::Echo),
-        KIND_PSEUDO => Some(Kind::PseudoPing),
+        KIND_ECHO => Some(Kind::Echo(bit_version(v))),
+        KIND_PSEUDO => Some(Kind::PseudoPing(bit_version(v))),
         KIND_FORWARD => Some(Kind::Forward(v as u32)),
         _ => None,
+    }
+}
+
+fn version_bit(v: IpVersion) -> u64 {
+    match v {
+        IpVersion::V4 => 0,
+        IpVersion::V6 => 1,
+    }
+}
+
+fn bit_version(v: u64) -> IpVersion {
+    if v & 1 == 0 {
+        IpVersion::V4
+    } else {
+        IpVersion::V6
     }
 }
 
@@ -125,7 +140,7 @@ impl<'a> Nat<'a> {
     }
 
     /// (guest endpoint, last activity) for every UDP mapping.
-    pub(crate) fn udp_flows(&self) -> impl Iterator<Item = (SocketAddrV4, Instant)> + '_ {
+    pub(crate) fn udp_flows(&self) -> impl Iterator<Item = (SocketAddr, Instant)> + '_ {
         self.udp.flows()
     }
 
@@ -230,16 +245,16 @@ impl<'a> Nat<'a> {
                     Some(guest) => self.udp.read_forward(out, buf, now, id, guest, host),
                     None => false,
                 },
-                Kind::Echo => match host.icmp_echo_recv(id, buf) {
+                Kind::Echo(_) => match host.icmp_echo_recv(id, buf) {
                     Ok(reply) => {
                         self.echo.reply_to_guest(out, now, reply.from, reply.seq_no, &buf[..reply.len], false);
                         true
                     }
                     Err(_) => false,
                 },
-                Kind::PseudoPing => match host.udp_recv_from(id, buf) {
+                Kind::PseudoPing(_) => match host.udp_recv_from(id, buf) {
                     Ok(UdpEvent::Datagram { len, from }) if from.port() == 7 => {
-                        self.echo.reply_to_guest(out, now, *from.ip(), 0, &buf[..len], true);
+                        self.echo.reply_to_guest(out, now, from.ip(), 0, &buf[..len], true);
                         true
                     }
                     Ok(_) => {
@@ -267,7 +282,7 @@ fn ready_flag<'f>(
 ) -> Option<&'f mut bool> {
     match decode(id)? {
         Kind::UdpFlow(f) => udp.ready_flag(f),
-        Kind::Echo | Kind::PseudoPing => Some(&mut echo.ready),
+        Kind::Echo(v) | Kind::PseudoPing(v) => Some(&mut echo.socket(v).ready),
         Kind::Forward(r) => forwards.pending_mut(false, r),
         Kind::TcpFlow(_) | Kind::TcpListener(_) => None,
     }
@@ -280,9 +295,16 @@ mod tests {
     #[test]
     fn socket_ids_round_trip() {
         let f = FlowId::from_parts(12345, 0xabcdef);
-        for k in
-            [Kind::UdpFlow(f), Kind::Echo, Kind::PseudoPing, Kind::Forward(77), Kind::TcpFlow(f), Kind::TcpListener(3)]
-        {
+        for k in [
+            Kind::UdpFlow(f),
+            Kind::Echo(IpVersion::V4),
+            Kind::Echo(IpVersion::V6),
+            Kind::PseudoPing(IpVersion::V4),
+            Kind::PseudoPing(IpVersion::V6),
+            Kind::Forward(77),
+            Kind::TcpFlow(f),
+            Kind::TcpListener(3),
+        ] {
             assert_eq!(decode(encode(k)), Some(k));
         }
         assert_eq!(decode(SocketId(0)), None);

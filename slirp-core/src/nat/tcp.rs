@@ -27,7 +27,8 @@
 
 use crate::host::{HostError, HostSocket, SocketId};
 use crate::iface::icmp::Quoted;
-use crate::iface::ipv4::{reply_header, Ingress, LinkDest, DEFAULT_TTL};
+use crate::iface::ip::{IcmpError, Ingress, LinkDest};
+use crate::iface::ipv4::{reply_header, DEFAULT_TTL};
 use crate::iface::Iface;
 use crate::nat::forward::Forwards;
 use crate::nat::{decode, encode, Kind};
@@ -38,12 +39,12 @@ use crate::storage::{FlowId, FlowSlot, FlowTable, ReadyRing, SeededHasher, Timer
 use crate::tcp::{is_connection_request, Events, Tcb, TcpBuffers, TcpConfig, TcpState};
 use crate::time::Instant;
 use crate::wire::ethernet::{HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
-use crate::wire::icmpv4;
 use crate::wire::ipv4::HEADER_LEN as IP_LEN;
+use crate::wire::ipv6::HEADER_LEN as IP6_LEN;
 use crate::wire::{EtherType, EthernetFrame, EthernetRepr};
-use crate::wire::{IpProtocol, Ipv4Repr, SeqNumber, TcpRepr};
+use crate::wire::{IpProtocol, Ipv4Repr, Ipv6Repr, SeqNumber, TcpRepr};
 use core::hash::{Hash, Hasher};
-use core::net::SocketAddrV4;
+use core::net::{IpAddr, SocketAddr};
 use managed::ManagedSlice;
 
 /// Segments one flow may emit per turn before the next flow gets the link.
@@ -60,8 +61,8 @@ const KEEP_FREE_BUFFERS: usize = 8;
 /// The four-tuple of a guest connection, as the guest sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TcpKey {
-    guest: SocketAddrV4,
-    remote: SocketAddrV4,
+    guest: SocketAddr,
+    remote: SocketAddr,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +90,7 @@ pub struct TcpFlow<'a> {
     /// The guest's initial sequence number (quoted in ICMP errors about its SYN).
     guest_iss: SeqNumber,
     /// The host destination (or client, for forwards).
-    host_peer: SocketAddrV4,
+    host_peer: SocketAddr,
     forwarded: bool,
     /// On the TIME_WAIT list (reclaimed first when the table is full).
     parked: bool,
@@ -99,7 +100,7 @@ pub struct TcpFlow<'a> {
 
 impl<'a> TcpFlow<'a> {
     /// A new connection, half-open, toward host peer `host_peer` over `socket`.
-    fn new(tcb: Tcb<'a>, socket: SocketId, host: HostConn, host_peer: SocketAddrV4, guest_iss: SeqNumber) -> Self {
+    fn new(tcb: Tcb<'a>, socket: SocketId, host: HostConn, host_peer: SocketAddr, guest_iss: SeqNumber) -> Self {
         TcpFlow {
             tcb,
             socket,
@@ -131,11 +132,11 @@ pub type TcpFlowSlot<'a> = FlowSlot<TcpKey, TcpFlow<'a>>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpConnectionInfo {
     /// The guest's end.
-    pub guest: SocketAddrV4,
+    pub guest: SocketAddr,
     /// The address the guest sees on the other end.
-    pub remote: SocketAddrV4,
+    pub remote: SocketAddr,
     /// The host-side peer (destination, or client for forwards).
-    pub host_peer: SocketAddrV4,
+    pub host_peer: SocketAddr,
     /// Guest-facing state.
     pub state: TcpState,
     /// Host bytes not yet acknowledged by the guest.
@@ -388,11 +389,8 @@ impl<'a> TcpNat<'a> {
         seg: &TcpRepr<'_>,
         host: &mut H,
     ) {
-        let (now, repr) = (d.now, d.ip);
-        let key = TcpKey {
-            guest: SocketAddrV4::new(repr.src_addr, seg.src_port),
-            remote: SocketAddrV4::new(repr.dst_addr, seg.dst_port),
-        };
+        let now = d.now;
+        let key = TcpKey { guest: SocketAddr::new(d.src, seg.src_port), remote: SocketAddr::new(d.dst, seg.dst_port) };
         if let Some(id) = self.flows.find(&key) {
             let ev = self.deliver(now, id, seg, host);
             if !ev.contains(Events::REOPEN) {
@@ -437,9 +435,9 @@ impl<'a> TcpNat<'a> {
         }
         let target = match host_target(&out.config, key.remote, host.dns_upstream()) {
             Target::To(t) => t,
-            Target::Refuse(code) => {
-                out.stats.drop(DropReason::Ipv4NoRoute);
-                return self.icmp_about_syn(out, now, key, seg.seq_number, icmpv4::DST_UNREACHABLE, code);
+            Target::Refuse(why) => {
+                out.stats.drop(if d.is_v6() { DropReason::Ipv6NoRoute } else { DropReason::Ipv4NoRoute });
+                return self.icmp_about_syn(out, now, key, seg.seq_number, IcmpError::Unreachable(why));
             }
             Target::Drop(reason) => return out.stats.drop(reason),
         };
@@ -489,14 +487,14 @@ impl<'a> TcpNat<'a> {
             _ => None,
         };
         match icmp {
-            Some((t, c)) => {
+            Some(err) => {
                 f.tcb.discard();
                 let (key, iss) = match self.flows.get(id) {
                     Some((k, f)) => (*k, f.guest_iss),
                     None => return,
                 };
                 out.stats.drop(DropReason::TcpHostError);
-                self.icmp_about_syn(out, now, key, iss, t, c);
+                self.icmp_about_syn(out, now, key, iss, err);
             }
             None => {
                 f.tcb.host_refused();
@@ -507,29 +505,16 @@ impl<'a> TcpNat<'a> {
         self.enqueue_out(id);
     }
 
-    fn icmp_about_syn(
-        &mut self,
-        out: &mut Iface<'_>,
-        now: Instant,
-        key: TcpKey,
-        seq: SeqNumber,
-        msg_type: u8,
-        code: u8,
-    ) {
+    fn icmp_about_syn(&mut self, out: &mut Iface<'_>, now: Instant, key: TcpKey, seq: SeqNumber, err: IcmpError) {
         let mut l4 = [0u8; 8];
         l4[0..2].copy_from_slice(&key.guest.port().to_be_bytes());
         l4[2..4].copy_from_slice(&key.remote.port().to_be_bytes());
         l4[4..8].copy_from_slice(&seq.0.to_be_bytes());
-        let error = match (msg_type, code) {
-            (icmpv4::TIME_EXCEEDED, _) => HostError::TtlExpired,
-            (_, icmpv4::unreach::NET) => HostError::NetUnreachable,
-            (_, icmpv4::unreach::ADMIN_PROHIBITED) => HostError::PermissionDenied,
-            (_, icmpv4::unreach::PORT) => HostError::Refused,
-            _ => HostError::HostUnreachable,
-        };
-        let offender = if key.remote.ip() == &out.config.dns { out.config.dns } else { out.config.gateway };
+        let c = &out.config;
+        let to = key.remote.ip();
+        let offender = if c.is_dns(to) { c.dns_for(to) } else { c.gateway_for(to) };
         let quoted = Quoted { protocol: IpProtocol::Tcp, guest: key.guest, dst: key.remote, l4 };
-        out.host_error_to_guest(now, quoted, offender, error);
+        out.quoted_error_to_guest(now, quoted, offender, err);
     }
 
     /// The table is full: frees the connection longest in TIME_WAIT, if any, and returns the
@@ -830,7 +815,7 @@ impl<'a> TcpNat<'a> {
                     break;
                 }
             };
-            let seen = guest_facing(&o.iface.config, peer, None);
+            let seen = guest_facing(&o.iface.config, peer, None, guest.ip());
             let key = TcpKey { guest, remote: seen };
             if self.flows.find(&key).is_some() {
                 host.tcp_abort(socket);
@@ -908,7 +893,11 @@ impl<'a> TcpNat<'a> {
     /// One flow's turn: up to [`EMIT_BURST`] segments.
     fn emit_turn<H: HostSocket>(&mut self, o: &mut TcpOut<'_, '_>, now: Instant, id: FlowId, host: &mut H) {
         let mtu = usize::from(o.iface.config.mtu);
-        let seg_room = (mtu - IP_LEN).min(o.scratch.len());
+        let ip_len = match self.flows.get(id) {
+            Some((k, _)) if k.guest.is_ipv6() => IP6_LEN,
+            _ => IP_LEN,
+        };
+        let seg_room = (mtu - ip_len).min(o.scratch.len());
         let mut drained = false;
         for _ in 0..EMIT_BURST {
             if !o.iface.tx_room(mtu) {
@@ -945,35 +934,54 @@ impl<'a> TcpNat<'a> {
     fn emit_one(&mut self, o: &mut TcpOut<'_, '_>, now: Instant, id: FlowId, seg_room: usize) -> Option<bool> {
         let out = &mut *o.iface;
         let f = self.flows.get_mut(id)?;
-        let (src, dst) = (*f.tcb.local().ip(), *f.tcb.remote().ip());
+        let (src, dst) = (f.tcb.local().ip(), f.tcb.remote().ip());
+        let (ethertype, ip_len) = match dst {
+            IpAddr::V4(_) => (EtherType::Ipv4, IP_LEN),
+            IpAddr::V6(_) => (EtherType::Ipv6, IP6_LEN),
+        };
         if let Some(mac) = out.neighbors.lookup(dst) {
-            let eth = EthernetRepr { src_addr: out.gateway_mac, dst_addr: mac, ethertype: EtherType::Ipv4 };
+            let eth = EthernetRepr { src_addr: out.gateway_mac, dst_addr: mac, ethertype };
             let next_ip_id = &mut out.next_ip_id;
             let offload = out.offload;
+            let hop = ip_len;
             // A super-frame takes whatever contiguous room the queue has, up to a whole IP
             // datagram; never less than one MTU-sized segment (`tx_room` checked that).
             let seg_room = if offload.segmentation {
-                out.tx.max_fit().saturating_sub(ETH_LEN + IP_LEN).clamp(seg_room, u16::MAX as usize - IP_LEN)
+                out.tx.max_fit().saturating_sub(ETH_LEN + hop).clamp(seg_room, u16::MAX as usize - IP_LEN)
             } else {
                 seg_room
             };
-            let pushed = out.tx.push_with_unzeroed((ETH_LEN + IP_LEN + seg_room).max(MIN_FRAME_LEN), |buf| {
-                let seg = &mut buf[ETH_LEN + IP_LEN..ETH_LEN + IP_LEN + seg_room];
+            let pushed = out.tx.push_with_unzeroed((ETH_LEN + hop + seg_room).max(MIN_FRAME_LEN), |buf| {
+                let seg = &mut buf[ETH_LEN + hop..ETH_LEN + hop + seg_room];
                 let emitted = f.tcb.emit_next_offloaded(now, seg, offload)?;
                 let n = emitted.len;
                 eth.emit(&mut EthernetFrame::new_unchecked(&mut *buf));
-                let ip = Ipv4Repr {
-                    payload_len: n,
-                    ident: *next_ip_id,
-                    ..reply_header(src, dst, IpProtocol::Tcp, DEFAULT_TTL, 0)
-                };
-                // A super-frame becomes several datagrams on the guest's side, each with the
-                // next id (Linux GSO increments it per segment): keep those ids ours alone.
-                *next_ip_id = next_ip_id.wrapping_add(emitted.segments);
-                ip.emit(&mut buf[ETH_LEN..ETH_LEN + IP_LEN]);
+                match (src, dst) {
+                    (IpAddr::V4(s4), IpAddr::V4(d4)) => {
+                        let ip = Ipv4Repr {
+                            payload_len: n,
+                            ident: *next_ip_id,
+                            ..reply_header(s4, d4, IpProtocol::Tcp, DEFAULT_TTL, 0)
+                        };
+                        // A super-frame becomes several datagrams on the guest's side, each with
+                        // the next id (Linux GSO increments it per segment): keep those ids ours.
+                        *next_ip_id = next_ip_id.wrapping_add(emitted.segments);
+                        ip.emit(&mut buf[ETH_LEN..ETH_LEN + IP_LEN]);
+                    }
+                    (IpAddr::V6(s6), IpAddr::V6(d6)) => Ipv6Repr {
+                        src_addr: s6,
+                        dst_addr: d6,
+                        next_header: IpProtocol::Tcp.into(),
+                        payload_len: n,
+                        hop_limit: DEFAULT_TTL,
+                        traffic_class: 0,
+                    }
+                    .emit(&mut buf[ETH_LEN..ETH_LEN + IP6_LEN]),
+                    _ => return None,
+                }
                 // Every byte of the frame is ours: pad a short one with zeros.
-                let len = (ETH_LEN + IP_LEN + n).max(MIN_FRAME_LEN);
-                buf[ETH_LEN + IP_LEN + n..len].fill(0);
+                let len = (ETH_LEN + hop + n).max(MIN_FRAME_LEN);
+                buf[ETH_LEN + hop + n..len].fill(0);
                 Some((len, offload::tag::encode(emitted.gso_size, emitted.checksum_partial)))
             });
             return match pushed {
@@ -986,10 +994,9 @@ impl<'a> TcpNat<'a> {
             };
         }
         // The guest's MAC is unknown: build the segment aside and let the output path hold it
-        // while ARP runs.
+        // while neighbor resolution runs.
         let Some(n) = f.tcb.emit_next(now, &mut o.scratch[..seg_room]) else { return Some(false) };
-        let repr = reply_header(src, dst, IpProtocol::Tcp, DEFAULT_TTL, 0);
-        out.send_datagram(now, repr, LinkDest::Resolve, &[], &o.scratch[..n]);
+        out.send_ip(now, src, dst, IpProtocol::Tcp, DEFAULT_TTL, LinkDest::Resolve, &[], &o.scratch[..n]);
         Some(true)
     }
 

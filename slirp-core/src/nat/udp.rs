@@ -7,9 +7,10 @@
 //! a host socket) of its own, so only its replies are shown as coming from the alias (see
 //! `services/aliases.rs`).
 
-use crate::host::{HostError, HostSocket, SocketId, UdpEvent};
+use crate::host::{HostError, HostSocket, IpVersion, SocketId, UdpEvent};
 use crate::iface::icmp::{unreach_code, Quoted};
-use crate::iface::ipv4::{reply_header, Ingress, LinkDest, DEFAULT_TTL};
+use crate::iface::ip::{IcmpError, Ingress, LinkDest, Unreach};
+use crate::iface::ipv4::DEFAULT_TTL;
 use crate::iface::Iface;
 use crate::nat::forward::Forwards;
 use crate::nat::{encode, Kind};
@@ -17,9 +18,8 @@ use crate::services::aliases::{guest_facing, host_target, Target};
 use crate::stats::DropReason;
 use crate::storage::{FlowId, FlowSlot, FlowTable, TableFull};
 use crate::time::{earliest, Instant};
-use crate::wire::icmpv4::{self, unreach};
 use crate::wire::{IpProtocol, UdpRepr};
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
 use managed::ManagedSlice;
 
@@ -35,7 +35,7 @@ const LIST_DNS: usize = 1;
 /// alias (public only so embedders can size storage).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct UdpKey {
-    guest: SocketAddrV4,
+    guest: SocketAddr,
     dns_alias: bool,
 }
 
@@ -75,7 +75,7 @@ impl<'a> UdpNat<'a> {
 
     /// (guest endpoint, last activity) for every UDP mapping (an endpoint that used the DNS
     /// alias and other servers has two).
-    pub(crate) fn flows(&self) -> impl Iterator<Item = (SocketAddrV4, Instant)> + '_ {
+    pub(crate) fn flows(&self) -> impl Iterator<Item = (SocketAddr, Instant)> + '_ {
         self.flows.iter().map(|(_, k, f)| (k.guest, f.last))
     }
 
@@ -95,10 +95,10 @@ impl<'a> UdpNat<'a> {
         host: &mut H,
         off_ring: impl FnMut(SocketId),
     ) {
-        let (repr, ports, data) = (d.ip, (dgram.0, dgram.1), dgram.2);
-        let guest = SocketAddrV4::new(repr.src_addr, ports.0);
-        let dst = SocketAddrV4::new(repr.dst_addr, ports.1);
-        let ttl = Some(repr.ttl.saturating_sub(1).max(1));
+        let (ports, data) = ((dgram.0, dgram.1), dgram.2);
+        let guest = SocketAddr::new(d.src, ports.0);
+        let dst = SocketAddr::new(d.dst, ports.1);
+        let ttl = d.forward_ttl();
         // Replies from a forwarded port leave through the rule's socket (restricted or not).
         if let Some(rule) = forwards.udp_rule_for(guest) {
             let to = match host_target(&out.config, dst, host.dns_upstream()) {
@@ -116,18 +116,18 @@ impl<'a> UdpNat<'a> {
         let to = match host_target(&out.config, dst, host.dns_upstream()) {
             Target::To(t) => t,
             Target::Refuse(code) => {
-                out.stats.drop(DropReason::Ipv4NoRoute);
-                return out.icmp_error(d, icmpv4::DST_UNREACHABLE, code);
+                out.stats.drop(if d.is_v6() { DropReason::Ipv6NoRoute } else { DropReason::Ipv4NoRoute });
+                return out.icmp_error(d, IcmpError::Unreachable(code));
             }
             Target::Drop(reason) => return out.stats.drop(reason),
         };
-        let key = UdpKey { guest, dns_alias: repr.dst_addr == out.config.dns };
-        let id = match self.flow_for(out, d.now, key, host, off_ring) {
+        let key = UdpKey { guest, dns_alias: out.config.is_dns(d.dst) };
+        let id = match self.flow_for(out, d.now, key, IpVersion::of(to.ip()), host, off_ring) {
             Ok(id) => id,
             Err(e) => {
                 out.stats.drop(DropReason::UdpNoSocket);
-                let code = unreach_code(e).unwrap_or(unreach::NET);
-                return out.icmp_error(d, icmpv4::DST_UNREACHABLE, code);
+                let code = unreach_code(e).unwrap_or(Unreach::Net);
+                return out.icmp_error(d, IcmpError::Unreachable(code));
             }
         };
         let Some(flow) = self.flows.get_mut(id) else { return };
@@ -139,12 +139,15 @@ impl<'a> UdpNat<'a> {
         }
     }
 
-    /// The flow of `key`, opening a host socket for a new one.
+    /// The flow of `key`, opening a host socket of `family` for a new one (the family of the
+    /// first destination: a guest endpoint's later datagrams to the other family fail on that
+    /// socket and are answered unreachable, as on a host with a single-stack socket).
     fn flow_for<H: HostSocket>(
         &mut self,
         out: &mut Iface<'_>,
         now: Instant,
         key: UdpKey,
+        family: IpVersion,
         host: &mut H,
         off_ring: impl FnMut(SocketId),
     ) -> Result<FlowId, HostError> {
@@ -164,7 +167,7 @@ impl<'a> UdpNat<'a> {
         let placeholder = UdpFlow { socket: SocketId(0), last: now, ready: false };
         let id = self.flows.insert(key, placeholder, LIST_IDLE).map_err(|TableFull| HostError::Exhausted)?;
         let socket = encode(Kind::UdpFlow(id));
-        match host.udp_bind(socket, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)) {
+        match host.udp_bind(socket, family.any()) {
             Ok(_) => {
                 if let Some(f) = self.flows.get_mut(id) {
                     f.socket = socket;
@@ -214,7 +217,7 @@ impl<'a> UdpNat<'a> {
         let (guest, upstream) = (key.guest, key.dns_alias.then(|| host.dns_upstream()).flatten());
         match host.udp_recv_from(id, buf) {
             Ok(UdpEvent::Datagram { len, from }) => {
-                let src = guest_facing(&out.config, from, upstream);
+                let src = guest_facing(&out.config, from, upstream, guest.ip());
                 let dns = host.dns_upstream() == Some(from);
                 if let Some(f) = self.flows.get_mut(fid) {
                     f.last = now;
@@ -238,12 +241,12 @@ impl<'a> UdpNat<'a> {
         buf: &mut [u8],
         now: Instant,
         id: SocketId,
-        guest: SocketAddrV4,
+        guest: SocketAddr,
         host: &mut H,
     ) -> bool {
         match host.udp_recv_from(id, buf) {
             Ok(UdpEvent::Datagram { len, from }) => {
-                let src = guest_facing(&out.config, from, None);
+                let src = guest_facing(&out.config, from, None, guest.ip());
                 to_guest(out, now, src, guest, &buf[..len]);
             }
             Ok(UdpEvent::Error { offender, dst, error }) => error_to_guest(out, now, guest, offender, dst, error, None),
@@ -256,16 +259,15 @@ impl<'a> UdpNat<'a> {
 fn send_failed(out: &mut Iface<'_>, d: &Ingress<'_>, e: HostError) {
     out.stats.drop(DropReason::UdpSendFailed);
     if let Some(code) = unreach_code(e) {
-        out.icmp_error(d, icmpv4::DST_UNREACHABLE, code);
+        out.icmp_error(d, IcmpError::Unreachable(code));
     }
 }
 
 /// Sends a UDP datagram from `src` to the guest endpoint `guest`.
-fn to_guest(out: &mut Iface<'_>, now: Instant, src: SocketAddrV4, guest: SocketAddrV4, data: &[u8]) {
+fn to_guest(out: &mut Iface<'_>, now: Instant, src: SocketAddr, guest: SocketAddr, data: &[u8]) {
     let mut head = [0u8; crate::wire::udp::HEADER_LEN];
-    UdpRepr { src_port: src.port(), dst_port: guest.port() }.emit_header(&mut head, *src.ip(), *guest.ip(), data);
-    let repr = reply_header(*src.ip(), *guest.ip(), IpProtocol::Udp, DEFAULT_TTL, 0);
-    out.send_datagram(now, repr, LinkDest::Resolve, &head, data);
+    UdpRepr { src_port: src.port(), dst_port: guest.port() }.emit_header(&mut head, src.ip(), guest.ip(), data);
+    out.send_ip(now, src.ip(), guest.ip(), IpProtocol::Udp, DEFAULT_TTL, LinkDest::Resolve, &head, data);
 }
 
 /// Tells the guest that a datagram it sent from `guest` to `dst` (host side) failed, with an
@@ -274,18 +276,19 @@ fn to_guest(out: &mut Iface<'_>, now: Instant, src: SocketAddrV4, guest: SocketA
 fn error_to_guest(
     out: &mut Iface<'_>,
     now: Instant,
-    guest: SocketAddrV4,
-    offender: Ipv4Addr,
-    dst: SocketAddrV4,
+    guest: SocketAddr,
+    offender: IpAddr,
+    dst: SocketAddr,
     error: HostError,
-    alias_upstream: Option<SocketAddrV4>,
+    alias_upstream: Option<SocketAddr>,
 ) {
-    let seen_dst = guest_facing(&out.config, dst, alias_upstream);
+    let seen_dst = guest_facing(&out.config, dst, alias_upstream, guest.ip());
     let mut l4 = [0u8; 8];
     l4[0..2].copy_from_slice(&guest.port().to_be_bytes());
     l4[2..4].copy_from_slice(&seen_dst.port().to_be_bytes());
     l4[4..6].copy_from_slice(&8u16.to_be_bytes());
-    let offender = if alias_upstream.map(|u| *u.ip()) == Some(offender) { out.config.dns } else { offender };
+    let offender =
+        if alias_upstream.map(|u| u.ip()) == Some(offender) { out.config.dns_for(guest.ip()) } else { offender };
     let quoted = Quoted { protocol: IpProtocol::Udp, guest, dst: seen_dst, l4 };
     out.host_error_to_guest(now, quoted, offender, error);
 }

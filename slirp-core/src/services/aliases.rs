@@ -18,60 +18,106 @@
 //! - everything else: the address itself.
 
 use crate::config::Config;
+use crate::iface::ip::Unreach;
 use crate::stats::DropReason;
-use crate::wire::icmpv4::unreach;
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// Where a guest datagram goes on the host side.
 pub(crate) enum Target {
     /// To this host-side address.
-    To(SocketAddrV4),
-    /// Nowhere: the guest gets ICMP destination unreachable with this code.
-    Refuse(u8),
+    To(SocketAddr),
+    /// Nowhere: the guest gets ICMP destination unreachable for this reason.
+    Refuse(Unreach),
     /// Nowhere, silently, counted as this.
     Drop(DropReason),
 }
 
 /// Maps a guest destination to the host side (see the module documentation); `upstream` is the
-/// host's DNS resolver, if it has one.
-pub(crate) fn host_target(c: &Config, dst: SocketAddrV4, upstream: Option<SocketAddrV4>) -> Target {
-    let ip = *dst.ip();
-    if ip == c.dns {
+/// host's DNS resolver, if it has one (of either family: the IPv6 DNS alias may lead to an IPv4
+/// resolver and back).
+pub(crate) fn host_target(c: &Config, dst: SocketAddr, upstream: Option<SocketAddr>) -> Target {
+    if c.is_dns(dst.ip()) {
         if dst.port() != 53 {
-            return Target::Refuse(unreach::PORT);
+            return Target::Refuse(Unreach::Port);
         }
         return match upstream {
             Some(up) => Target::To(up),
-            None => Target::Refuse(unreach::PORT),
+            None => Target::Refuse(Unreach::Port),
         };
     }
-    if ip == c.gateway {
+    if c.is_gateway(dst.ip()) {
         if c.disable_host_loopback {
-            return Target::Refuse(unreach::ADMIN_PROHIBITED);
+            return Target::Refuse(Unreach::AdminProhibited);
         }
-        return Target::To(SocketAddrV4::new(Ipv4Addr::LOCALHOST, dst.port()));
+        let lo = match dst {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        };
+        return Target::To(SocketAddr::new(lo, dst.port()));
     }
+    match dst {
+        SocketAddr::V4(d) => target_v4(c, d),
+        SocketAddr::V6(d) => {
+            let ip = *d.ip();
+            // An IPv4-mapped address (::ffff:a.b.c.d) is the IPv4 host: what a v6 guest shown a
+            // v4 peer (a forwarded connection's client) answers to.
+            if let Some(v4) = ip.to_ipv4_mapped() {
+                return target_v4(c, SocketAddrV4::new(v4, d.port()));
+            }
+            if ip.is_multicast() {
+                return Target::Drop(DropReason::Ipv6NoRoute);
+            }
+            if c.ipv6.in_prefix(ip) || ip.is_unicast_link_local() {
+                return Target::Refuse(Unreach::Host);
+            }
+            if ip.is_loopback() || ip.is_unspecified() {
+                return Target::Drop(DropReason::Ipv6NoRoute);
+            }
+            Target::To(SocketAddr::V6(d))
+        }
+    }
+}
+
+fn target_v4(c: &Config, dst: SocketAddrV4) -> Target {
+    let ip = *dst.ip();
     if ip.is_broadcast() || ip == c.broadcast() || ip.is_multicast() {
         return Target::Drop(DropReason::Ipv4NoRoute);
     }
     if c.in_network(ip) {
-        return Target::Refuse(unreach::HOST);
+        return Target::Refuse(Unreach::Host);
     }
     if ip.is_loopback() || ip.is_unspecified() || ip.octets()[0] >= 240 {
         return Target::Drop(DropReason::Ipv4NoRoute);
     }
-    Target::To(dst)
+    Target::To(SocketAddr::V4(dst))
 }
 
-/// The address a host-side sender appears as to the guest. `alias_upstream` is the upstream
-/// resolver when the guest addressed the DNS alias (the flow is the alias's), else `None`: only
-/// then is the upstream shown as alias:53. The host's loopback appears as the gateway.
-pub(crate) fn guest_facing(c: &Config, from: SocketAddrV4, alias_upstream: Option<SocketAddrV4>) -> SocketAddrV4 {
+/// The address a host-side sender appears as to a guest of `guest`'s family. `alias_upstream`
+/// is the upstream resolver when the guest addressed the DNS alias (the flow is the alias's),
+/// else `None`: only then is the upstream shown as alias:53. The host's loopback appears as the
+/// gateway. A v4 sender appears to a v6 guest at its IPv4-mapped address (which leads back to
+/// it); a v6 sender cannot be shown to a v4 guest and appears as the gateway.
+pub(crate) fn guest_facing(
+    c: &Config,
+    from: SocketAddr,
+    alias_upstream: Option<SocketAddr>,
+    guest: IpAddr,
+) -> SocketAddr {
     if alias_upstream == Some(from) {
-        SocketAddrV4::new(c.dns, 53)
-    } else if from.ip().is_loopback() {
-        SocketAddrV4::new(c.gateway, from.port())
+        SocketAddr::new(c.dns_for(guest), 53)
+    } else if from.ip().is_loopback() || from.ip().to_canonical().is_loopback() {
+        SocketAddr::new(c.gateway_for(guest), from.port())
     } else {
-        from
+        match (from, guest) {
+            (SocketAddr::V4(f), IpAddr::V6(_)) => {
+                SocketAddr::V6(SocketAddrV6::new(f.ip().to_ipv6_mapped(), f.port(), 0, 0))
+            }
+            (SocketAddr::V6(f), IpAddr::V4(_)) => match f.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, f.port())),
+                None => SocketAddr::new(c.gateway_for(guest), f.port()),
+            },
+            (SocketAddr::V6(f), IpAddr::V6(_)) => SocketAddr::V6(SocketAddrV6::new(*f.ip(), f.port(), 0, 0)),
+            _ => from,
+        }
     }
 }

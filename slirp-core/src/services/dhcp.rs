@@ -14,7 +14,8 @@
 //! - RELEASE, DECLINE and INFORM get no reply and leave the lease in place.
 
 use crate::config::{Config, DHCP_POOL_SIZE};
-use crate::iface::ipv4::{reply_header, LinkDest, DEFAULT_TTL};
+use crate::iface::ip::LinkDest;
+use crate::iface::ipv4::{reply_header, DEFAULT_TTL};
 use crate::iface::Iface;
 use crate::stats::DropReason;
 use crate::time::Instant;

@@ -7,7 +7,8 @@
 use core::net::Ipv4Addr;
 use slirp_core::wire::{
     checksum, ArpOperation, ArpPacket, ArpRepr, DhcpMessageType, DhcpRepr, EtherType, EthernetAddress, EthernetFrame,
-    EthernetRepr, Icmpv4Packet, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber, TcpControl, TcpPacket, TcpRepr, UdpPacket,
+    EthernetRepr, Icmpv4Packet, Icmpv6Packet, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, SeqNumber, TcpControl,
+    TcpPacket, TcpRepr, UdpPacket,
 };
 use slirp_core::{Config, DropReason, Instant, NoHost, Slirp, Storage};
 
@@ -330,6 +331,35 @@ pub fn check_frame(frame: &[u8], mtu: usize) -> Result<(), String> {
                 Ok(())
             } else {
                 Err(format!("{:?} payload malformed or bad checksum", p.protocol()))
+            }
+        }
+        EtherType::Ipv6 => {
+            if f.src_addr() != GATEWAY_MAC {
+                return Err(format!("IPv6 frame from {} instead of the gateway MAC", f.src_addr()));
+            }
+            let p = Ipv6Packet::new_checked(f.payload()).map_err(|e| format!("ipv6: {e}"))?;
+            let len = 40 + p.payload_len() as usize;
+            let pad = &f.payload()[len..];
+            if frame.len() != (14 + len).max(60) || pad.iter().any(|&b| b != 0) {
+                return Err(format!("{} bytes after the IPv6 packet (only zero padding up to 60)", pad.len()));
+            }
+            let (src, dst) = (p.src_addr(), p.dst_addr());
+            if src.is_multicast() || src.is_unspecified() {
+                return Err(format!("IPv6 source {src}"));
+            }
+            let ok = match p.next_header() {
+                44 => return Ok(()), // a fragment: checked once reassembled
+                58 => Icmpv6Packet::new_checked(p.payload()).is_ok_and(|m| m.verify_checksum(src, dst)),
+                17 => UdpPacket::new_checked(p.payload()).is_ok_and(|u| {
+                    u.len() as usize == p.payload().len() && u.checksum() != 0 && u.verify_checksum(src, dst)
+                }),
+                6 => TcpPacket::new_checked(p.payload()).is_ok_and(|t| t.verify_checksum(src, dst)),
+                other => return Err(format!("unexpected next header {other}")),
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("IPv6 next header {} malformed or bad checksum", p.next_header()))
             }
         }
         other => Err(format!("unexpected ethertype {other:?}")),

@@ -7,18 +7,18 @@
 //! ```
 
 use std::ffi::OsString;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use clap::{Args, Parser, Subcommand};
-use slirp_core::{Config, Slirp};
+use slirp_core::{Config, Ipv6Config, Slirp};
 use slirp_std::api::ApiServer;
 use slirp_std::netlink::{configure_here, InterfaceSetup};
 use slirp_std::netns::{enter_new_netns, open_tap_here, recv_fd, send_fd};
-use slirp_std::options::{host_nameserver, parse_dns_upstream, FwdProto};
+use slirp_std::options::{host_nameserver, parse_dns_upstream, parse_ipv6_prefix, FwdProto, Ipv6Prefix};
 use slirp_std::{sys, Cidr, EventLoop, Exit, GuestLink, HostFwd, NetnsTarget, PcapWriter, StdHost};
 
 #[derive(Parser, Debug)]
@@ -48,9 +48,17 @@ struct Common {
     /// Virtual network: gateway is .2, DNS .3, DHCP from .15, --configure gives the guest .100.
     #[arg(long, value_name = "CIDR", default_value = "10.0.2.0/24", value_parser = Cidr::parse)]
     cidr: Cidr,
-    /// MTU of the guest link (576-65520).
+    /// MTU of the guest link (576-65520; 1280 at least with --ipv6).
     #[arg(long, short = 'm', default_value_t = 1500)]
     mtu: u16,
+    /// Serve IPv6 too: Router Advertisements (SLAAC, RDNSS, DNSSL), neighbor discovery, ICMPv6 and
+    /// the TCP/UDP/ping NAT over IPv6. Router ::2, DNS alias ::3 of the prefix, and fe80::2,
+    /// fe80::3 on the link; --configure gives the guest ::100.
+    #[arg(long, visible_alias = "enable-ipv6")]
+    ipv6: bool,
+    /// The IPv6 prefix (a /64) with --ipv6; libslirp's default is fec0::/64.
+    #[arg(long, value_name = "PREFIX/64", default_value = "fd00::/64", value_parser = parse_ipv6_prefix)]
+    ipv6_prefix: Ipv6Prefix,
     /// Isolate the guest: only the virtual services and forwards are reachable.
     #[arg(long)]
     restricted: bool,
@@ -181,6 +189,9 @@ struct RunChildArgs {
     mtu: u16,
     #[arg(long)]
     userns: bool,
+    /// Configure IPv6 too, in this prefix.
+    #[arg(long, value_parser = parse_ipv6_prefix)]
+    ipv6: Option<Ipv6Prefix>,
     /// Give the command a resolv.conf naming this DNS server.
     #[arg(long)]
     resolv_conf_dns: Option<Ipv4Addr>,
@@ -249,7 +260,10 @@ fn core_config(c: &Common) -> Result<Config, Fail> {
         disable_dhcp: c.disable_dhcp,
         ..Config::default()
     };
-    let config = c.cidr.apply(base);
+    let mut config = c.cidr.apply(base);
+    if c.ipv6 {
+        config.ipv6 = Ipv6Config { enabled: true, ..Ipv6Config::with_prefix(c.ipv6_prefix.prefix, c.ipv6_prefix.len) };
+    }
     config.validate().map_err(|e| Fail(format!("invalid network settings: {e}")))?;
     Ok(config)
 }
@@ -266,8 +280,8 @@ fn check_hostfwds(c: &Common) -> Result<Vec<HostFwd>, Fail> {
 /// in the guest (.100) when it did, else 0.0.0.0 (the core picks the first DHCP address).
 fn install_hostfwds(ev: &mut EventLoop<'_>, rules: &[HostFwd], default_guest: Ipv4Addr) -> Result<(), Fail> {
     for r in rules {
-        let host = SocketAddrV4::new(r.host_addr, r.host_port);
-        let guest = SocketAddrV4::new(r.guest_addr.unwrap_or(default_guest), r.guest_port);
+        let host = SocketAddr::new(r.host_addr, r.host_port);
+        let guest = SocketAddr::new(r.guest_addr.unwrap_or(IpAddr::V4(default_guest)), r.guest_port);
         let rule = match r.proto {
             FwdProto::Tcp => {
                 let id = ev.add_tcp_forward(host, guest).map_err(|e| Fail(format!("--hostfwd {r}: {e}")))?;
@@ -347,8 +361,7 @@ fn prepare(c: &Common) -> Result<Prepared, Fail> {
 /// `default_guest`: see [`install_hostfwds`].
 fn build_loop(c: &Common, p: Prepared, link: GuestLink, default_guest: Ipv4Addr) -> Result<EventLoop<'static>, Fail> {
     match p.dns_upstream {
-        Some(SocketAddr::V4(a)) => log::info!("DNS upstream {a}"),
-        Some(a) => log::warn!("DNS upstream {a}: IPv6 upstreams are not supported yet; the DNS alias refuses queries"),
+        Some(a) => log::info!("DNS upstream {a}"),
         None => log::info!("no DNS upstream: /etc/resolv.conf has no nameserver; the DNS alias refuses queries"),
     }
     // One host socket per TCP connection and UDP mapping, plus forwards, the link, the event
@@ -423,6 +436,7 @@ fn attach(a: AttachArgs) -> Result<ExitCode, Fail> {
         prefix_len: a.common.cidr.prefix_len,
         gateway: prepared.config.gateway,
         mtu: a.common.mtu,
+        ipv6: a.common.ipv6.then(|| a.common.ipv6_prefix.guest_setup()),
     };
     let configure = a.configure;
     let (tap, name) = ns.run_inside(|| {
@@ -436,7 +450,8 @@ fn attach(a: AttachArgs) -> Result<ExitCode, Fail> {
         "attached {name} in {}{}",
         ns.name(),
         if configure {
-            format!(" (configured {}/{} via {})", setup.address, setup.prefix_len, setup.gateway)
+            let v6 = setup.ipv6.map(|(a, l, r)| format!(", {a}/{l} via {r}")).unwrap_or_default();
+            format!(" (configured {}/{} via {}{v6})", setup.address, setup.prefix_len, setup.gateway)
         } else {
             String::new()
         }
@@ -491,6 +506,9 @@ fn run(r: RunArgs) -> Result<ExitCode, Fail> {
     if userns {
         cmd.arg("--userns");
     }
+    if r.common.ipv6 {
+        cmd.arg("--ipv6").arg(r.common.ipv6_prefix.to_string());
+    }
     if !r.no_resolv_conf {
         cmd.arg("--resolv-conf-dns").arg(prepared.config.dns.to_string());
     }
@@ -527,6 +545,7 @@ fn run_child(c: RunChildArgs) -> Result<ExitCode, Fail> {
         prefix_len: c.cidr.prefix_len,
         gateway: c.cidr.host(2),
         mtu: c.mtu,
+        ipv6: c.ipv6.map(|p| p.guest_setup()),
     };
     let (tap, name) = open_tap_here(&c.ifname)?;
     configure_here(&name, &setup, true)?;

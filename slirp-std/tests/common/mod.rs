@@ -59,6 +59,11 @@ fn missing_prerequisites() -> Option<String> {
 /// Tools the NAT tests run in the namespaces, with the Debian package that has each.
 pub const NAT_TOOLS: [(&str, &str); 3] = [("dig", "dnsutils"), ("dnsmasq", "dnsmasq-base"), ("socat", "socat")];
 
+/// Whether `a` lies in the IPv6 documentation prefix 2001:db8::/32 (the lab's stand-in).
+pub fn is_documentation_v6(a: std::net::Ipv6Addr) -> bool {
+    a.segments()[0] == 0x2001 && a.segments()[1] == 0x0db8
+}
+
 /// A lab for test `test`, or `None` (with a notice) when this machine cannot run it. Under CI
 /// (`CI` set) a machine that cannot run it is a failure, never a silent skip.
 pub fn lab(test: &str) -> Option<Lab> {
@@ -187,8 +192,41 @@ impl Lab {
         }
         let v6 = sh(&["ip", "-n", &self.host, "-6", "route", "show"]);
         for line in v6.lines() {
-            assert!(line.starts_with("fe80::/64"), "host namespace has an IPv6 route outside the lab: {line}");
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let dest = words.first().copied().unwrap_or("");
+            let ok = if dest == "default" {
+                // Only via the stand-in internet's documentation-prefix router.
+                words
+                    .iter()
+                    .position(|&x| x == "via")
+                    .and_then(|i| words.get(i + 1))
+                    .and_then(|a| a.parse::<std::net::Ipv6Addr>().ok())
+                    .is_some_and(is_documentation_v6)
+            } else {
+                let (addr, len) = dest.split_once('/').unwrap_or((dest, "128"));
+                let len: u8 = len.parse().unwrap_or(0);
+                dest.starts_with("fe80::/64")
+                    || (len >= 32 && addr.parse::<std::net::Ipv6Addr>().is_ok_and(is_documentation_v6))
+            };
+            assert!(ok, "host namespace has an IPv6 route outside the lab: {line}");
         }
+    }
+
+    /// Gives the host namespace and the stand-in internet IPv6 too, on the documentation
+    /// prefix only: the stand-in is 2001:db8:1::1/64, the host namespace 2001:db8:1::2/64 with
+    /// its default route via the stand-in. Checks containment again.
+    pub fn enable_ipv6(&self) {
+        let (host, inet) = (self.host.clone(), self.inet.clone());
+        for ns in [&host, &inet] {
+            // Fresh namespaces have IPv6 on; make sure, and no DAD delay on the veth.
+            let _ = self.exec_in(ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0"]);
+            let _ = self.exec_in(ns, &["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"]);
+            let _ = self.exec_in(ns, &["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"]);
+        }
+        sh(&["ip", "-n", &inet, "-6", "addr", "add", "2001:db8:1::1/64", "dev", "host0", "nodad"]);
+        sh(&["ip", "-n", &host, "-6", "addr", "add", "2001:db8:1::2/64", "dev", "inet0", "nodad"]);
+        sh(&["ip", "-n", &host, "-6", "route", "add", "default", "via", "2001:db8:1::1"]);
+        self.assert_host_is_contained();
     }
 
     /// Starts `slirp ARGS` inside the host namespace; returns its index for [`Lab::stop`].
@@ -287,6 +325,7 @@ impl Lab {
                 "--no-resolv",
                 "--no-hosts",
                 "--address=/example.test/198.51.100.80",
+                "--address=/six.example.test/2001:db8:1::80",
                 "--address=/www.example.test/198.51.100.1",
                 "--listen-address=198.51.100.1",
                 "--bind-interfaces",

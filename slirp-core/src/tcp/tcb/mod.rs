@@ -24,7 +24,7 @@ use super::rtt::RttEstimator;
 use super::{Events, TcpBuffers, TcpConfig, TcpCounters, TcpState, DEFAULT_MSS, MAX_WINDOW_SHIFT};
 use crate::time::Instant;
 use crate::wire::{SeqNumber, TcpRepr};
-use core::net::SocketAddrV4;
+use core::net::SocketAddr;
 use core::time::Duration;
 
 /// Out-of-order ranges held past `RCV.NXT`; a guest opening more holes gets the extra segments
@@ -62,8 +62,8 @@ fn window_shift_for(cap: usize) -> u8 {
 pub struct Tcb<'a> {
     config: TcpConfig,
     state: TcpState,
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
+    local: SocketAddr,
+    remote: SocketAddr,
     tx: RingBuffer<'a>,
     rx: RingBuffer<'a>,
     /// SYN-RECEIVED with the host connect still pending: nothing is sent to the guest yet.
@@ -151,15 +151,25 @@ pub struct Tcb<'a> {
     counters: TcpCounters,
 }
 
+/// How much longer the IPv6 header is than the IPv4 one without options.
+const IPV6_EXTRA_HEADER: usize = 20;
+
 impl<'a> Tcb<'a> {
     fn blank(
         config: TcpConfig,
         buffers: TcpBuffers<'a>,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: impl Into<SocketAddr>,
+        remote: impl Into<SocketAddr>,
         iss: SeqNumber,
         now: Instant,
     ) -> Self {
+        let (local, remote) = (local.into(), remote.into());
+        // `config.mtu` is the link's; over IPv6 the network header is 20 bytes longer, and so
+        // the segments (and the MSS we advertise) 20 bytes shorter.
+        let mut config = config;
+        if local.is_ipv6() {
+            config.mtu = config.mtu.saturating_sub(IPV6_EXTRA_HEADER);
+        }
         let rx = RingBuffer::new(buffers.recv);
         let mss = u32::from(config.mss());
         let rtt = RttEstimator::new(config.initial_rto, config.min_rto, config.max_rto);
@@ -241,8 +251,8 @@ impl<'a> Tcb<'a> {
     pub fn accept(
         config: TcpConfig,
         buffers: TcpBuffers<'a>,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: impl Into<SocketAddr>,
+        remote: impl Into<SocketAddr>,
         syn: &TcpRepr,
         iss: SeqNumber,
         now: Instant,
@@ -260,8 +270,8 @@ impl<'a> Tcb<'a> {
     pub fn connect(
         config: TcpConfig,
         buffers: TcpBuffers<'a>,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: impl Into<SocketAddr>,
+        remote: impl Into<SocketAddr>,
         iss: SeqNumber,
         now: Instant,
     ) -> Self {
@@ -311,12 +321,12 @@ impl<'a> Tcb<'a> {
     }
 
     /// The address we speak as (source of our segments).
-    pub fn local(&self) -> SocketAddrV4 {
+    pub fn local(&self) -> SocketAddr {
         self.local
     }
 
     /// The guest's address.
-    pub fn remote(&self) -> SocketAddrV4 {
+    pub fn remote(&self) -> SocketAddr {
         self.remote
     }
 

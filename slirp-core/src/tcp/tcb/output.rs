@@ -65,7 +65,7 @@ impl<'a> Tcb<'a> {
             };
             let n = repr.buffer_len();
             let out = buf.get_mut(..n)?;
-            repr.emit(out, *self.local.ip(), *self.remote.ip());
+            repr.emit(out, self.local.ip(), self.remote.ip());
             self.pending_rst = None;
             self.counters.segments_out = self.counters.segments_out.saturating_add(1);
             return Some(Emitted::plain(n));
@@ -135,7 +135,7 @@ impl<'a> Tcb<'a> {
         };
         let n = repr.buffer_len();
         let out = buf.get_mut(..n)?;
-        repr.emit(out, *self.local.ip(), *self.remote.ip());
+        repr.emit(out, self.local.ip(), self.remote.ip());
         if self.snd_max != self.iss {
             self.counters.retransmits = self.counters.retransmits.saturating_add(1);
         } else {
@@ -196,7 +196,7 @@ impl<'a> Tcb<'a> {
         let repr = self.header_repr(now, TcpControl::None, seq);
         let n = repr.header_len();
         let out = buf.get_mut(..n)?;
-        repr.emit(out, *self.local.ip(), *self.remote.ip());
+        repr.emit(out, self.local.ip(), self.remote.ip());
         self.after_ack_sent(now, usize::from(repr.window_len) << self.rcv_wscale);
         Some(n)
     }
@@ -268,11 +268,11 @@ impl<'a> Tcb<'a> {
         }
         out[hl..hl + a.len()].copy_from_slice(a);
         out[hl + a.len()..].copy_from_slice(b);
-        repr.emit(&mut out[..hl], *self.local.ip(), *self.remote.ip());
+        repr.emit(&mut out[..hl], self.local.ip(), self.remote.ip());
         if offload.checksum {
-            TcpPacket::new_unchecked(&mut *out).fill_partial_checksum(*self.local.ip(), *self.remote.ip());
+            TcpPacket::new_unchecked(&mut *out).fill_partial_checksum(self.local.ip(), self.remote.ip());
         } else {
-            TcpPacket::new_unchecked(&mut *out).fill_checksum(*self.local.ip(), *self.remote.ip());
+            TcpPacket::new_unchecked(&mut *out).fill_checksum(self.local.ip(), self.remote.ip());
         }
 
         let end = seq + len + usize::from(fin);
