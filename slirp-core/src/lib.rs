@@ -54,6 +54,7 @@ pub mod sync;
 
 pub use config::{Config, ConfigError, Ipv6Config};
 pub use host::{EchoKind, EchoReply, HostError, HostSocket, IpVersion, NoHost, SocketId, UdpEvent};
+pub use iface::ipv6::ICMPV6_ERRORS_PER_SECOND;
 pub use iface::reassembly::ReassemblySlot;
 pub use iface::{Slirp, TxFrame};
 pub use memory::Storage;

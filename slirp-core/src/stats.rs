@@ -152,6 +152,8 @@ pub struct Stats {
     pub neighbor_solicits_sent: u64,
     /// IPv6 Router Advertisements sent (solicited and periodic).
     pub router_adverts_sent: u64,
+    /// DHCPv6 replies and advertisements sent.
+    pub dhcp6_replies: u64,
     /// Datagrams rebuilt from fragments.
     pub reassembled: u64,
     /// Guest-bound packets split into fragments.

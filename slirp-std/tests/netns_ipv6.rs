@@ -1,10 +1,11 @@
 //! IPv6 against the real Linux kernel as the guest: SLAAC from our Router Advertisements alone,
 //! neighbor discovery, ping -6 of the router, the DNS alias and the stand-in internet, TCP both
 //! ways with hashes, AAAA lookups through the IPv6 DNS alias, v6 port forwards (TCP and UDP),
-//! restricted mode over v6, and Packet Too Big for a guest that sends more than the MTU. The
+//! restricted mode over v6, Packet Too Big for a guest that sends more than the MTU, and DHCPv6
+//! (stateful and stateless) with ISC dhclient. The
 //! stand-in internet speaks IPv6 on the documentation prefix only (2001:db8:1::1), and the lab's
 //! host namespace routes nowhere else (checked before slirp starts). Needs root and the lab's
-//! tools (dnsutils, dnsmasq-base, socat, curl, python3).
+//! tools (dnsutils, dnsmasq-base, socat, curl, python3, isc-dhcp-client).
 
 mod common;
 
@@ -218,4 +219,63 @@ fn ipv6_forwards_restricted_and_packet_too_big() {
     assert!(!out.status.success(), "TCP under --restricted must fail");
     let log = stop(&mut lab, p);
     assert!(log.contains("restricted"), "{log}");
+}
+
+#[test]
+fn dhcpv6_stateful_and_stateless_with_isc_dhclient() {
+    let tools = [NAT_TOOLS[0], ("dhclient", "isc-dhcp-client")];
+    let Some(mut lab) = lab_with("dhcpv6_stateful_and_stateless_with_isc_dhclient", &tools) else {
+        return;
+    };
+    lab.enable_ipv6();
+    let guest = lab.guest.clone();
+    for k in ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"] {
+        lab.exec_in(&guest, &["sysctl", "-qw", k]);
+    }
+    let pcap = lab.dir.join("dhcp6.pcap");
+    let p = attach(&mut lab, &["--pcap", pcap.to_str().unwrap()]);
+    lab.exec_in(&guest, &["ip", "link", "set", "tap0", "up"]);
+    assert!(
+        eventually(10, || {
+            let a = text(&lab.exec_in(&guest, &["ip", "-6", "addr", "show", "dev", "tap0", "scope", "link"]).stdout);
+            a.contains("inet6 fe80::")
+        }),
+        "no link-local address on the guest"
+    );
+    // Stateful: an address from the pool (the script only records; nothing is configured).
+    let lease = lab.dir.join("dhclient6.leases");
+    let pidfile = lab.dir.join("dhclient6.pid");
+    let (l, pf) = (lease.to_str().unwrap().to_string(), pidfile.to_str().unwrap().to_string());
+    let c =
+        lab.spawn_in(&guest, &["dhclient", "-6", "-d", "-v", "-1", "-lf", &l, "-pf", &pf, "-sf", "/bin/true", "tap0"]);
+    let bound = eventually(20, || std::fs::read_to_string(&lease).is_ok_and(|s| s.contains("iaaddr fd00::200")));
+    let leases = std::fs::read_to_string(&lease).unwrap_or_default();
+    assert!(bound, "no stateful lease: {leases}\n{}\n{}", lab.stderr_of(c), lab.stderr_of(p));
+    assert!(leases.contains("option dhcp6.name-servers fd00::3"), "{leases}");
+    lab.stop(c, Signal::TERM);
+
+    // Stateless (-S): an Information-Request, DNS settings and no address. dhclient keeps no
+    // lease then; its script sees what the reply said.
+    let seen = lab.dir.join("dhclient6-info.env");
+    let script = lab.dir.join("dhclient6-script");
+    std::fs::write(&script, format!("#!/bin/sh\nenv >> {}\n", seen.display())).expect("script");
+    sh(&["chmod", "+x", script.to_str().unwrap()]);
+    let pf2 = lab.dir.join("dhclient6-info.pid").to_str().unwrap().to_string();
+    let i = lab.dir.join("dhclient6-info.leases").to_str().unwrap().to_string();
+    let args =
+        ["dhclient", "-6", "-S", "-d", "-v", "-1", "-lf", &i, "-pf", &pf2, "-sf", script.to_str().unwrap(), "tap0"];
+    let c = lab.spawn_in(&guest, &args);
+    let got = eventually(20, || std::fs::read_to_string(&seen).is_ok_and(|s| s.contains("new_dhcp6_name_servers=")));
+    let env = std::fs::read_to_string(&seen).unwrap_or_default();
+    assert!(
+        got,
+        "no stateless reply: {env}\n{}\n{}",
+        lab.stderr_of(c),
+        sh(&["tcpdump", "-n", "-vv", "-r", pcap.to_str().unwrap(), "udp"])
+    );
+    assert!(env.contains("new_dhcp6_name_servers=fd00::3"), "{env}");
+    assert!(!env.contains("new_ip6_address"), "a stateless reply carries no address: {env}");
+    lab.stop(c, Signal::TERM);
+
+    stop(&mut lab, p);
 }

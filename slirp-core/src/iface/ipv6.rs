@@ -346,11 +346,9 @@ impl Inner<'_> {
         self.nat.udp_input(out, &self.forwards, d, (udp.src_port, udp.dst_port, packet.payload()), host);
     }
 
-    /// A DHCPv6 message from the guest's `port`: no server yet (the Router Advertisements say
-    /// so, with M and O clear), so it is counted and dropped.
+    /// A DHCPv6 message from the guest's `port`, for the server.
     fn dhcp6_input(&mut self, d: &Ingress<'_>, port: u16, msg: &[u8]) {
-        let _ = (d, port, msg);
-        self.iface.stats.drop(DropReason::DhcpIgnored);
+        self.dhcp6.input(&mut self.iface, d, port, msg);
     }
 
     fn tcp6_input<H: HostSocket>(&mut self, d: &Ingress<'_>, dest: Destination, host: &mut H) {
@@ -472,10 +470,10 @@ impl Iface<'_> {
             rdnss: &dns,
             dns_lifetime: (3 * interval).max(1200),
             dnssl: c.search.as_deref().or(c.domain.as_deref()),
-            // No DHCPv6 server yet: SLAAC and RDNSS/DNSSL carry everything, and clients must
-            // not wait for one.
-            managed: false,
-            other: false,
+            // SLAAC and RDNSS/DNSSL carry everything; DHCPv6 is there for clients that ask
+            // (M: addresses, when the pool is on; O: DNS and search list).
+            managed: v6.dhcp_stateful && !c.disable_dhcp,
+            other: !c.disable_dhcp,
         };
         let mut buf = [0u8; 512];
         let src = Ipv6Config::LINK_LOCAL_GATEWAY;

@@ -33,11 +33,12 @@ use crate::nat::tcp::{TcpConnectionInfo, TcpNat, TcpOut};
 use crate::nat::{decode, Kind, Nat, TcpForward, UdpForward};
 use crate::offload::{self, GuestOffload, RxChecksum, TxOffload};
 use crate::services::dhcp::DhcpServer;
+use crate::services::dhcp6::Dhcp6Server;
 use crate::stats::{DropReason, Stats};
 use crate::storage::FrameQueue;
 use crate::time::{earliest, Instant};
 use crate::wire::{EtherType, EthernetAddress, EthernetFrame};
-use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use core::ops::Deref;
 
 /// The user-mode network engine. See the [crate documentation](crate).
@@ -77,6 +78,7 @@ pub(crate) struct Iface<'a> {
 pub(crate) struct Inner<'a> {
     pub(crate) iface: Iface<'a>,
     pub(crate) dhcp: DhcpServer,
+    pub(crate) dhcp6: Dhcp6Server,
     pub(crate) nat: Nat<'a>,
     pub(crate) tcp: TcpNat<'a>,
     pub(crate) forwards: Forwards,
@@ -139,6 +141,7 @@ impl<'a> Slirp<'a> {
                     offload: GuestOffload::default(),
                 },
                 dhcp: DhcpServer::default(),
+                dhcp6: Dhcp6Server::default(),
                 nat: Nat::new(storage.udp_flows, storage.udp_index, storage.ready, seed),
                 tcp: TcpNat::new(storage.tcp, mtu, tcp_config, seed),
                 forwards: Forwards::default(),
@@ -178,6 +181,11 @@ impl<'a> Slirp<'a> {
     /// DHCP leases handed out: (address, MAC).
     pub fn leases(&self) -> impl Iterator<Item = (Ipv4Addr, EthernetAddress)> + '_ {
         self.inner.dhcp.leases(&self.inner.iface.config)
+    }
+
+    /// DHCPv6 bindings handed out: (address, client DUID, IAID).
+    pub fn dhcp6_bindings(&self) -> impl Iterator<Item = (Ipv6Addr, &[u8], u32)> + '_ {
+        self.inner.dhcp6.bindings(&self.inner.iface.config.ipv6)
     }
 
     /// Guest addresses (both families) whose MAC is known: (address, MAC).

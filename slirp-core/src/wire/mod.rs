@@ -8,6 +8,7 @@
 pub mod arp;
 pub mod checksum;
 pub mod dhcp;
+pub mod dhcpv6;
 pub mod ethernet;
 pub mod icmpv4;
 pub mod icmpv6;

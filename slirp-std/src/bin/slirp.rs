@@ -51,9 +51,10 @@ struct Common {
     /// MTU of the guest link (576-65520; 1280 at least with --ipv6).
     #[arg(long, short = 'm', default_value_t = 1500)]
     mtu: u16,
-    /// Serve IPv6 too: Router Advertisements (SLAAC, RDNSS, DNSSL), neighbor discovery, ICMPv6 and
-    /// the TCP/UDP/ping NAT over IPv6. Router ::2, DNS alias ::3 of the prefix, and fe80::2,
-    /// fe80::3 on the link; --configure gives the guest ::100.
+    /// Serve IPv6 too: Router Advertisements (SLAAC, RDNSS, DNSSL), DHCPv6 (stateless, and
+    /// addresses from ::200 of the prefix), neighbor discovery, ICMPv6 and the TCP/UDP/ping NAT
+    /// over IPv6. Router ::2, DNS alias ::3 of the prefix, and fe80::2, fe80::3 on the link;
+    /// --configure gives the guest ::100.
     #[arg(long, visible_alias = "enable-ipv6")]
     ipv6: bool,
     /// The IPv6 prefix (a /64) with --ipv6; libslirp's default is fec0::/64.
