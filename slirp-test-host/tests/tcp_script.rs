@@ -472,3 +472,30 @@ fn a_guest_reset_in_time_wait_closes_the_host_socket_without_aborting_it() {
     assert!(s.closed && !s.aborted, "closed gracefully: {s:?}");
     assert_eq!(t.slirp.tcp_connection_count(), 0);
 }
+
+#[test]
+fn a_connection_closed_while_the_host_is_slow_keeps_the_guests_bytes_for_it() {
+    let mut t = T::new(Config::default(), Storage::with_capacity(256 * 1024, 64 * 1024, 2, 65535));
+    let iss = establish(&mut t, 40006);
+    let (id, _) = t.host.only();
+    // The host takes 4 bytes; the guest sends 8 and its FIN (we are in CLOSE-WAIT).
+    t.host.send_limit = Some(4);
+    let fin = TcpRepr { control: TcpControl::Fin, payload: b"abcdefgh", ..ack(40006, 1001, iss.wrapping_add(1), b"") };
+    t.send(REMOTE, &fin);
+    assert_eq!(t.host.socks[&id.0].sent, b"abcd");
+    // The host side ends too: our FIN goes to the guest (LAST-ACK)...
+    t.host.socks.get_mut(&id.0).unwrap().eof = true;
+    t.slirp.handle_host_readable(t.now, id, &mut t.host);
+    let out = t.tcp_out();
+    let our_fin = out.iter().find(|(_, s, _)| s.control == TcpControl::Fin).expect("our FIN");
+    let fin_seq = our_fin.1.seq_number.0;
+    // ...and the guest acknowledges it: the TCB is closed, 4 bytes still wait for the host.
+    t.send(REMOTE, &ack(40006, 1010, fin_seq.wrapping_add(1), b""));
+    assert_eq!(t.slirp.tcp_connection_count(), 1, "not finished while the host has bytes to take");
+    assert!(!t.host.socks[&id.0].closed, "the host socket stays open for them");
+    t.host.send_limit = None;
+    t.slirp.handle_host_writable(t.now, id, &mut t.host);
+    assert_eq!(t.host.socks[&id.0].sent, b"abcdefgh", "every byte the guest sent");
+    assert!(t.host.socks[&id.0].closed, "then closed");
+    assert_eq!(t.slirp.tcp_connection_count(), 0);
+}

@@ -117,6 +117,14 @@ impl<'a> TcpFlow<'a> {
             half_open: true,
         }
     }
+
+    /// Whether the connection is over: its TCB closed and nothing the guest sent is still
+    /// waiting for the host socket to take it. A connection the guest finished gracefully
+    /// (LAST-ACK or TIME-WAIT ran out) while the host was slow to read stays until the host has
+    /// it all, as a kernel keeps a closed socket's unread data for its reader.
+    fn done(&self) -> bool {
+        self.tcb.is_closed() && (self.host != HostConn::Connected || self.tcb.pending_to_host().is_empty())
+    }
 }
 
 /// The flow table's activity list of flows in TIME_WAIT, oldest first (all others are on list
@@ -576,15 +584,14 @@ impl<'a> TcpNat<'a> {
             self.flows.touch(id, 0);
         }
         let Some(f) = self.flows.get_mut(id) else { return };
-        if state != TcpState::TimeWait {
+        if state != TcpState::TimeWait || f.parked {
             return;
         }
-        let park = !f.parked;
-        f.parked = true;
+        // Reclaimable once nothing is left for the host (the buffers go back then); until the
+        // host has read what the guest sent, the connection is not given away.
         if let Some(b) = f.tcb.release_buffers() {
+            f.parked = true;
             self.give_buffers(b);
-        }
-        if park {
             self.flows.touch(id, TIME_WAIT_LIST);
         }
     }
@@ -917,7 +924,7 @@ impl<'a> TcpNat<'a> {
         if !drained {
             // Budget used or the guest queue filled: back in line.
             self.enqueue_out(id);
-        } else if f.tcb.is_closed() {
+        } else if f.done() {
             self.finish(id, host);
             return self.accept_waiting(o, now, host);
         } else if f.host_readable && f.tcb.send_buffer_free() > 0 {
