@@ -1,6 +1,7 @@
 //! IPv6 against the real Linux kernel as the guest: SLAAC from our Router Advertisements alone,
 //! neighbor discovery, ping -6 of the router, the DNS alias and the stand-in internet, TCP both
 //! ways with hashes, AAAA lookups through the IPv6 DNS alias, v6 port forwards (TCP and UDP),
+//! v4 listener to a v6 guest (the client shown in 64:ff9b::/96), host loopback through the v6 router address (and its refusal),
 //! restricted mode over v6, Packet Too Big for a guest that sends more than the MTU, and DHCPv6
 //! (stateful and stateless) with ISC dhclient. The
 //! stand-in internet speaks IPv6 on the documentation prefix only (2001:db8:1::1), and the lab's
@@ -162,6 +163,8 @@ fn ipv6_forwards_restricted_and_packet_too_big() {
             "tcp:[2001:db8:1::2]:8022-[fd00::100]:22",
             "--hostfwd",
             "udp:[2001:db8:1::2]:8053-[fd00::100]:53",
+            "--hostfwd",
+            "tcp:198.51.100.2:8023-[fd00::100]:22",
         ],
     );
     let addrs = text(&lab.exec_in(&guest, &["ip", "-6", "addr", "show", "dev", "tap0"]).stdout);
@@ -176,6 +179,35 @@ fn ipv6_forwards_restricted_and_packet_too_big() {
     // (socat writes the address in full.)
     let peer = said.trim().strip_prefix("tcp-six-").unwrap_or("").trim_matches(['[', ']']);
     assert_eq!(peer.parse::<std::net::Ipv6Addr>().ok(), "2001:db8:1::1".parse().ok(), "{said}{}", text(&out.stderr));
+    // An IPv4 listener forwarding to the v6 guest: the client appears as 64:ff9b::198.51.100.1
+    // (the NAT64 prefix; Linux refuses TCP from IPv4-mapped sources).
+    let out = lab.exec_in(&inet, &["socat", "-T", "5", "-", "TCP4:198.51.100.2:8023"]);
+    let said = text(&out.stdout);
+    let peer = said.trim().strip_prefix("tcp-six-").unwrap_or("").trim_matches(['[', ']']);
+    assert_eq!(
+        peer.parse::<std::net::Ipv6Addr>().ok(),
+        "64:ff9b::c633:6401".parse().ok(),
+        "{said}{}\n{}",
+        text(&out.stderr),
+        lab.stderr_of(p)
+    );
+
+    // And the other way: the guest reaches an IPv4 host through the NAT64 prefix (TCP and UDP).
+    lab.spawn_in(&inet, &["socat", "TCP4-LISTEN:9100,bind=198.51.100.1,reuseaddr,fork", "SYSTEM:echo nat64-tcp"]);
+    lab.spawn_in(&inet, &["socat", "UDP4-RECVFROM:9101,bind=198.51.100.1,fork", "SYSTEM:echo nat64-udp"]);
+    lab.wait_tcp_listening(&inet, 9100);
+    lab.wait_udp_listening(&inet, 9101);
+    let out = lab.exec_in(&guest, &["socat", "-T", "5", "-", "TCP6:[64:ff9b::198.51.100.1]:9100"]);
+    assert_eq!(text(&out.stdout).trim(), "nat64-tcp", "TCP to 64:ff9b::/96: {}", text(&out.stderr));
+    let out = lab.exec_in(&guest, &["sh", "-c", "echo hi | socat -T 3 - UDP6:[64:ff9b::198.51.100.1]:9101"]);
+    assert_eq!(text(&out.stdout).trim(), "nat64-udp", "UDP to 64:ff9b::/96: {}", text(&out.stderr));
+
+    // The router's address leads to the host's [::1] (host loopback), on the same port.
+    let host = lab.host.clone();
+    lab.spawn_in(&host, &["socat", "TCP6-LISTEN:7777,bind=[::1],reuseaddr,fork", "SYSTEM:echo host-lo-six"]);
+    lab.wait_tcp_listening(&host, 7777);
+    let out = lab.exec_in(&guest, &["socat", "-T", "5", "-", "TCP6:[fd00::2]:7777"]);
+    assert_eq!(text(&out.stdout).trim(), "host-lo-six", "host loopback over v6: {}", text(&out.stderr));
 
     // UDP forward, and the reply goes back through the rule.
     // Bound to the forward's address: the guest also has a SLAAC address of the prefix, which an
@@ -219,6 +251,13 @@ fn ipv6_forwards_restricted_and_packet_too_big() {
     assert!(!out.status.success(), "TCP under --restricted must fail");
     let log = stop(&mut lab, p);
     assert!(log.contains("restricted"), "{log}");
+
+    // --disable-host-loopback over IPv6: the router's address no longer leads to [::1].
+    let p = attach(&mut lab, &["--configure", "--disable-host-loopback"]);
+    let out = lab.exec_in(&guest, &["socat", "-T", "3", "-", "TCP6:[fd00::2]:7777"]);
+    assert!(!text(&out.stdout).contains("host-lo-six"), "host loopback reached despite the flag");
+    assert!(!out.status.success(), "a refused connection: {}", text(&out.stderr));
+    stop(&mut lab, p);
 }
 
 #[test]

@@ -136,7 +136,7 @@ impl Iface<'_> {
         let (SocketAddr::V4(guest), SocketAddr::V4(dst)) = (quoted.guest, quoted.dst) else {
             let from = match offender {
                 IpAddr::V6(o) if !local => o,
-                IpAddr::V4(o) if !local => o.to_ipv6_mapped(),
+                IpAddr::V4(o) if !local => crate::services::aliases::v4_as_v6(o),
                 _ => self.config.ipv6.gateway,
             };
             return self.quoted_error_to_guest6(now, quoted, from, err);

@@ -353,7 +353,7 @@ impl<'a> Slirp<'a> {
     /// Adds a UDP port forward: binds `host_addr` on the host and delivers what arrives there to
     /// `guest` (a guest address of 0.0.0.0 means the first DHCP address, as QEMU does; `[::]`
     /// the first DHCPv6 address). Either side may be of either family: a v4 client reaches a v6
-    /// guest from its IPv4-mapped address. Returns the rule id.
+    /// guest from `64:ff9b::` and its IPv4 address (RFC 6052). Returns the rule id.
     pub fn add_udp_forward<H: HostSocket>(
         &mut self,
         host: &mut H,

@@ -552,7 +552,11 @@ fn run_child(c: RunChildArgs) -> Result<ExitCode, Fail> {
     configure_here(&name, &setup, true)?;
     if let Some(dns) = c.resolv_conf_dns {
         let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let contents = slirp_std::options::namespace_resolv_conf(&host, dns.into());
+        let mut aliases = vec![std::net::IpAddr::from(dns)];
+        if let Some(p) = c.ipv6 {
+            aliases.push(std::net::Ipv6Addr::from(u128::from(p.prefix) | 3).into());
+        }
+        let contents = slirp_std::options::namespace_resolv_conf(&host, &aliases);
         if let Err(e) = slirp_std::netns::private_resolv_conf(&contents) {
             // The command still runs; names it looks up go wherever the host's file says.
             eprintln!("slirp: warning: no resolv.conf naming {dns} for the command: {e}");
