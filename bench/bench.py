@@ -4,10 +4,12 @@
 Run it through bench/run.sh (which builds slirp first): sudo bench/run.sh [--quick] [options]
 
 The lab (made here, deleted on exit, on failure and on Ctrl-C):
-  inet  - the stand-in internet, 198.51.100.1: iperf3 and the python servers of bench/tools.py
-  host  - 198.51.100.2, routes only to inet (checked before anything runs), its own resolv.conf
-          (nameserver 198.51.100.1); every NAT runs here, never in the root namespace; an iperf3
-          server on its 127.0.0.1 for the host-loopback test
+  inet  - the stand-in internet, 198.51.100.1 and 2001:db8:1::1: iperf3 and the python servers of
+          bench/tools.py, one instance per address family
+  host  - 198.51.100.2 and 2001:db8:1::2, routes only to inet (checked before anything runs: IPv4
+          198.51.100.0/24, 203.0.113.0/24; IPv6 the documentation prefix 2001:db8::/32 and fe80::/64),
+          its own resolv.conf (nameserver 198.51.100.1); every NAT runs here, never in the root
+          namespace; iperf3 servers on its 127.0.0.1 and ::1 for the host-loopback test
   guest - a fresh namespace per measured configuration, wired by the NAT under test (or, for the
           ceiling, by a plain veth straight to inet)
 Every process is started through `ip netns exec NS` (which execs, so the PID is the tool's), and
@@ -24,13 +26,16 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TOOLS = os.path.join(HERE, "tools.py")
 INET_ADDR = "198.51.100.1"
+INET_ADDR6 = "2001:db8:1::1"
+HOST_ADDR6 = "2001:db8:1::2"
 ALLOWED = [IPv4Network("198.51.100.0/24"), IPv4Network("203.0.113.0/24")]
+ALLOWED6 = [IPv6Network("2001:db8::/32")]
 PORT_IPERF, PORT_IPERF_LO, PORT_RR, PORT_CRR, PORT_HOLD = 5201, 5202, 7001, 7002, 7003
 
 IMPLS = ["slirp", "slirp4netns", "pasta", "veth"]
@@ -72,6 +77,10 @@ class Lab:
         self.add_ns(self.host)
         self.add_ns(self.inet)
         h, i = self.host, self.inet
+        for ns in (h, i):
+            # No duplicate address detection on the lab's own link: its addresses work at once.
+            for k in ("all", "default"):
+                sh("ip", "netns", "exec", ns, "sysctl", "-q", "-w", f"net.ipv6.conf.{k}.accept_dad=0", check=False)
         # The veth pair is born inside the namespaces: nothing appears in the root namespace.
         sh("ip", "-n", h, "link", "add", "inet0", "type", "veth", "peer", "name", "host0", "netns", i)
         sh("ip", "-n", i, "addr", "add", f"{INET_ADDR}/24", "dev", "host0")
@@ -79,6 +88,10 @@ class Lab:
         sh("ip", "-n", h, "addr", "add", "198.51.100.2/24", "dev", "inet0")
         sh("ip", "-n", h, "link", "set", "inet0", "up")
         sh("ip", "-n", h, "route", "add", "default", "via", INET_ADDR)
+        # IPv6 on the documentation prefix only.
+        sh("ip", "-n", i, "-6", "addr", "add", f"{INET_ADDR6}/64", "dev", "host0", "nodad")
+        sh("ip", "-n", h, "-6", "addr", "add", f"{HOST_ADDR6}/64", "dev", "inet0", "nodad")
+        sh("ip", "-n", h, "-6", "route", "add", "default", "via", INET_ADDR6)
         os.makedirs(f"/etc/netns/{h}", exist_ok=True)
         with open(f"/etc/netns/{h}/resolv.conf", "w") as f:
             f.write(f"nameserver {INET_ADDR}\n")
@@ -111,8 +124,26 @@ class Lab:
                 addr, _, plen = dest.partition("/")
                 if not allowed(IPv4Address(addr), int(plen or 32)):
                     raise SystemExit(f"unsafe: host namespace routes outside the lab: {line}")
-        for line in sh("ip", "-n", self.host, "-6", "route", "show").splitlines():
-            if not line.startswith("fe80::/64"):
+        def allowed6(addr, plen, local=False):
+            net = IPv6Network(f"{addr}/{plen}", strict=False)
+            return (net.is_loopback or net == IPv6Network("fe80::/64") or any(net.subnet_of(a) for a in ALLOWED6)
+                    or (local and (net.subnet_of(IPv6Network("fe80::/64")) or net == IPv6Network("ff00::/8"))))
+
+        for line in sh("ip", "-n", self.host, "-6", "route", "show", "table", "all").splitlines():
+            w = line.split()
+            # The local table holds the namespace's own addresses (::1, 2001:db8:1::2, its
+            # link-local ones) and ff00::/8 on each link; nothing else may be there either.
+            local = bool(w) and w[0] in ("local", "multicast", "anycast")
+            if local:
+                w = w[1:]
+            dest = w[0] if w else ""
+            if dest == "default":
+                via = w[w.index("via") + 1] if "via" in w else None
+                ok = via is not None and allowed6(IPv6Address(via), 128)
+            else:
+                addr, _, plen = dest.partition("/")
+                ok = allowed6(IPv6Address(addr), int(plen or 128), local)
+            if not ok:
                 raise SystemExit(f"unsafe: host namespace has an IPv6 route outside the lab: {line}")
 
     def teardown(self):
@@ -181,22 +212,28 @@ class Lab:
             return None
         return out
 
-    def wait_listening(self, ns, port, proto="t"):
+    def wait_listening(self, ns, port, addr, proto="t"):
+        local = f"[{addr}]:{port} " if ":" in addr else f"{addr}:{port} "
         for _ in range(200):
-            if f":{port} " in sh("ip", "netns", "exec", ns, "ss", f"-Hnl{proto}"):
+            if local in sh("ip", "netns", "exec", ns, "ss", f"-Hnl{proto}"):
                 return
             time.sleep(0.05)
-        raise RuntimeError(f"nothing listens on {port} in {ns}")
+        raise RuntimeError(f"nothing listens on {local.strip()} in {ns}")
 
     def start_servers(self):
+        """One instance of every server per address family, on the same ports: the IPv4 ones on
+        198.51.100.1 (127.0.0.1), the IPv6 ones on 2001:db8:1::1 (::1)."""
         i, h = self.inet, self.host
-        self.spawn(i, ["iperf3", "-s", "-B", INET_ADDR, "-p", str(PORT_IPERF)], "iperf3-inet")
-        self.spawn(h, ["iperf3", "-s", "-B", "127.0.0.1", "-p", str(PORT_IPERF_LO)], "iperf3-hostlo")
-        self.spawn(i, ["python3", TOOLS, "rr-server", INET_ADDR, str(PORT_RR)], "rr-server")
-        self.spawn(i, ["python3", TOOLS, "crr-server", INET_ADDR, str(PORT_CRR)], "crr-server")
-        self.spawn(i, ["python3", TOOLS, "hold-server", INET_ADDR, str(PORT_HOLD)], "hold-server")
-        for ns, port in [(i, PORT_IPERF), (h, PORT_IPERF_LO), (i, PORT_RR), (i, PORT_CRR), (i, PORT_HOLD)]:
-            self.wait_listening(ns, port)
+        want = []
+        for fam, addr, lo in (("", INET_ADDR, "127.0.0.1"), ("6", INET_ADDR6, "::1")):
+            self.spawn(i, ["iperf3", "-s", "-B", addr, "-p", str(PORT_IPERF)], f"iperf3{fam}-inet")
+            self.spawn(h, ["iperf3", "-s", "-B", lo, "-p", str(PORT_IPERF_LO)], f"iperf3{fam}-hostlo")
+            for name, port in (("rr-server", PORT_RR), ("crr-server", PORT_CRR), ("hold-server", PORT_HOLD)):
+                self.spawn(i, ["python3", TOOLS, name, addr, str(port)], f"{name}{fam}")
+            want += [(i, PORT_IPERF, addr), (h, PORT_IPERF_LO, lo), (i, PORT_RR, addr), (i, PORT_CRR, addr),
+                     (i, PORT_HOLD, addr)]
+        for ns, port, addr in want:
+            self.wait_listening(ns, port, addr)
 
     # -- the guest side --------------------------------------------------------------------
     def guest(self, tag):
@@ -217,25 +254,32 @@ class Nat:
 
     def __init__(self, lab, impl, mtu, args, map_gw=False):
         self.lab, self.impl, self.mtu = lab, impl, mtu
+        # With --ipv6 every NAT serves both families, and both are measured in the same guest.
+        self.ipv6 = bool(getattr(args, "ipv6", False))
         self.guest = lab.guest(f"{impl}-{mtu}")
         self.proc = None
         self.loopback_addr = "10.0.2.2"
+        self.loopback_addr6 = "fd00::2"  # slirp's and slirp4netns' router: the host's ::1
         g = f"/run/netns/{self.guest}"
+        v6 = self.ipv6
         if impl == "slirp":
             self.proc = lab.spawn(lab.host, [args.slirp, "attach", "--configure", "--mtu", str(mtu),
                                              "--log-level", "warn", "--tcp-connections", "30000",
-                                             *args.slirp_args, g], f"slirp-{mtu}")
+                                             *(["--ipv6"] if v6 else []), *args.slirp_args, g], f"slirp-{mtu}")
         elif impl == "slirp4netns":
             self.proc = lab.spawn(lab.host, ["slirp4netns", "--configure", f"--mtu={mtu}", "--netns-type=path",
-                                             g, "tap0"], f"slirp4netns-{mtu}")
+                                             *(["--enable-ipv6"] if v6 else []), g, "tap0"], f"slirp4netns-{mtu}")
         elif impl == "pasta":
-            # --no-map-gw: the gateway 198.51.100.1 is the real stand-in internet; with map_gw
-            # (for the host-loopback test only) it is the host namespace's loopback instead.
-            self.proc = lab.spawn(lab.host, ["pasta", "-f", "--runas", "0", "--config-net", "-4", "-m", str(mtu),
+            # --no-map-gw: the gateway 198.51.100.1 (2001:db8:1::1) is the real stand-in internet;
+            # with map_gw (for the host-loopback test only) it is the host namespace's loopback
+            # instead. Without --ipv6, -4: IPv4 only.
+            self.proc = lab.spawn(lab.host, ["pasta", "-f", "--runas", "0", "--config-net",
+                                             *([] if v6 else ["-4"]), "-m", str(mtu),
                                              "-t", "none", "-u", "none", "-T", "none", "-U", "none",
                                              *([] if map_gw else ["--no-map-gw"]), "--netns", g],
                                   f"pasta-{mtu}")
             self.loopback_addr = INET_ADDR
+            self.loopback_addr6 = INET_ADDR6
         elif impl == "veth":
             sh("ip", "-n", self.guest, "link", "add", "veth0", "mtu", str(mtu), "type", "veth", "peer", "name",
                f"v{lab.n}", "mtu", str(mtu), "netns", lab.inet)
@@ -244,21 +288,39 @@ class Nat:
             sh("ip", "-n", self.guest, "addr", "add", f"10.9.{lab.n % 250}.2/24", "dev", "veth0")
             sh("ip", "-n", self.guest, "link", "set", "veth0", "up")
             sh("ip", "-n", self.guest, "route", "add", "default", "via", f"10.9.{lab.n % 250}.1")
+            if v6:
+                net6 = f"2001:db8:9:{lab.n % 250:x}"
+                sh("ip", "-n", lab.inet, "-6", "addr", "add", f"{net6}::1/64", "dev", f"v{lab.n}", "nodad")
+                sh("ip", "-n", self.guest, "-6", "addr", "add", f"{net6}::2/64", "dev", "veth0", "nodad")
+                sh("ip", "-n", self.guest, "-6", "route", "add", "default", "via", f"{net6}::1")
             self.inet_link = f"v{lab.n}"
-            self.loopback_addr = None
+            self.loopback_addr = self.loopback_addr6 = None
         self.wait_ready()
 
+    def ready6(self):
+        """A default IPv6 route and a global address past duplicate address detection."""
+        if not sh("ip", "-n", self.guest, "-6", "route", "show", "default", check=False).strip():
+            return False
+        addrs = sh("ip", "-n", self.guest, "-6", "-o", "addr", "show", "scope", "global", check=False)
+        return any(l.strip() and "tentative" not in l for l in addrs.splitlines())
+
     def wait_ready(self):
+        def ready():
+            v4 = sh("ip", "-n", self.guest, "-4", "route", "show", "default", check=False).strip()
+            return bool(v4) and (not self.ipv6 or self.ready6())
+
         for _ in range(300):
             if self.proc is not None and self.proc.poll() is not None:
                 break
-            if sh("ip", "-n", self.guest, "-4", "route", "show", "default", check=False).strip():
+            if ready():
                 break
             time.sleep(0.05)
-        route = sh("ip", "-n", self.guest, "-4", "route", "show", "default", check=False).strip()
-        if not route:
+        if not ready():
             log(open(self.proc.log_path).read()[-2000:] if self.proc else "")
-            raise RuntimeError(f"{self.impl}: the guest was never configured")
+            log(sh("ip", "-n", self.guest, "addr", "show", check=False))
+            log(sh("ip", "-n", self.guest, "-6", "route", "show", check=False))
+            raise RuntimeError(f"{self.impl}: the guest was never configured"
+                               f"{' for IPv6' if sh('ip', '-n', self.guest, '-4', 'route', 'show', 'default', check=False).strip() else ''}")
         # pasta's --config-net: check the MTU it gave, and set it if it differs.
         link = sh("ip", "-n", self.guest, "-o", "link", "show").split("\n")
         for line in link:
@@ -272,10 +334,13 @@ class Nat:
         time.sleep(0.2)
 
     def describe_guest(self):
-        a = sh("ip", "-n", self.guest, "-4", "-o", "addr", "show").split("\n")
-        r = sh("ip", "-n", self.guest, "-4", "route", "show").strip().replace("\n", "; ")
-        addrs = [" ".join(l.split()[1:4]) for l in a if l.strip() and " lo " not in l]
-        return f"{', '.join(addrs)}; routes: {r}"
+        out = []
+        for fam in (["-4", "-6"] if self.ipv6 else ["-4"]):
+            a = sh("ip", "-n", self.guest, fam, "-o", "addr", "show").split("\n")
+            r = sh("ip", "-n", self.guest, fam, "route", "show").strip().replace("\n", "; ")
+            addrs = [" ".join(l.split()[1:4]) for l in a if l.strip() and " lo " not in l]
+            out.append(f"{', '.join(addrs)}; routes: {r}")
+        return " — IPv6: ".join(out)
 
     def cpu(self):
         if self.proc is None:
@@ -352,19 +417,43 @@ def iperf(lab, nat, secs, reverse=False, streams=1, addr=INET_ADDR, port=PORT_IP
     return r
 
 
-def tool(lab, nat, cmd, port, *rest, timeout=30):
-    out = lab.run(nat.guest, ["python3", TOOLS, cmd, INET_ADDR, str(port), *map(str, rest)], timeout=timeout)
+def tool(lab, nat, cmd, port, *rest, timeout=30, addr=INET_ADDR):
+    out = lab.run(nat.guest, ["python3", TOOLS, cmd, addr, str(port), *map(str, rest)], timeout=timeout)
     if out is None:
         return None
     return json.loads(out.strip().splitlines()[-1])
 
 
-def measure(lab, impl, mtu, args, res, notes):
-    """Every metric for one (impl, MTU) in one fresh guest; appends to res[metric][impl]."""
+INET = {"v4": INET_ADDR, "v6": INET_ADDR6}
+
+
+def families(args, rnd):
+    """The address families measured, in this round's order (alternating with --ipv6, so that
+    neither family always goes first)."""
+    if not args.ipv6:
+        return ["v4"]
+    return ["v4", "v6"] if rnd % 2 == 0 else ["v6", "v4"]
+
+
+def fam_key(fam, key):
+    """Metric names: the IPv4 ones as they always were, the IPv6 ones prefixed "v6 "."""
+    return key if fam == "v4" else f"v6 {key}"
+
+
+def measure(lab, impl, mtu, args, res, notes, rnd=0):
+    """Every metric for one (impl, MTU) in one fresh guest; appends to res[metric][impl]. With
+    --ipv6 the TCP, rr, crr and host-loopback metrics are measured over both families, back to
+    back in the same guest, and the per-round ratio v6/v4 is kept too ("v6/v4 METRIC")."""
     T = args.seconds
+    fams = families(args, rnd)
 
     def put(metric, value):
         res.setdefault(metric, {}).setdefault(impl, []).append(value)
+
+    def pair(metric, got):
+        if "v6" in got:
+            v4, v6 = got.get("v4"), got.get("v6")
+            put(f"v6/v4 {metric}", v6 / v4 if v4 and v6 is not None else None)
 
     nat = Nat(lab, impl, mtu, args)
     try:
@@ -380,30 +469,38 @@ def measure(lab, impl, mtu, args, res, notes):
             for streams in (1, 4):
                 if args.quick and streams == 4 and mtu != 65520:
                     continue
-                r = iperf(lab, nat, T, reverse=reverse, streams=streams)
-                key = f"tcp {'down' if reverse else 'up'} P{streams} mtu{mtu}"
-                log(f"    {key}: {r['gbps']:.2f} Gbit/s, {r['retr']} retransmits, per 0.5 s: "
-                    f"{' '.join(f'{x:.1f}' for x in r['intervals'])}" if r else f"    {key}: failed")
-                put(key + " gbps", r["gbps"] if r else None)
-                if r and "cpu_s_per_gb" in r:
-                    put(key + " cpu", r["cpu_s_per_gb"])
-                if r and r["intervals"]:
-                    # Stalls: 0.5 s intervals under a tenth of the run's best one (the first
-                    # interval, slow start, is left out).
-                    iv = r["intervals"][1:]
-                    peak = max(iv) if iv else 0
-                    put(key + " stalls", sum(1 for x in iv if x < peak / 10) * 0.5)
-                    put(key + " peak", peak)
+                base = f"tcp {'down' if reverse else 'up'} P{streams} mtu{mtu}"
+                got = {}
+                for fam in fams:
+                    r = iperf(lab, nat, T, reverse=reverse, streams=streams, addr=INET[fam])
+                    key = fam_key(fam, base)
+                    log(f"    {key}: {r['gbps']:.2f} Gbit/s, {r['retr']} retransmits, per 0.5 s: "
+                        f"{' '.join(f'{x:.1f}' for x in r['intervals'])}" if r else f"    {key}: failed")
+                    put(key + " gbps", r["gbps"] if r else None)
+                    got[fam] = r["gbps"] if r else None
+                    if r and "cpu_s_per_gb" in r:
+                        put(key + " cpu", r["cpu_s_per_gb"])
+                    if r and r["intervals"]:
+                        # Stalls: 0.5 s intervals under a tenth of the run's best one (the first
+                        # interval, slow start, is left out).
+                        iv = r["intervals"][1:]
+                        peak = max(iv) if iv else 0
+                        put(key + " stalls", sum(1 for x in iv if x < peak / 10) * 0.5)
+                        put(key + " peak", peak)
+                pair(base + " gbps", got)
         m = nat.mem()
         if m:
             put(f"rss_hwm_kib", m[1])
         if mtu == max(args.mtus):
-            r = tool(lab, nat, "rr-client", PORT_RR, T)
-            put("rr", r["round_trips_per_s"] if r else None)
-            log(f"    rr: {r}")
-            r = tool(lab, nat, "crr-client", PORT_CRR, T)
-            put("crr", r["connections_per_s"] if r else None)
-            log(f"    crr: {r}")
+            for cmd, metric, field, port in (("rr-client", "rr", "round_trips_per_s", PORT_RR),
+                                             ("crr-client", "crr", "connections_per_s", PORT_CRR)):
+                got = {}
+                for fam in fams:
+                    r = tool(lab, nat, cmd, port, T, addr=INET[fam])
+                    got[fam] = r[field] if r else None
+                    put(fam_key(fam, metric), got[fam])
+                    log(f"    {fam_key(fam, metric)}: {r}")
+                pair(metric, got)
             if not args.quick:
                 r = iperf(lab, nat, T, udp=True)
                 put("udp64 up pps", r["pps"] if r else None)
@@ -412,7 +509,7 @@ def measure(lab, impl, mtu, args, res, notes):
                 put("udp64 down pps", r["pps"] if r else None)
                 log(f"    udp down: {r}")
         if nat.loopback_addr and impl != "pasta":
-            loopback(lab, nat, impl, mtu, args, put)
+            loopback(lab, nat, impl, mtu, args, put, pair, fams)
         if impl != "veth" and mtu == max(args.mtus) and not args.quick:
             many_flows(lab, nat, impl, args, put)
     finally:
@@ -424,22 +521,28 @@ def measure(lab, impl, mtu, args, res, notes):
         # pasta maps its gateway address to the host only without --no-map-gw: a separate instance.
         nat = Nat(lab, impl, mtu, args, map_gw=True)
         try:
-            loopback(lab, nat, impl, mtu, args, put)
+            loopback(lab, nat, impl, mtu, args, put, pair, fams)
         finally:
             nat.close()
 
 
-def loopback(lab, nat, impl, mtu, args, put):
+def loopback(lab, nat, impl, mtu, args, put, pair, fams):
     for streams in (1, 4):
         if args.quick and streams == 4:
             continue
-        key = f"loopback up P{streams} mtu{mtu}"
-        r = iperf(lab, nat, args.seconds, streams=streams, addr=nat.loopback_addr, port=PORT_IPERF_LO,
-                  extra=["--connect-timeout", "3000"])
-        if r and r["gbps"] < 0.01:
-            r = None
-        log(f"    {key}: {r['gbps']:.2f} Gbit/s" if r else f"    {key}: failed or stalled")
-        put(key + " gbps", r["gbps"] if r else None)
+        base = f"loopback up P{streams} mtu{mtu}"
+        got = {}
+        for fam in fams:
+            key = fam_key(fam, base)
+            r = iperf(lab, nat, args.seconds, streams=streams, port=PORT_IPERF_LO,
+                      addr=nat.loopback_addr if fam == "v4" else nat.loopback_addr6,
+                      extra=["--connect-timeout", "3000"])
+            if r and r["gbps"] < 0.01:
+                r = None
+            log(f"    {key}: {r['gbps']:.2f} Gbit/s" if r else f"    {key}: failed or stalled")
+            put(key + " gbps", r["gbps"] if r else None)
+            got[fam] = r["gbps"] if r else None
+        pair(base + " gbps", got)
 
 
 def many_flows(lab, nat, impl, args, put):
@@ -585,7 +688,7 @@ def report(args, res, notes, started, elapsed):
     rounds = args.rounds
     w("# Performance: slirp next to slirp4netns and pasta")
     w("")
-    w(f"Generated by `bench/run.sh{' --quick' if args.quick else ''}` on {started} ({rounds} rounds, "
+    w(f"Generated by `bench/run.sh{' --quick' if args.quick else ''}{' --ipv6' if args.ipv6 else ''}` on {started} ({rounds} rounds, "
       f"{args.seconds} s per measurement, {elapsed/60:.0f} min). Issue 6 part 1.")
     w("")
     w("## Reproduce")
@@ -593,6 +696,7 @@ def report(args, res, notes, started, elapsed):
     w("```sh")
     w("sudo bench/run.sh            # builds slirp (cargo build --release -p slirp-std), then measures")
     w("sudo bench/run.sh --quick    # fewer metrics, 2 rounds, 3 s per measurement")
+    w("sudo bench/run.sh --ipv6     # the TCP, rr, crr and loopback rows over IPv6 too, with v6/v4 ratios")
     w(f"# this file: sudo bench/run.sh {' '.join(sys.argv[1:])}".rstrip())
     w("```")
     w("")
@@ -608,11 +712,14 @@ def report(args, res, notes, started, elapsed):
     w("Three kinds of network namespace, made by the harness and deleted on exit (also on failure and "
       "Ctrl-C; processes killed by PID, namespaces deleted by name):")
     w("")
-    w("- **inet**, the stand-in internet (198.51.100.1): `iperf3 -s`, and the python servers of "
-      "`bench/tools.py` (1-byte echo, accept-and-close, accept-and-hold).")
-    w("- **host** (198.51.100.2), where every NAT runs: its only routes lead to inet (checked before "
-      "anything starts, as in the real-kernel tests), its resolv.conf names 198.51.100.1, and an "
-      "`iperf3 -s` listens on its 127.0.0.1 for the host-loopback test. No NAT runs in the root namespace.")
+    w("- **inet**, the stand-in internet (198.51.100.1, and 2001:db8:1::1 on the IPv6 documentation "
+      "prefix): `iperf3 -s`, and the python servers of `bench/tools.py` (1-byte echo, accept-and-close, "
+      "accept-and-hold), one instance of each per address family.")
+    w("- **host** (198.51.100.2, 2001:db8:1::2), where every NAT runs: its only routes lead to inet "
+      "(checked before anything starts and after every measurement, as in the real-kernel tests: IPv4 "
+      "198.51.100.0/24 and 203.0.113.0/24, IPv6 2001:db8::/32 and fe80::/64), its resolv.conf names "
+      "198.51.100.1, and `iperf3 -s` listens on its 127.0.0.1 and ::1 for the host-loopback test. No "
+      "NAT runs in the root namespace.")
     w("- **guest**: a fresh one for each (implementation, MTU, round), wired by the NAT under test:")
     w("  - slirp: `slirp attach --configure --mtu N --tcp-connections 30000 /run/netns/GUEST` "
       "(defaults otherwise: 256 KiB TCP buffers each way)")
@@ -621,6 +728,15 @@ def report(args, res, notes, started, elapsed):
       "--netns /run/netns/GUEST`; for the host-loopback test a second instance without `--no-map-gw` "
       "(its gateway address 198.51.100.1 then means the host's loopback)")
     w("  - veth (the ceiling): a plain veth pair between guest and inet, no NAT")
+    if args.ipv6:
+        w("  - with `--ipv6` (this file): slirp gets `--ipv6` (guest fd00::100/64 from `--configure`, "
+          "router fe80::2 / fd00::2, SLAAC from its router advertisements too), slirp4netns "
+          "`--enable-ipv6` (SLAAC in fd00::/64, router fd00::2), pasta runs without `-4` (it copies the host "
+          "namespace's 2001:db8:1::2/64 and default route via 2001:db8:1::1 into the guest), the veth "
+          "gets 2001:db8:9:N::2/64. The IPv4 rows of this run are measured with IPv6 on as well, in the "
+          "same guest as the IPv6 rows, one right after the other (the family going first alternates "
+          "between rounds). IPv6 rows (`v6:`) talk to 2001:db8:1::1; the host-loopback ones to fd00::2 "
+          "(slirp, slirp4netns), i.e. the host's ::1, or to pasta's mapped gateway 2001:db8:1::1.")
     w("")
     w("What each guest got (first round):")
     w("")
@@ -663,36 +779,79 @@ def report(args, res, notes, started, elapsed):
     def rows_labels(rows):
         out = []
         for k in rows:
-            label = k.replace(" gbps", "").replace(" cpu", "").replace(" stalls", "").replace(" peak", "")
+            label = k
+            v6 = k.startswith("v6 ")
+            if v6:
+                label = label[3:]
+            if v6 or fam_key("v6", k) in rows:
+                # A metric measured over both families: say which row is which.
+                label = ("v6: " if v6 else "v4: ") + label
+            label = label.replace(" gbps", "").replace(" cpu", "").replace(" stalls", "").replace(" peak", "")
             label = label.replace("tcp up", "guest → internet").replace("tcp down", "internet → guest (-R)")
-            label = label.replace("loopback up", "guest → host 127.0.0.1")
+            label = label.replace("loopback up", "guest → host ::1" if v6 else "guest → host 127.0.0.1")
             label = label.replace(" mtu", ", MTU ")
             out.append((k, label))
         return out
 
-    tp = [f"tcp {d} P{p} mtu{m} gbps" for m in args.mtus for d in ("up", "down") for p in (1, 4)]
+    def v6v4(tp):
+        keys = [k for k in tp if not k.startswith("v6 ")] + ["rr", "crr"]
+        keys += [f"loopback up P{p} mtu{m} gbps" for m in args.mtus for p in (1, 4)]
+        rows = [k for k in keys if k in res or fam_key("v6", k) in res]
+        if not rows:
+            return
+        w("### IPv6 against IPv4")
+        w("")
+        w("The target (issue): slirp's IPv6 bulk TCP within 10% of its IPv4 in both directions at MTU 1500 "
+          "and 65520, round trips/s and connections/s likewise. **v6/v4** is the median over rounds of each "
+          "round's ratio (IPv6 and IPv4 measured back to back in the same guest); **≥ 0.90** says whether "
+          "slirp's ratio meets the target. The peers' and the ceiling's ratios for comparison; their "
+          "absolute numbers are in the tables below (rows `v6:`).")
+        w("")
+        peers = [i for i in IMPLS if i != "slirp"]
+        head = ["measurement", "slirp v4", "slirp v6", "slirp v6/v4", "≥ 0.90", *[f"{i} v6/v4" for i in peers]]
+        w("| " + " | ".join(head) + " |")
+        w("|" + "---|" * len(head))
+        for k, label in rows_labels(rows):
+            label = label.replace("host 127.0.0.1", "host loopback (127.0.0.1, ::1)")
+            label = {"rr": "rr, round trips/s", "crr": "crr, connections/s"}.get(label, label)
+            ratio = {i: med(res.get(f"v6/v4 {k}", {}).get(i)) for i in IMPLS}
+            r = ratio["slirp"]
+            cells = [label, fmt(med(res.get(k, {}).get("slirp"))), fmt(med(res.get(fam_key("v6", k), {}).get("slirp"))),
+                     f"{r:.2f}" if r is not None else "—", ("yes" if r >= 0.90 else "**no**") if r is not None else "—",
+                     *[f"{ratio[i]:.2f}" if ratio[i] is not None else "—" for i in peers]]
+            w("| " + " | ".join(cells) + " |")
+        w("")
+
+    def fams(keys):
+        """Each IPv4 metric followed by its IPv6 twin, with --ipv6."""
+        return [f for k in keys for f in ([k, fam_key("v6", k)] if args.ipv6 else [k])]
+
+    tp = fams([f"tcp {d} P{p} mtu{m} gbps" for m in args.mtus for d in ("up", "down") for p in (1, 4)])
     w("## Results")
     w("")
     if getattr(args, "plot_name", None):
         w(f"![TCP throughput medians]({args.plot_name})")
         w("")
+    if args.ipv6:
+        v6v4(tp)
     table("TCP throughput, Gbit/s (iperf3, receiver side)", tp, "Gbit/s")
-    stalls = [f"tcp {d} P{p} mtu{m} stalls" for m in args.mtus for d in ("up", "down") for p in (1, 4)]
+    stalls = fams([f"tcp {d} P{p} mtu{m} stalls" for m in args.mtus for d in ("up", "down") for p in (1, 4)])
     table("TCP stalls: seconds spent under a tenth of the run's best 0.5 s interval", stalls, "s",
           higher_better=False, with_veth=False,
           note="From iperf3's 0.5 s intervals of the runs above (first interval left out). Lower is better; "
                "ratio ours/lowest peer (— when both are 0).")
-    peaks = [f"tcp {d} P{p} mtu{m} peak" for m in args.mtus for d in ("up", "down") for p in (1, 4)]
+    peaks = fams([f"tcp {d} P{p} mtu{m} peak" for m in args.mtus for d in ("up", "down") for p in (1, 4)])
     table("TCP throughput, best 0.5 s interval, Gbit/s (what each does when it does not stall)", peaks, "Gbit/s")
-    table("TCP round trips and connections per second", ["rr", "crr"], "/s",
+    table("TCP round trips and connections per second", fams(["rr", "crr"]), "/s",
           note=f"`rr`: 1-byte ping-pong on one connection (TCP_NODELAY), round trips/s; `crr`: connect, "
                f"wait for the server's close, close, in a loop: connections/s. Python clients and servers "
                f"(`bench/tools.py`), so the ceiling is python's too. MTU {max(args.mtus)}.")
-    lo = [f"loopback up P{p} mtu{m} gbps" for m in args.mtus for p in (1, 4)]
+    lo = fams([f"loopback up P{p} mtu{m} gbps" for m in args.mtus for p in (1, 4)])
     table("Guest → host loopback through the gateway alias, Gbit/s", lo, "Gbit/s", with_veth=False,
           note="iperf3 server on the host namespace's 127.0.0.1, reached from the guest at 10.0.2.2 "
-               "(slirp, slirp4netns) or at pasta's mapped gateway address. — means the transfer failed "
-               "or stalled (under 0.01 Gbit/s).")
+               "(slirp, slirp4netns) or at pasta's mapped gateway address"
+               + (" (IPv6: ::1, reached at fd00::2 or at pasta's mapped gateway 2001:db8:1::1)" if args.ipv6 else "")
+               + ". — means the transfer failed or stalled (under 0.01 Gbit/s).")
     table("UDP, 64-byte datagrams, packets/s received (iperf3 -u -l 64 -b 0)",
           ["udp64 up pps", "udp64 down pps"], "pps")
     table(f"With {args.idle} idle TCP connections held open through the NAT",
@@ -704,7 +863,7 @@ def report(args, res, notes, started, elapsed):
                "the whole run, Gbit/s; compare with the 1-stream guest → internet row of the throughput table.")
     table("How long the burst took, seconds", ["burst seconds"], "s", higher_better=False, with_veth=False,
           note="Lower is better; ratio is ours/fastest peer.")
-    cpu = [f"tcp {d} P{p} mtu{m} cpu" for m in args.mtus for d in ("up", "down") for p in (1, 4)]
+    cpu = fams([f"tcp {d} P{p} mtu{m} cpu" for m in args.mtus for d in ("up", "down") for p in (1, 4)])
     table("CPU seconds of the NAT process per GB moved (utime+stime from /proc/PID/stat)", cpu, "s/GB",
           higher_better=False, with_veth=False,
           note="Lower is better; the ratio is ours/lowest peer (below 1 = we spend less).")
@@ -733,6 +892,11 @@ def report(args, res, notes, started, elapsed):
     if args.quick:
         w("- `--quick`: 4-stream runs only at the larger MTU, host loopback with 1 stream, no UDP, no "
           "idle-connection or burst tests.")
+    if args.ipv6:
+        w("- `--ipv6`: UDP, idle-connection, burst and memory rows are IPv4 only. v6/v4 ratios are the "
+          "median of each round's ratio (both measured in the same guest a few seconds apart), not the "
+          "ratio of the medians; with 2-3 rounds on a shared 2-vCPU machine a 10% difference is within "
+          "the noise of a single run.")
     w("")
     w("## All samples")
     w("")
@@ -762,6 +926,10 @@ def main():
     ap.add_argument("--idle", type=int, default=5000, help="idle connections held open (default 5000)")
     ap.add_argument("--burst", type=int, default=7000, help="short connections in the burst (default 7000)")
     ap.add_argument("--no-pasta-loopback", action="store_true", help="skip pasta's host-loopback test")
+    ap.add_argument("--ipv6", action="store_true",
+                    help="every NAT serves IPv6 too (slirp --ipv6, slirp4netns --enable-ipv6, pasta dual-stack) "
+                         "and the TCP, rr, crr and host-loopback rows are measured over IPv6 as well, to "
+                         "2001:db8:1::1, next to the IPv4 ones in the same guest")
     ap.add_argument("--slirp", default=os.path.join(ROOT, "target/release/slirp"))
     ap.add_argument("--slirp-arg", dest="slirp_args", action="append", default=[],
                     help="extra flag for slirp attach (repeatable)")
@@ -807,7 +975,7 @@ def main():
                 for impl in order:
                     log(f"round {rnd + 1}/{args.rounds}, MTU {mtu}, {impl}")
                     try:
-                        measure(lab, impl, mtu, args, res, notes)
+                        measure(lab, impl, mtu, args, res, notes, rnd)
                     except RuntimeError as e:
                         log(f"    {impl}: {e}")
                         notes["crashes"].append(f"{impl} at MTU {mtu}, round {rnd + 1}: {e}")

@@ -2,7 +2,10 @@
 # The benchmark harness of issue 6: slirp, slirp4netns and pasta measured alternately in one run,
 # plus a plain veth as the ceiling; writes bench/RESULTS.md. See bench/bench.py for the lab.
 #
-# Usage: sudo bench/run.sh [--quick] [bench.py options; --help lists them]
+# Usage: sudo bench/run.sh [--quick] [--ipv6] [bench.py options; --help lists them]
+#        --ipv6: every NAT serves IPv6 too and the TCP, rr, crr and loopback rows are measured over
+#        IPv6 as well (to 2001:db8:1::1, the stand-in's documentation-prefix address), with v6/v4 ratios
+#        --out FILE: write the report elsewhere (e.g. /tmp/quick.md for a trial run)
 # Env:   NO_BUILD=1 to skip `cargo build --release -p slirp-std`
 #        NO_INSTALL=1 to fail instead of apt-get installing iperf3, slirp4netns, passt
 set -euo pipefail

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Small traffic tools the harness runs inside the lab namespaces (python3 stdlib only).
 
+ADDR is an IPv4 or IPv6 address (clients connect to either; a server on an IPv6 address listens
+on IPv6 only).
+
 Servers (run in the stand-in internet):
   rr-server ADDR PORT        echo one byte back for every byte received (ping-pong)
   crr-server ADDR PORT       accept and close at once
@@ -29,8 +32,13 @@ def raise_nofile():
 
 
 def listener(addr, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # An IPv6 address (the stand-in's 2001:db8:1::1) gets an IPv6-only socket, so that a second
+    # instance can hold the same port on the IPv4 address.
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     s.bind((addr, port))
     s.listen(8192)
     return s
