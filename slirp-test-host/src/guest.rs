@@ -2,14 +2,15 @@
 
 use std::collections::VecDeque;
 
-use core::net::SocketAddrV4;
+use core::net::{SocketAddr, SocketAddrV4};
 use slirp_core::Instant;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
 
 use smoltcp::socket::{dhcpv4, dns, icmp, tcp, udp, AnySocket};
 use smoltcp::wire::{
-    EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr,
+    EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr, Ipv6Address,
+    Ipv6Cidr,
 };
 
 use crate::clock::{from_smol, to_smol};
@@ -260,11 +261,49 @@ impl SmolGuest {
         self.sockets.get_mut::<udp::Socket>(handle).send_slice(data, endpoint)
     }
 
-    /// Takes the next datagram UDP socket `handle` received: (sender, bytes).
+    /// Takes the next datagram UDP socket `handle` received: (sender, bytes). For IPv4 sockets:
+    /// a datagram from an IPv6 sender is taken and skipped (see [`SmolGuest::udp_recv_any`]).
     pub fn udp_recv(&mut self, handle: SocketHandle) -> Option<(SocketAddrV4, Vec<u8>)> {
+        loop {
+            match self.udp_recv_any(handle)? {
+                (SocketAddr::V4(from), data) => return Some((from, data)),
+                (SocketAddr::V6(_), _) => continue,
+            }
+        }
+    }
+
+    /// Queues a datagram on UDP socket `handle` toward `dst` of either family.
+    pub fn udp_send_any(&mut self, handle: SocketHandle, dst: SocketAddr, data: &[u8]) -> Result<(), udp::SendError> {
+        let endpoint = (IpAddress::from(dst.ip()), dst.port());
+        self.sockets.get_mut::<udp::Socket>(handle).send_slice(data, endpoint)
+    }
+
+    /// Takes the next datagram UDP socket `handle` received, from a sender of either family.
+    pub fn udp_recv_any(&mut self, handle: SocketHandle) -> Option<(SocketAddr, Vec<u8>)> {
         let (data, meta) = self.sockets.get_mut::<udp::Socket>(handle).recv().ok()?;
-        let IpAddress::Ipv4(ip) = meta.endpoint.addr;
-        Some((SocketAddrV4::new(ip, meta.endpoint.port), data.to_vec()))
+        let ip: core::net::IpAddr = meta.endpoint.addr.into();
+        Some((SocketAddr::new(ip, meta.endpoint.port), data.to_vec()))
+    }
+
+    /// Gives the guest an IPv6 address (next to its IPv4 one) and a default IPv6 route via
+    /// `router` (usually the router's link-local `fe80::2`), as `ip -6 addr add` and `ip -6
+    /// route add default` would. The router's MAC is found by neighbor discovery.
+    pub fn set_ipv6_address(&mut self, address: Ipv6Cidr, router: Ipv6Address) {
+        self.iface.update_ip_addrs(|addrs| {
+            addrs.retain(|a| !matches!(a, IpCidr::Ipv6(_)));
+            let _ = addrs.push(IpCidr::Ipv6(address));
+        });
+        self.iface.routes_mut().remove_default_ipv6_route();
+        let _ = self.iface.routes_mut().add_default_ipv6_route(router);
+    }
+
+    /// [`SmolGuest::tcp_connect`] to a destination of either family.
+    pub fn tcp_connect_any(&mut self, dst: SocketAddr, local_port: u16, buffer_bytes: usize) -> SocketHandle {
+        let mut socket = Self::tcp_socket(buffer_bytes);
+        socket
+            .connect(self.iface.context(), (IpAddress::from(dst.ip()), dst.port()), local_port)
+            .expect("connect starts");
+        self.sockets.add(socket)
     }
 
     /// Opens a TCP connection from local port `local_port` to `dst` with `buffer_bytes` of send
@@ -338,8 +377,9 @@ impl SmolGuest {
             Err(e) => Some(Err(e)),
             Ok(addrs) => Some(Ok(addrs
                 .iter()
-                .map(|a| match a {
-                    IpAddress::Ipv4(v4) => *v4,
+                .filter_map(|a| match a {
+                    IpAddress::Ipv4(v4) => Some(*v4),
+                    IpAddress::Ipv6(_) => None,
                 })
                 .collect())),
         }
