@@ -160,7 +160,8 @@ fn ipv6_forwards_restricted_and_packet_too_big() {
             &pcap_arg,
             "--configure",
             "--hostfwd",
-            "tcp:[2001:db8:1::2]:8022-[fd00::100]:22",
+            // `[::]` is the address --configure gave the guest, fd00::100.
+            "tcp:[2001:db8:1::2]:8022-[::]:22",
             "--hostfwd",
             "udp:[2001:db8:1::2]:8053-[fd00::100]:53",
             "--hostfwd",

@@ -83,8 +83,10 @@ struct Common {
         help = "Forward a host port to the guest, QEMU syntax [tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT \
                 (repeatable). HOSTADDR defaults to 0.0.0.0 (all addresses). GUESTADDR defaults to the address \
                 slirp gave the guest: .100 with `attach --configure` and `run` (as slirp4netns), else the first \
-                DHCP address .15 (as QEMU). TCP connections from loopback clients reach the guest from the \
-                gateway address (10.0.2.2), others from the client's own address"
+                DHCP address .15 (as QEMU). IPv6 in brackets: tcp:[::1]:8080-[fd00::100]:80; a GUESTADDR of \
+                [::] is ::100 of the prefix likewise, else the first DHCPv6 address ::200. TCP connections from \
+                loopback clients reach the guest from the gateway address (10.0.2.2, fd00::2), others from the \
+                client's own address (an IPv4 client of a v6 guest as 64:ff9b::a.b.c.d)"
     )]
     hostfwd: Vec<String>,
     #[arg(
@@ -279,10 +281,22 @@ fn check_hostfwds(c: &Common) -> Result<Vec<HostFwd>, Fail> {
 ///
 /// `default_guest` is the guest address for rules that name none: the address slirp configured
 /// in the guest (.100) when it did, else 0.0.0.0 (the core picks the first DHCP address).
-fn install_hostfwds(ev: &mut EventLoop<'_>, rules: &[HostFwd], default_guest: Ipv4Addr) -> Result<(), Fail> {
+/// `default_guest6` is what a guest address of `[::]` means: the IPv6 address slirp configured
+/// (::100 of the prefix) when it did, else `[::]` (the core picks the first DHCPv6 address).
+fn install_hostfwds(
+    ev: &mut EventLoop<'_>,
+    rules: &[HostFwd],
+    default_guest: Ipv4Addr,
+    default_guest6: Option<std::net::Ipv6Addr>,
+) -> Result<(), Fail> {
     for r in rules {
         let host = SocketAddr::new(r.host_addr, r.host_port);
-        let guest = SocketAddr::new(r.guest_addr.unwrap_or(IpAddr::V4(default_guest)), r.guest_port);
+        let guest_ip = match (r.guest_addr, default_guest6) {
+            (Some(IpAddr::V6(a)), Some(configured)) if a.is_unspecified() => IpAddr::V6(configured),
+            (Some(a), _) => a,
+            (None, _) => IpAddr::V4(default_guest),
+        };
+        let guest = SocketAddr::new(guest_ip, r.guest_port);
         let rule = match r.proto {
             FwdProto::Tcp => {
                 let id = ev.add_tcp_forward(host, guest).map_err(|e| Fail(format!("--hostfwd {r}: {e}")))?;
@@ -385,7 +399,8 @@ fn build_loop(c: &Common, p: Prepared, link: GuestLink, default_guest: Ipv4Addr)
     }
     let mut ev = EventLoop::new(slirp, host, link)?;
     ev.set_busy_poll(std::time::Duration::from_micros(u64::from(c.busy_poll)));
-    install_hostfwds(&mut ev, &p.hostfwds, default_guest)?;
+    let default_guest6 = (c.ipv6 && !default_guest.is_unspecified()).then(|| c.ipv6_prefix.guest_setup().0);
+    install_hostfwds(&mut ev, &p.hostfwds, default_guest, default_guest6)?;
     if let Some(path) = &c.pcap {
         // Whole frames, super-frames of the offloads included.
         ev.capture(PcapWriter::create(path, slirp_std::link::MAX_FRAME as u32)?);
