@@ -18,6 +18,10 @@ pub const MAX_HOSTNAME_LEN: usize = 32;
 pub const MAX_DOMAIN_LEN: usize = 64;
 /// Longest domain search list (comma-separated names) we hand out.
 pub const MAX_SEARCH_LEN: usize = 256;
+/// Longest boot file name (the BOOTP `file` field holds 127 bytes and a NUL).
+pub const MAX_BOOTFILE_LEN: usize = 127;
+/// Longest TFTP server name (the BOOTP `sname` field holds 63 bytes and a NUL).
+pub const MAX_TFTP_SERVER_NAME_LEN: usize = 63;
 
 /// Number of addresses in the DHCPv6 pool (stateful DHCPv6 leases).
 pub const DHCPV6_POOL_SIZE: usize = 16;
@@ -181,9 +185,16 @@ pub struct Config {
     pub tcp: crate::tcp::TcpConfig,
     /// The IPv6 side of the network (off by default).
     pub ipv6: Ipv6Config,
-    /// Domain search list offered to the guest (DHCP option 119 is not sent; Router
-    /// Advertisements carry it as DNSSL and DHCPv6 as its domain list): comma-separated names.
+    /// Domain search list offered to the guest: DHCP option 119 (compressed, RFC 3397), DNSSL
+    /// in Router Advertisements and the DHCPv6 domain list. Names separated by commas or
+    /// spaces; invalid names are left out.
     pub search: Option<heapless::String<MAX_SEARCH_LEN>>,
+    /// Boot file offered by DHCP (the `file` field and option 67), for PXE and BOOTP clients:
+    /// QEMU's `bootfile=`.
+    pub bootfile: Option<heapless::String<MAX_BOOTFILE_LEN>>,
+    /// TFTP server name offered by DHCP (option 66 and the `sname` field): QEMU's
+    /// `tftp-server-name=`. The boot server's address is the gateway (`siaddr`) either way.
+    pub tftp_server_name: Option<heapless::String<MAX_TFTP_SERVER_NAME_LEN>>,
     /// Secret that keys the flow tables' hashes (and, later, TCP initial sequence numbers). Give
     /// each instance a random value so a guest cannot predict hash collisions.
     pub seed: u64,
@@ -209,6 +220,8 @@ impl Default for Config {
             tcp: crate::tcp::TcpConfig::default(),
             ipv6: Ipv6Config::default(),
             search: None,
+            bootfile: None,
+            tftp_server_name: None,
             seed: 0x736c_6972_705f_7365,
         }
     }

@@ -64,6 +64,58 @@ fn udhcpc_gets_lease_ping_answers_arp_is_right_and_pcap_opens() {
 }
 
 #[test]
+fn udhcpc_sees_boot_file_server_name_search_list_and_moved_addresses() {
+    let Some(mut lab) = lab("udhcpc_sees_boot_file_server_name_search_list_and_moved_addresses") else {
+        return;
+    };
+    let netns = format!("/run/netns/{}", lab.guest);
+    let p = lab.slirp(&[
+        "attach",
+        "--netns",
+        &netns,
+        "--bootfile",
+        "pxelinux.0",
+        "--tftp-server-name",
+        "boot.example.test",
+        "--dns-search",
+        "corp.example.test,lab.corp.example.test",
+        "--dns-search",
+        "example.org",
+        "--domain",
+        "example.test",
+        "--hostname",
+        "guest-one",
+        "--dhcp-start",
+        "10.0.2.40",
+        "--dns",
+        "10.0.2.60",
+    ]);
+    lab.wait_for_guest_link("tap0");
+    let lease = lab.dhcp();
+    assert!(lease.contains("ip=10.0.2.40 "), "--dhcp-start: {lease}");
+    assert!(lease.contains("dns=10.0.2.60 "), "--dns: {lease}");
+    let opts = lab.dhcp_options();
+    for want in [
+        "boot_file=pxelinux.0|",
+        "sname=boot.example.test|",
+        "siaddr=10.0.2.2|",
+        "tftp=boot.example.test|",
+        "bootfile=pxelinux.0|",
+        "hostname=guest-one|",
+        "domain=example.test|",
+        // busybox decodes option 119 (with its compression pointers) into a space-separated list.
+        "search=corp.example.test lab.corp.example.test example.org",
+    ] {
+        assert!(opts.contains(want), "{want} missing: {opts}");
+    }
+    // The moved DNS alias answers.
+    let out = lab.exec_in(&lab.guest, &["dig", "+short", "+time=2", "+tries=2", "@10.0.2.60", "www.example.test"]);
+    assert!(!text(&out.stdout).trim().is_empty(), "DNS at the moved alias: {}", text(&out.stderr));
+    let (status, log) = lab.stop(p, Signal::TERM);
+    assert!(status.success(), "slirp exited {status:?}: {log}");
+}
+
+#[test]
 fn configure_by_pid_sets_address_route_and_mtu() {
     let Some(mut lab) = lab("configure_by_pid_sets_address_route_and_mtu") else {
         return;

@@ -31,6 +31,8 @@ struct Lease {
 }
 
 /// What the server decided about one request.
+// A reply is built and emitted at once on the stack (no_std: no box to put it in).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict<'a> {
     /// Send this reply.
@@ -88,7 +90,7 @@ impl DhcpServer {
     }
 
     /// Handles one request from `config`'s point of view.
-    pub fn handle<'r>(&mut self, now: Instant, config: &'r Config, req: &DhcpRepr<'_>) -> Verdict<'r> {
+    pub fn handle<'r>(&mut self, now: Instant, config: &'r Config, req: &DhcpRepr<'r>) -> Verdict<'r> {
         if req.op != OP_REQUEST || !req.chaddr.is_unicast() {
             return Verdict::Ignore;
         }
@@ -148,7 +150,13 @@ impl DhcpServer {
             hostname: config.hostname.as_ref().map(|h| h.as_bytes()),
             domain: config.domain.as_ref().map(|d| d.as_bytes()),
             message: None,
-            parameter_request_list: None,
+            // Orders the optional options as the client asked.
+            parameter_request_list: req.parameter_request_list,
+            sname: config.tftp_server_name.as_ref().map(|n| n.as_bytes()),
+            file: config.bootfile.as_ref().map(|f| f.as_bytes()),
+            tftp_server: config.tftp_server_name.as_ref().map(|n| n.as_bytes()),
+            bootfile: config.bootfile.as_ref().map(|f| f.as_bytes()),
+            search: config.search.as_deref(),
         })
     }
 
@@ -175,6 +183,11 @@ impl DhcpServer {
             domain: None,
             message: Some(NAK_MESSAGE),
             parameter_request_list: None,
+            sname: None,
+            file: None,
+            tftp_server: None,
+            bootfile: None,
+            search: None,
         }
     }
 }
@@ -256,6 +269,11 @@ mod tests {
             domain: None,
             message: None,
             parameter_request_list: None,
+            sname: None,
+            file: None,
+            tftp_server: None,
+            bootfile: None,
+            search: None,
         }
     }
 

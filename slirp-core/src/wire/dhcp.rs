@@ -49,6 +49,12 @@ pub mod opt {
     pub const MESSAGE: u8 = 56;
     /// Maximum message size.
     pub const MAX_SIZE: u8 = 57;
+    /// TFTP server name (RFC 2132 §9.4).
+    pub const TFTP_SERVER: u8 = 66;
+    /// Boot file name (RFC 2132 §9.5).
+    pub const BOOTFILE: u8 = 67;
+    /// Domain search list (RFC 3397).
+    pub const DOMAIN_SEARCH: u8 = 119;
     /// Client identifier.
     pub const CLIENT_ID: u8 = 61;
     /// End.
@@ -230,8 +236,20 @@ pub struct DhcpRepr<'a> {
     pub domain: Option<&'a [u8]>,
     /// Option 56.
     pub message: Option<&'a [u8]>,
-    /// Option 55.
+    /// Option 55. In a request, the options the client asks for; in a reply we emit, not
+    /// sent but used to order the optional options (the client's list, first asked first).
     pub parameter_request_list: Option<&'a [u8]>,
+    /// The `sname` field: the TFTP server's name (at most 63 bytes are written).
+    pub sname: Option<&'a [u8]>,
+    /// The `file` field: the boot file (at most 127 bytes are written).
+    pub file: Option<&'a [u8]>,
+    /// Option 66.
+    pub tftp_server: Option<&'a [u8]>,
+    /// Option 67.
+    pub bootfile: Option<&'a [u8]>,
+    /// Option 119: domain search list as text (names separated by spaces or commas), encoded
+    /// with RFC 1035 compression and split across options when longer than 255 bytes.
+    pub search: Option<&'a str>,
 }
 
 impl<'a> DhcpRepr<'a> {
@@ -264,6 +282,11 @@ impl<'a> DhcpRepr<'a> {
             domain: None,
             message: None,
             parameter_request_list: None,
+            sname: None,
+            file: None,
+            tftp_server: None,
+            bootfile: None,
+            search: None,
         };
         let Some(mut opts) = p.options() else {
             return Ok(r);
@@ -306,10 +329,15 @@ impl<'a> DhcpRepr<'a> {
         REPLY_LEN
     }
 
-    /// Writes the message into exactly [`REPLY_LEN`] bytes of `buf`: fixed header, cookie,
-    /// options in the order 53, 54, 1, 3, 6, 51, 26, 12, 15, 56, 50, 55, END, zero padding.
-    /// Options that would not fit the area are left out (hostname/domain are bounded by the
-    /// configuration so they always fit).
+    /// Writes the message into exactly [`REPLY_LEN`] bytes of `buf`: fixed header (with
+    /// `sname` and `file`), cookie, options, END, zero padding.
+    ///
+    /// The options: first 53, 54, 1, 3, 6, 51 (always small enough to fit), then the optional
+    /// ones (26, 12, 15, 66, 67, 119) in the order of the client's parameter request list, then
+    /// those it did not ask for in that default order, then 56, 50 and (in a request) 55. One
+    /// that does not fit the 312-byte area is left out and the next ones are tried, so the
+    /// last-placed options are the first to go; a search list (119) that does not fit whole is
+    /// left out whole (its pieces only mean something together, RFC 3396).
     pub fn emit(&self, buf: &mut [u8]) {
         let buf = &mut buf[..REPLY_LEN];
         buf.fill(0);
@@ -324,56 +352,200 @@ impl<'a> DhcpRepr<'a> {
         buf[20..24].copy_from_slice(&self.siaddr.octets());
         buf[24..28].copy_from_slice(&self.giaddr.octets());
         buf[28..34].copy_from_slice(&self.chaddr.0);
+        // sname (64 bytes at 44) and file (128 bytes at 108), NUL-terminated.
+        if let Some(n) = self.sname {
+            let n = &n[..n.len().min(SNAME_LEN - 1)];
+            buf[SNAME_AT..SNAME_AT + n.len()].copy_from_slice(n);
+        }
+        if let Some(f) = self.file {
+            let f = &f[..f.len().min(FILE_LEN - 1)];
+            buf[FILE_AT..FILE_AT + f.len()].copy_from_slice(f);
+        }
         buf[FIXED_LEN..FIXED_LEN + 4].copy_from_slice(&MAGIC_COOKIE);
-        let area = &mut buf[FIXED_LEN + 4..];
-        let end = area.len() - 1; // always room for END
-        let mut at = 0usize;
-        let mut put = |code: u8, body: &[u8]| {
-            let n = 2 + body.len();
-            if body.len() <= 255 && at + n <= end {
-                area[at] = code;
-                area[at + 1] = body.len() as u8;
-                area[at + 2..at + n].copy_from_slice(body);
-                at += n;
-            }
-        };
+        let mut w = OptionWriter { area: &mut buf[FIXED_LEN + 4..], at: 0 };
         if let Some(t) = self.message_type {
-            put(opt::MESSAGE_TYPE, &[t.into()]);
+            w.put(opt::MESSAGE_TYPE, &[t.into()]);
         }
         if let Some(a) = self.server_id {
-            put(opt::SERVER_ID, &a.octets());
+            w.put(opt::SERVER_ID, &a.octets());
         }
         if let Some(a) = self.subnet_mask {
-            put(opt::SUBNET_MASK, &a.octets());
+            w.put(opt::SUBNET_MASK, &a.octets());
         }
         if let Some(a) = self.router {
-            put(opt::ROUTER, &a.octets());
+            w.put(opt::ROUTER, &a.octets());
         }
         if let Some(a) = self.dns {
-            put(opt::DNS, &a.octets());
+            w.put(opt::DNS, &a.octets());
         }
         if let Some(t) = self.lease_time {
-            put(opt::LEASE_TIME, &t.to_be_bytes());
+            w.put(opt::LEASE_TIME, &t.to_be_bytes());
         }
-        if let Some(m) = self.mtu {
-            put(opt::MTU, &m.to_be_bytes());
-        }
-        if let Some(h) = self.hostname {
-            put(opt::HOSTNAME, h);
-        }
-        if let Some(d) = self.domain {
-            put(opt::DOMAIN, d);
+        let mut search = [0u8; MAX_SEARCH_ENCODED];
+        let search_len = self.search.map_or(0, |list| encode_search_list(list, &mut search));
+        let mtu = self.mtu.map(u16::to_be_bytes);
+        let optional: [(u8, Option<&[u8]>); 6] = [
+            (opt::MTU, mtu.as_ref().map(|m| &m[..])),
+            (opt::HOSTNAME, self.hostname),
+            (opt::DOMAIN, self.domain),
+            (opt::TFTP_SERVER, self.tftp_server),
+            (opt::BOOTFILE, self.bootfile),
+            (opt::DOMAIN_SEARCH, (search_len > 0).then_some(&search[..search_len])),
+        ];
+        let requested = if self.op == OP_REPLY { self.parameter_request_list.unwrap_or(&[]) } else { &[] };
+        let mut done = [false; 6];
+        let asked = requested.iter().filter_map(|c| optional.iter().position(|(code, _)| code == c));
+        for i in asked.chain(0..optional.len()) {
+            if core::mem::replace(&mut done[i], true) {
+                continue;
+            }
+            if let (code, Some(body)) = optional[i] {
+                w.put_split(code, body);
+            }
         }
         if let Some(m) = self.message {
-            put(opt::MESSAGE, m);
+            w.put(opt::MESSAGE, m);
         }
         if let Some(a) = self.requested_ip {
-            put(opt::REQUESTED_IP, &a.octets());
+            w.put(opt::REQUESTED_IP, &a.octets());
         }
-        if let Some(l) = self.parameter_request_list {
-            put(opt::PARAM_REQUEST, l);
+        if let Some(l) = self.parameter_request_list.filter(|_| self.op == OP_REQUEST) {
+            w.put(opt::PARAM_REQUEST, l);
         }
-        area[at] = opt::END;
+        let at = w.at;
+        w.area[at] = opt::END;
+    }
+}
+
+/// Offset and length of the `sname` field.
+const SNAME_AT: usize = 44;
+const SNAME_LEN: usize = 64;
+/// Offset and length of the `file` field.
+const FILE_AT: usize = 108;
+const FILE_LEN: usize = 128;
+/// Room for an encoded search list (more than the options area can carry).
+pub const MAX_SEARCH_ENCODED: usize = 512;
+
+/// Appends options to the options area, always keeping a byte for END.
+struct OptionWriter<'b> {
+    area: &'b mut [u8],
+    at: usize,
+}
+
+impl OptionWriter<'_> {
+    /// Writes option `code` if it fits (bodies over 255 bytes never do).
+    fn put(&mut self, code: u8, body: &[u8]) -> bool {
+        let n = 2 + body.len();
+        if body.len() > 255 || self.at + n > self.area.len() - 1 {
+            return false;
+        }
+        self.area[self.at] = code;
+        self.area[self.at + 1] = body.len() as u8;
+        self.area[self.at + 2..self.at + n].copy_from_slice(body);
+        self.at += n;
+        true
+    }
+
+    /// Writes `body` as consecutive options `code` of at most 255 bytes each (RFC 3396), all or
+    /// nothing.
+    fn put_split(&mut self, code: u8, body: &[u8]) -> bool {
+        let pieces = body.len().div_ceil(255).max(1);
+        if self.at + body.len() + 2 * pieces > self.area.len() - 1 {
+            return false;
+        }
+        if body.is_empty() {
+            return self.put(code, body);
+        }
+        for piece in body.chunks(255) {
+            self.put(code, piece);
+        }
+        true
+    }
+}
+
+/// Encodes a search list (names separated by spaces, commas or tabs) as RFC 1035 names with
+/// compression (RFC 3397 §2: pointers are offsets into the list itself) into `out`; returns
+/// the length. Names that are not valid DNS names, or that would not fit, are left out.
+pub fn encode_search_list(list: &str, out: &mut [u8]) -> usize {
+    let mut len = 0;
+    for name in list.split([' ', ',', '\t']).filter(|n| !n.is_empty()) {
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|l| {
+                !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            });
+        if !valid {
+            continue;
+        }
+        let start = len;
+        let mut rest = name;
+        let ok = loop {
+            // The longest suffix already written becomes a pointer.
+            if let Some(at) = find_suffix(&out[..start], rest) {
+                if len + 2 > out.len() || at > 0x3fff {
+                    break false;
+                }
+                out[len] = 0xc0 | (at >> 8) as u8;
+                out[len + 1] = at as u8;
+                len += 2;
+                break true;
+            }
+            let (label, tail) = rest.split_once('.').unwrap_or((rest, ""));
+            if len + 1 + label.len() + 1 > out.len() {
+                break false;
+            }
+            out[len] = label.len() as u8;
+            out[len + 1..len + 1 + label.len()].copy_from_slice(label.as_bytes());
+            len += 1 + label.len();
+            if tail.is_empty() {
+                out[len] = 0;
+                len += 1;
+                break true;
+            }
+            rest = tail;
+        };
+        if !ok {
+            len = start;
+        }
+    }
+    len
+}
+
+/// Where in the encoded names `enc` the name `suffix` (dotted) starts as a sequence of
+/// uncompressed labels ending in the root, or in a pointer to such a place.
+fn find_suffix(enc: &[u8], suffix: &str) -> Option<usize> {
+    (0..enc.len()).find(|&at| labels_equal(enc, at, suffix, 0))
+}
+
+/// Whether the name at `enc[at..]` (labels, pointers followed) spells `name`.
+fn labels_equal(enc: &[u8], mut at: usize, name: &str, depth: u8) -> bool {
+    if depth > 8 {
+        return false;
+    }
+    let mut rest = name;
+    loop {
+        let Some(&l) = enc.get(at) else { return false };
+        if l & 0xc0 == 0xc0 {
+            let Some(&lo) = enc.get(at + 1) else { return false };
+            let to = (usize::from(l & 0x3f) << 8) | usize::from(lo);
+            return to < at && labels_equal(enc, to, rest, depth + 1);
+        }
+        if l == 0 {
+            return rest.is_empty();
+        }
+        let l = usize::from(l);
+        let Some(label) = enc.get(at + 1..at + 1 + l) else { return false };
+        let (want, tail) = rest.split_once('.').unwrap_or((rest, ""));
+        if rest.is_empty() || !label.eq_ignore_ascii_case(want.as_bytes()) {
+            return false;
+        }
+        rest = tail;
+        at += 1 + l;
+        if rest.is_empty() {
+            // The name ends here: only if the encoded one does too.
+            return enc.get(at) == Some(&0);
+        }
     }
 }
 
@@ -404,6 +576,11 @@ mod tests {
             domain: Some(b"example.test"),
             message: None,
             parameter_request_list: None,
+            sname: None,
+            file: None,
+            tftp_server: None,
+            bootfile: None,
+            search: None,
         }
     }
 
@@ -453,5 +630,166 @@ mod tests {
 
     fn p_of(b: &[u8]) -> DhcpPacket<&[u8]> {
         DhcpPacket::new_unchecked(b)
+    }
+
+    /// Every (code, data) of an emitted message's options area, in order.
+    fn options_of(buf: &[u8]) -> std::vec::Vec<(u8, std::vec::Vec<u8>)> {
+        let mut v = std::vec::Vec::new();
+        let mut at = FIXED_LEN + 4;
+        while at < buf.len() && buf[at] != opt::END {
+            if buf[at] == opt::PAD {
+                at += 1;
+                continue;
+            }
+            let len = usize::from(buf[at + 1]);
+            v.push((buf[at], buf[at + 2..at + 2 + len].to_vec()));
+            at += 2 + len;
+        }
+        v
+    }
+
+    /// An independent RFC 1035 name decoder (pointers followed, at most 16 hops) over the
+    /// concatenated option 119 data.
+    fn decode_names(data: &[u8]) -> std::vec::Vec<std::string::String> {
+        let mut names = std::vec::Vec::new();
+        let mut at = 0;
+        while at < data.len() {
+            let mut labels: std::vec::Vec<std::string::String> = std::vec::Vec::new();
+            let (mut p, mut hops, mut next) = (at, 0, None);
+            loop {
+                let l = data[p];
+                if l & 0xc0 == 0xc0 {
+                    let to = (usize::from(l & 0x3f) << 8) | usize::from(data[p + 1]);
+                    next.get_or_insert(p + 2);
+                    hops += 1;
+                    assert!(hops < 16 && to < data.len(), "pointer loop or out of range");
+                    p = to;
+                    continue;
+                }
+                if l == 0 {
+                    next.get_or_insert(p + 1);
+                    break;
+                }
+                let l = usize::from(l);
+                labels.push(std::string::String::from_utf8(data[p + 1..p + 1 + l].to_vec()).unwrap());
+                p += 1 + l;
+            }
+            names.push(labels.join("."));
+            at = next.unwrap();
+        }
+        names
+    }
+
+    fn reply_with(search: Option<&'static str>, prl: Option<&'static [u8]>) -> std::vec::Vec<u8> {
+        let r = DhcpRepr { search, parameter_request_list: prl, ..offer() };
+        let mut buf = [0u8; REPLY_LEN];
+        r.emit(&mut buf);
+        buf.to_vec()
+    }
+
+    #[test]
+    fn search_list_is_compressed_and_decodes_back() {
+        let list = "corp.example.com, lab.corp.example.com example.com eng.example.org bad..name";
+        let mut enc = [0u8; MAX_SEARCH_ENCODED];
+        let n = encode_search_list(list, &mut enc);
+        assert_eq!(
+            decode_names(&enc[..n]),
+            ["corp.example.com", "lab.corp.example.com", "example.com", "eng.example.org"],
+            "the invalid name is left out"
+        );
+        // "lab" + pointer, "example.com" as a pointer alone.
+        assert_eq!(n, 18 + 6 + 2 + 17, "compressed");
+        let buf = reply_with(Some(list), None);
+        let data: std::vec::Vec<u8> =
+            options_of(&buf).into_iter().filter(|(c, _)| *c == opt::DOMAIN_SEARCH).flat_map(|(_, d)| d).collect();
+        assert_eq!(data, &enc[..n]);
+    }
+
+    #[test]
+    fn a_long_search_list_is_split_across_options() {
+        // 10 distinct names of 24-28 bytes encoded: 267 bytes, more than one option holds.
+        let list = "aaaaaaaaaaaaaaaaaa.one,bbbbbbbbbbbbbbbbbbbb.two,cccccccccccccccccccc.three,\
+                    dddddddddddddddddddd.four,eeeeeeeeeeeeeeeeeeee.five,ffffffffffffffffffff.six,\
+                    gggggggggggggggggggg.seven,hhhhhhhhhhhhhhhhhhhh.eight,iiiiiiiiiiiiiiiiiiii.nine,\
+                    jjjjjjjjjjjjjjjjjjjj.ten";
+        let mut enc = [0u8; MAX_SEARCH_ENCODED];
+        let n = encode_search_list(list, &mut enc);
+        assert!(n > 255, "{n}");
+        let r = DhcpRepr { search: Some(list), hostname: None, domain: None, mtu: None, ..offer() };
+        let mut buf = [0u8; REPLY_LEN];
+        r.emit(&mut buf);
+        let pieces: std::vec::Vec<std::vec::Vec<u8>> =
+            options_of(&buf).into_iter().filter(|(c, _)| *c == opt::DOMAIN_SEARCH).map(|(_, d)| d).collect();
+        assert_eq!(pieces.len(), 2, "two options 119");
+        assert_eq!(pieces[0].len(), 255);
+        let joined: std::vec::Vec<u8> = pieces.concat();
+        assert_eq!(decode_names(&joined).len(), 10);
+    }
+
+    #[test]
+    fn the_parameter_request_list_orders_the_optional_options() {
+        let buf = reply_with(Some("example.test"), Some(&[opt::DOMAIN_SEARCH, opt::DOMAIN, 1, 3]));
+        let codes: std::vec::Vec<u8> = options_of(&buf).iter().map(|(c, _)| *c).collect();
+        let pos = |c: u8| codes.iter().position(|&x| x == c).unwrap();
+        assert!(pos(opt::DOMAIN_SEARCH) < pos(opt::DOMAIN), "{codes:?}");
+        assert!(pos(opt::DOMAIN) < pos(opt::MTU), "asked before not asked: {codes:?}");
+        assert_eq!(&codes[..2], &[opt::MESSAGE_TYPE, opt::SERVER_ID]);
+        assert!(!codes.contains(&opt::PARAM_REQUEST), "a reply does not echo option 55");
+    }
+
+    #[test]
+    fn boot_file_and_server_name_go_in_the_fields_and_options() {
+        let r = DhcpRepr {
+            sname: Some(b"boot.example"),
+            file: Some(b"pxelinux.0"),
+            tftp_server: Some(b"boot.example"),
+            bootfile: Some(b"pxelinux.0"),
+            ..offer()
+        };
+        let mut buf = [0u8; REPLY_LEN];
+        r.emit(&mut buf);
+        assert_eq!(&buf[SNAME_AT..SNAME_AT + 13], b"boot.example\0");
+        assert_eq!(&buf[FILE_AT..FILE_AT + 11], b"pxelinux.0\0");
+        let opts = options_of(&buf);
+        assert!(opts.contains(&(opt::TFTP_SERVER, b"boot.example".to_vec())));
+        assert!(opts.contains(&(opt::BOOTFILE, b"pxelinux.0".to_vec())));
+        // An over-long file name is cut at 127 bytes and stays NUL-terminated.
+        let long = [b'x'; 200];
+        let r = DhcpRepr { file: Some(&long), ..offer() };
+        r.emit(&mut buf);
+        assert_eq!(buf[FILE_AT + 126], b'x');
+        assert_eq!(buf[FILE_AT + 127], 0);
+    }
+
+    #[test]
+    fn what_does_not_fit_is_left_out_last_placed_first() {
+        // Hostname, domain, a bootfile and a search list that together overflow 312 bytes.
+        let host = [b'h'; 32];
+        let dom = [b'd'; 64];
+        let boot = [b'b'; 127];
+        let list = "aaaaaaaaaaaaaaaaaaaa.one,bbbbbbbbbbbbbbbbbbbb.two,cccccccccccccccccccc.three,\
+                    dddddddddddddddddddd.four,eeeeeeeeeeeeeeeeeeee.five";
+        let r = DhcpRepr {
+            hostname: Some(&host),
+            domain: Some(&dom),
+            bootfile: Some(&boot),
+            search: Some(list),
+            ..offer()
+        };
+        let mut buf = [0u8; REPLY_LEN];
+        r.emit(&mut buf);
+        let codes: std::vec::Vec<u8> = options_of(&buf).iter().map(|(c, _)| *c).collect();
+        for c in [opt::MESSAGE_TYPE, opt::SERVER_ID, opt::SUBNET_MASK, opt::ROUTER, opt::DNS, opt::LEASE_TIME] {
+            assert!(codes.contains(&c), "{c} always fits: {codes:?}");
+        }
+        assert!(codes.contains(&opt::BOOTFILE) && codes.contains(&opt::HOSTNAME));
+        assert!(!codes.contains(&opt::DOMAIN_SEARCH), "the last-placed option went: {codes:?}");
+        // And when the client asks for the search list first, it goes in and the file waits.
+        let r = DhcpRepr { parameter_request_list: Some(&[opt::DOMAIN_SEARCH]), ..r };
+        r.emit(&mut buf);
+        let codes: std::vec::Vec<u8> = options_of(&buf).iter().map(|(c, _)| *c).collect();
+        assert!(codes.contains(&opt::DOMAIN_SEARCH), "{codes:?}");
+        // Whatever happens, the area ends with END inside 312 bytes.
+        assert!(buf[FIXED_LEN..].contains(&opt::END));
     }
 }

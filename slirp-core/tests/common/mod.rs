@@ -198,6 +198,11 @@ pub fn dhcp_msg(kind: Option<DhcpMessageType>, mac: EthernetAddress) -> DhcpRepr
         domain: None,
         message: None,
         parameter_request_list: None,
+        sname: None,
+        file: None,
+        tftp_server: None,
+        bootfile: None,
+        search: None,
     }
 }
 

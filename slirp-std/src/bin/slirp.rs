@@ -69,6 +69,31 @@ struct Common {
     /// Do not answer DHCP.
     #[arg(long)]
     disable_dhcp: bool,
+    /// First address of the DHCP pool (16 addresses; default .15 of the network). QEMU's
+    /// dhcpstart=.
+    #[arg(long, value_name = "ADDR")]
+    dhcp_start: Option<Ipv4Addr>,
+    /// Address of the DNS alias in the network (default .3). QEMU's dns=.
+    #[arg(long = "dns", value_name = "ADDR")]
+    dns_alias: Option<Ipv4Addr>,
+    /// DNS search domains offered to the guest: DHCP option 119, Router Advertisements (DNSSL)
+    /// and DHCPv6. Comma-separated, repeatable. QEMU's dnssearch=.
+    #[arg(long, value_name = "LIST")]
+    dns_search: Vec<String>,
+    /// Domain name offered by DHCP (option 15). QEMU's domainname=.
+    #[arg(long, value_name = "NAME")]
+    domain: Option<String>,
+    /// Host name offered by DHCP (option 12). QEMU's hostname=.
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+    /// Boot file offered by DHCP (the BOOTP file field and option 67), for PXE/BOOTP clients.
+    /// QEMU's bootfile=.
+    #[arg(long, value_name = "NAME")]
+    bootfile: Option<String>,
+    /// TFTP server name offered by DHCP (option 66 and the sname field). QEMU's
+    /// tftp-server-name=.
+    #[arg(long, value_name = "NAME")]
+    tftp_server_name: Option<String>,
     // Help text given as a string: rustdoc would read the brackets as links.
     #[arg(
         long,
@@ -264,6 +289,34 @@ fn core_config(c: &Common) -> Result<Config, Fail> {
         ..Config::default()
     };
     let mut config = c.cidr.apply(base);
+    if let Some(a) = c.dhcp_start {
+        config.dhcp_start = a;
+    }
+    if let Some(a) = c.dns_alias {
+        config.dns = a;
+    }
+    fn text<const N: usize>(flag: &str, v: &str) -> Result<heapless::String<N>, Fail> {
+        if v.is_empty() || v.bytes().any(|b| b == 0 || b.is_ascii_control()) {
+            return Err(Fail(format!("--{flag}: {v:?} is empty or has control characters")));
+        }
+        heapless::String::try_from(v).map_err(|_| Fail(format!("--{flag}: longer than {N} bytes")))
+    }
+    if !c.dns_search.is_empty() {
+        let list = c.dns_search.join(",");
+        config.search = Some(text("dns-search", &list)?);
+    }
+    if let Some(d) = &c.domain {
+        config.domain = Some(text("domain", d)?);
+    }
+    if let Some(h) = &c.hostname {
+        config.hostname = Some(text("hostname", h)?);
+    }
+    if let Some(b) = &c.bootfile {
+        config.bootfile = Some(text("bootfile", b)?);
+    }
+    if let Some(n) = &c.tftp_server_name {
+        config.tftp_server_name = Some(text("tftp-server-name", n)?);
+    }
     if c.ipv6 {
         config.ipv6 = Ipv6Config { enabled: true, ..Ipv6Config::with_prefix(c.ipv6_prefix.prefix, c.ipv6_prefix.len) };
     }

@@ -417,6 +417,13 @@ impl Lab {
             .to_string()
     }
 
+    /// The options line udhcpc's script recorded with the last bound lease (boot file, server
+    /// name, search list...: `key=value|key=value`).
+    pub fn dhcp_options(&self) -> String {
+        let recorded = std::fs::read_to_string(self.dir.join("lease")).unwrap_or_default();
+        recorded.lines().rev().find(|l| l.starts_with("options: ")).unwrap_or("").to_string()
+    }
+
     /// A udhcpc script that records the lease in `<dir>/lease` and applies it.
     pub fn udhcpc_script(&self) -> (PathBuf, PathBuf) {
         let script = self.dir.join("udhcpc.sh");
@@ -426,6 +433,8 @@ impl Lab {
             format!(
                 "#!/bin/sh\n\
                  echo \"event=$1 ip=$ip mask=$mask router=$router dns=$dns lease=$lease\" >> {lease}\n\
+                 echo \"options: boot_file=$boot_file|sname=$sname|siaddr=$siaddr|tftp=$tftp|bootfile=$bootfile|\
+                 hostname=$hostname|domain=$domain|search=$search\" >> {lease}\n\
                  if [ \"$1\" = bound ]; then\n\
                  \x20 ip addr add \"$ip/$mask\" dev \"$interface\"\n\
                  \x20 for r in $router; do ip route add default via \"$r\" dev \"$interface\"; done\n\
