@@ -356,6 +356,14 @@ fuzz_target!(|input: Input| {
     if let Some(d) = input.domain.as_deref().and_then(|d| d.try_into().ok()) {
         config.domain = Some(d);
     }
+    // The option writer's other inputs, from the same strings (the input layout stays, so the
+    // seeds keep their meaning): a search list that repeats suffixes (compression pointers) and
+    // may overflow the area, a boot file and a server name.
+    let (h, d) = (input.hostname.as_deref().unwrap_or(""), input.domain.as_deref().unwrap_or(""));
+    let list = format!("{d},x.{d},{h}.{d},{h},y.{h}");
+    config.search = list.get(..list.len().min(256)).and_then(|l| l.try_into().ok());
+    config.bootfile = h.get(..h.len().min(127)).and_then(|b| b.try_into().ok());
+    config.tftp_server_name = d.get(..d.len().min(63)).and_then(|n| n.try_into().ok());
     let mut server = DhcpServer::default();
     let mut slirp = if input.through_stack {
         Some(Slirp::new(config.clone(), Storage::with_buffers(16 * 1024, 4096, 1, 2048)).expect("valid config"))

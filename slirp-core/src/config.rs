@@ -195,6 +195,10 @@ pub struct Config {
     /// TFTP server name offered by DHCP (option 66 and the `sname` field): QEMU's
     /// `tftp-server-name=`. The boot server's address is the gateway (`siaddr`) either way.
     pub tftp_server_name: Option<heapless::String<MAX_TFTP_SERVER_NAME_LEN>>,
+    /// Serve TFTP on the gateway's port 69 (read-only; files from
+    /// [`HostSocket::tftp_open`](crate::HostSocket::tftp_open)): QEMU's `tftp=`. Off: port 69
+    /// of the gateway is the host loopback's, like any other.
+    pub tftp: bool,
     /// Secret that keys the flow tables' hashes (and, later, TCP initial sequence numbers). Give
     /// each instance a random value so a guest cannot predict hash collisions.
     pub seed: u64,
@@ -222,6 +226,7 @@ impl Default for Config {
             search: None,
             bootfile: None,
             tftp_server_name: None,
+            tftp: false,
             seed: 0x736c_6972_705f_7365,
         }
     }

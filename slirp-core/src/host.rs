@@ -47,6 +47,9 @@ pub enum HostError {
     Unsupported,
     /// Out of host resources (descriptors, memory).
     Exhausted,
+    /// No such file (ENOENT), or not one that may be served (a directory, a device, a path
+    /// that leaves the served root).
+    NotFound,
     /// Anything else.
     Other,
 }
@@ -55,6 +58,7 @@ impl fmt::Display for HostError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             HostError::WouldBlock => "would block",
+            HostError::NotFound => "no such file",
             HostError::NetUnreachable => "network unreachable",
             HostError::HostUnreachable => "host unreachable",
             HostError::Refused => "refused",
@@ -84,6 +88,7 @@ impl From<HostError> for embedded_io::ErrorKind {
             HostError::TtlExpired => K::TimedOut,
             HostError::Unsupported => K::Unsupported,
             HostError::Exhausted => K::OutOfMemory,
+            HostError::NotFound => K::NotFound,
             HostError::Other => K::Other,
         }
     }
@@ -291,6 +296,30 @@ pub trait HostSocket {
         let _ = (listener, id);
         Err(HostError::Unsupported)
     }
+
+    /// Opens file `path` of the TFTP root for reading as transfer `session` (below
+    /// [`TFTP_SESSIONS`](crate::TFTP_SESSIONS); a session's earlier file is
+    /// closed first) and returns its size. The core has already refused absolute escapes and
+    /// `..` components: `path` is relative, `/`-separated, without empty, `.` or `..` parts.
+    /// The host must still refuse what leaves the root another way (a symbolic link) and what
+    /// is not a regular file, with [`HostError::NotFound`]. Without a TFTP root:
+    /// [`HostError::Unsupported`].
+    fn tftp_open(&mut self, session: u8, path: &str) -> Result<u64, HostError> {
+        let _ = (session, path);
+        Err(HostError::Unsupported)
+    }
+
+    /// Reads up to `buf.len()` bytes of transfer `session`'s file at `offset`; fewer only at
+    /// the end of the file.
+    fn tftp_read(&mut self, session: u8, offset: u64, buf: &mut [u8]) -> Result<usize, HostError> {
+        let _ = (session, offset, buf);
+        Err(HostError::Unsupported)
+    }
+
+    /// The transfer `session` is over: its file can be closed.
+    fn tftp_close(&mut self, session: u8) {
+        let _ = session;
+    }
 }
 
 /// A host with no network: every flow toward the outside is refused.
@@ -361,5 +390,14 @@ impl<H: HostSocket + ?Sized> HostSocket for &mut H {
     }
     fn tcp_accept(&mut self, listener: SocketId, id: SocketId) -> Result<SocketAddr, HostError> {
         (**self).tcp_accept(listener, id)
+    }
+    fn tftp_open(&mut self, session: u8, path: &str) -> Result<u64, HostError> {
+        (**self).tftp_open(session, path)
+    }
+    fn tftp_read(&mut self, session: u8, offset: u64, buf: &mut [u8]) -> Result<usize, HostError> {
+        (**self).tftp_read(session, offset, buf)
+    }
+    fn tftp_close(&mut self, session: u8) {
+        (**self).tftp_close(session)
     }
 }

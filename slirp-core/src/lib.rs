@@ -61,5 +61,6 @@ pub use memory::Storage;
 pub use nat::tcp::TcpConnectionInfo;
 pub use nat::{ForwardError, TcpForward, UdpForward};
 pub use offload::{GuestOffload, RxChecksum, TxOffload};
+pub use services::tftp::{TFTP_PORT, TFTP_SESSIONS};
 pub use stats::{DropReason, Stats};
 pub use time::{Clock, Instant};

@@ -90,6 +90,13 @@ drop_reasons! {
     DhcpMalformed => "dhcp_malformed",
     /// DHCP request not answered (pool full, DHCP disabled, message type we ignore).
     DhcpIgnored => "dhcp_ignored",
+    /// TFTP packet malformed (no NUL-terminated file name or mode, unknown opcode, short).
+    TftpMalformed => "tftp_malformed",
+    /// TFTP request refused (every transfer slot busy, write request, path outside the root,
+    /// no such file, transfer mode other than octet).
+    TftpRefused => "tftp_refused",
+    /// TFTP transfer abandoned: the guest stopped acknowledging.
+    TftpTimeout => "tftp_timeout",
     /// The guest-bound queue was full.
     TxQueueFull => "tx_queue_full",
     /// Packet for the guest could not be held while ARP resolves (queue full or too big).
@@ -154,6 +161,10 @@ pub struct Stats {
     pub router_adverts_sent: u64,
     /// DHCPv6 replies and advertisements sent.
     pub dhcp6_replies: u64,
+    /// TFTP data blocks sent (retransmissions included).
+    pub tftp_blocks_sent: u64,
+    /// TFTP transfers completed (last block acknowledged).
+    pub tftp_transfers: u64,
     /// Datagrams rebuilt from fragments.
     pub reassembled: u64,
     /// Guest-bound packets split into fragments.

@@ -47,6 +47,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
+use rustix::fs::OFlags;
 use rustix::io::Errno;
 use rustix::net::{ipproto, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use slirp_core::wire::icmpv4::{self, Icmpv4Packet, Icmpv4Repr};
@@ -135,6 +136,9 @@ pub struct StdHost {
     batching: bool,
     /// Batched datagrams the kernel refused (see [`StdHost::udp_batch_dropped`]).
     batch_dropped: u64,
+    /// The TFTP root (a directory descriptor), and the file of each transfer.
+    tftp_root: Option<OwnedFd>,
+    tftp_files: [Option<std::fs::File>; slirp_core::TFTP_SESSIONS],
 }
 
 impl Default for StdHost {
@@ -167,7 +171,42 @@ impl StdHost {
             batch: UdpBatch::default(),
             batching: false,
             batch_dropped: 0,
+            tftp_root: None,
+            tftp_files: Default::default(),
         }
+    }
+
+    /// Serves the files under `dir` over TFTP (with [`Config::tftp`](slirp_core::Config::tftp)
+    /// on): regular files only, nothing that resolves outside `dir` (symbolic links inside it
+    /// that stay inside are followed).
+    pub fn set_tftp_root(&mut self, dir: &std::path::Path) -> std::io::Result<()> {
+        let fd = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
+        self.tftp_root = Some(fd);
+        Ok(())
+    }
+
+    /// Opens `path` (relative, checked by the core) beneath the TFTP root: `openat2` with
+    /// `RESOLVE_BENEATH` where the kernel has it (5.6+), else a walk that follows no symbolic
+    /// link at all.
+    fn open_beneath(root: &OwnedFd, path: &str) -> Result<OwnedFd, Errno> {
+        use rustix::fs::{Mode, ResolveFlags};
+        let read = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+        match rustix::fs::openat2(root, path, read, Mode::empty(), ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS)
+        {
+            Err(Errno::NOSYS) => {}
+            r => return r,
+        }
+        let mut parts = path.split('/').peekable();
+        let mut dir: Option<OwnedFd> = None;
+        while let Some(part) = parts.next() {
+            let at = dir.as_ref().unwrap_or(root);
+            if parts.peek().is_none() {
+                return rustix::fs::openat(at, part, read | OFlags::NOFOLLOW, Mode::empty());
+            }
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            dir = Some(rustix::fs::openat(at, part, flags, Mode::empty())?);
+        }
+        Err(Errno::NOENT)
     }
 
     /// Turns UDP send batching on or off (off by default; see the module documentation). With
@@ -925,6 +964,40 @@ impl HostSocket for StdHost {
     /// The upstream resolver, of either family.
     fn dns_upstream(&self) -> Option<SocketAddr> {
         self.dns_upstream
+    }
+
+    fn tftp_open(&mut self, session: u8, path: &str) -> Result<u64, HostError> {
+        let slot = self.tftp_files.get_mut(usize::from(session)).ok_or(HostError::Other)?;
+        *slot = None;
+        let Some(root) = &self.tftp_root else { return Err(HostError::Unsupported) };
+        let fd = Self::open_beneath(root, path).map_err(|e| match e {
+            // Outside the root (EXDEV), a symbolic link on the fallback walk (ELOOP, ENOTDIR).
+            Errno::NOENT | Errno::XDEV | Errno::LOOP | Errno::NOTDIR | Errno::ISDIR => HostError::NotFound,
+            e => map_errno(e),
+        })?;
+        let st = rustix::fs::fstat(&fd).map_err(map_errno)?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(HostError::NotFound);
+        }
+        *slot = Some(std::fs::File::from(fd));
+        Ok(st.st_size as u64)
+    }
+
+    fn tftp_read(&mut self, session: u8, offset: u64, buf: &mut [u8]) -> Result<usize, HostError> {
+        use std::os::unix::fs::FileExt;
+        let file = self.tftp_files.get(usize::from(session)).and_then(|f| f.as_ref()).ok_or(HostError::Other)?;
+        loop {
+            match file.read_at(buf, offset) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => return r.map_err(|e| io_error(&e)),
+            }
+        }
+    }
+
+    fn tftp_close(&mut self, session: u8) {
+        if let Some(f) = self.tftp_files.get_mut(usize::from(session)) {
+            *f = None;
+        }
     }
 }
 

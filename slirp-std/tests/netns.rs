@@ -116,6 +116,50 @@ fn udhcpc_sees_boot_file_server_name_search_list_and_moved_addresses() {
 }
 
 #[test]
+fn busybox_tftp_fetches_from_the_root_and_nothing_outside_it() {
+    let Some(mut lab) = lab("busybox_tftp_fetches_from_the_root_and_nothing_outside_it") else {
+        return;
+    };
+    let root = lab.dir.join("tftp");
+    std::fs::create_dir_all(root.join("boot")).unwrap();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+    std::fs::write(root.join("boot/kernel"), &data).unwrap();
+    // A secret next to the root, a link that leaves it, and one that stays inside.
+    std::fs::write(lab.dir.join("secret"), b"do not serve").unwrap();
+    std::os::unix::fs::symlink(lab.dir.join("secret"), root.join("escape")).unwrap();
+    std::os::unix::fs::symlink("boot/kernel", root.join("inside")).unwrap();
+    let netns = format!("/run/netns/{}", lab.guest);
+    let p = lab.slirp(&["attach", "--netns", &netns, "--configure", "--tftp", root.to_str().unwrap()]);
+    lab.wait_for_guest_link("tap0");
+    let got = lab.dir.join("got");
+    let g = got.to_str().unwrap();
+    for (remote, block) in [("boot/kernel", None), ("/boot/kernel", Some("1468")), ("inside", Some("1024"))] {
+        let _ = std::fs::remove_file(&got);
+        let mut args = vec!["busybox", "tftp", "-g", "-r", remote, "-l", g];
+        if let Some(b) = block {
+            args.extend_from_slice(&["-b", b]);
+        }
+        args.push("10.0.2.2");
+        let out = lab.exec_in(&lab.guest, &args);
+        assert!(out.status.success(), "tftp -g {remote}: {}", text(&out.stderr));
+        assert!(std::fs::read(&got).unwrap() == data, "{remote}: content differs");
+    }
+    for remote in ["escape", "../secret", "boot/../../secret", "boot"] {
+        let _ = std::fs::remove_file(&got);
+        let out = lab.exec_in(&lab.guest, &["busybox", "tftp", "-g", "-r", remote, "-l", g, "10.0.2.2"]);
+        assert!(!out.status.success(), "{remote} was served");
+        let leaked = std::fs::read(&got).unwrap_or_default();
+        assert!(!leaked.windows(12).any(|w| w == b"do not serve"), "{remote} leaked the secret");
+    }
+    let out = lab.exec_in(&lab.guest, &["busybox", "tftp", "-p", "-l", "/etc/hostname", "-r", "up", "10.0.2.2"]);
+    assert!(!out.status.success(), "a write was accepted");
+    assert!(!root.join("up").exists());
+    let (status, log) = lab.stop(p, Signal::TERM);
+    assert!(status.success(), "slirp exited {status:?}: {log}");
+    assert!(log.contains("TFTP: serving"), "{log}");
+}
+
+#[test]
 fn configure_by_pid_sets_address_route_and_mtu() {
     let Some(mut lab) = lab("configure_by_pid_sets_address_route_and_mtu") else {
         return;

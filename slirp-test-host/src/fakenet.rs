@@ -263,6 +263,9 @@ pub struct FakeNet {
     stats: FakeNetStats,
     tcp: tcp::TcpNet,
     reoffer_listeners: bool,
+    tftp_files: BTreeMap<String, std::rc::Rc<Vec<u8>>>,
+    tftp_open: BTreeMap<u8, std::rc::Rc<Vec<u8>>>,
+    tftp_opens: u64,
 }
 
 impl Default for FakeNet {
@@ -307,6 +310,9 @@ impl FakeNet {
             stats: FakeNetStats::default(),
             tcp: tcp::TcpNet::default(),
             reoffer_listeners: true,
+            tftp_files: BTreeMap::new(),
+            tftp_open: BTreeMap::new(),
+            tftp_opens: 0,
         }
     }
 
@@ -397,6 +403,16 @@ impl FakeNet {
     pub fn set_dns_server(&mut self, addr: SocketAddrV4) {
         self.add_udp_service(addr, UdpService::Dns);
         self.dns_upstream = Some(addr);
+    }
+
+    /// Serves `data` as TFTP file `path` (relative to the TFTP root, `/`-separated).
+    pub fn add_tftp_file(&mut self, path: &str, data: Vec<u8>) {
+        self.tftp_files.insert(path.to_string(), std::rc::Rc::new(data));
+    }
+
+    /// TFTP files open now (transfers in progress), and opened in all.
+    pub fn tftp_files_open(&self) -> (usize, u64) {
+        (self.tftp_open.len(), self.tftp_opens)
     }
 
     /// Adds A records for `name` to the resolver's table.
@@ -618,6 +634,29 @@ pub const UNREACHABLE_NET: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 0);
 pub const UNREACHABLE_ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 254);
 
 impl HostSocket for FakeNet {
+    fn tftp_open(&mut self, session: u8, path: &str) -> Result<u64, HostError> {
+        let file = self.tftp_files.get(path).cloned().ok_or(HostError::NotFound)?;
+        let len = file.len() as u64;
+        self.tftp_open.insert(session, file);
+        self.tftp_opens += 1;
+        Ok(len)
+    }
+
+    fn tftp_read(&mut self, session: u8, offset: u64, buf: &mut [u8]) -> Result<usize, HostError> {
+        let Some(file) = self.tftp_open.get(&session) else {
+            self.stats.unknown_socket_calls += 1;
+            return Err(HostError::Other);
+        };
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(file.len());
+        let n = buf.len().min(file.len() - start);
+        buf[..n].copy_from_slice(&file[start..start + n]);
+        Ok(n)
+    }
+
+    fn tftp_close(&mut self, session: u8) {
+        self.tftp_open.remove(&session);
+    }
+
     fn udp_bind(&mut self, id: SocketId, local: SocketAddr) -> Result<SocketAddr, HostError> {
         self.udp_bind_v4(id, only_v4(local)?).map(SocketAddr::V4)
     }

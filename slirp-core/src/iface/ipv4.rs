@@ -194,6 +194,12 @@ impl Inner<'_> {
             }
             return;
         }
+        if udp.dst_port == crate::services::tftp::TFTP_PORT
+            && out.config.tftp
+            && d.dst == IpAddr::V4(out.config.gateway)
+        {
+            return self.tftp.input(out, d, udp.src_port, packet.payload(), host);
+        }
         self.nat.udp_input(out, &self.forwards, d, (udp.src_port, udp.dst_port, packet.payload()), host);
     }
 

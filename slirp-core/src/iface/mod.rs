@@ -34,6 +34,7 @@ use crate::nat::{decode, Kind, Nat, TcpForward, UdpForward};
 use crate::offload::{self, GuestOffload, RxChecksum, TxOffload};
 use crate::services::dhcp::DhcpServer;
 use crate::services::dhcp6::Dhcp6Server;
+use crate::services::tftp::TftpServer;
 use crate::stats::{DropReason, Stats};
 use crate::storage::FrameQueue;
 use crate::time::{earliest, Instant};
@@ -79,6 +80,7 @@ pub(crate) struct Inner<'a> {
     pub(crate) iface: Iface<'a>,
     pub(crate) dhcp: DhcpServer,
     pub(crate) dhcp6: Dhcp6Server,
+    pub(crate) tftp: TftpServer,
     pub(crate) nat: Nat<'a>,
     pub(crate) tcp: TcpNat<'a>,
     pub(crate) forwards: Forwards,
@@ -142,6 +144,7 @@ impl<'a> Slirp<'a> {
                 },
                 dhcp: DhcpServer::default(),
                 dhcp6: Dhcp6Server::default(),
+                tftp: TftpServer::default(),
                 nat: Nat::new(storage.udp_flows, storage.udp_index, storage.ready, seed),
                 tcp: TcpNat::new(storage.tcp, mtu, tcp_config, seed),
                 forwards: Forwards::default(),
@@ -181,6 +184,11 @@ impl<'a> Slirp<'a> {
     /// DHCP leases handed out: (address, MAC).
     pub fn leases(&self) -> impl Iterator<Item = (Ipv4Addr, EthernetAddress)> + '_ {
         self.inner.dhcp.leases(&self.inner.iface.config)
+    }
+
+    /// TFTP transfers in progress.
+    pub fn tftp_sessions(&self) -> usize {
+        self.inner.tftp.sessions()
     }
 
     /// DHCPv6 bindings handed out: (address, client DUID, IAID).
@@ -239,9 +247,12 @@ impl<'a> Slirp<'a> {
     /// Runs the timers that are due: held packets whose ARP resolution timed out, incomplete
     /// fragment sets, UDP mappings, TCP timers.
     pub fn handle_timeout<H: HostSocket>(&mut self, now: Instant, host: &mut H) {
-        let Inner { iface, nat, tcp, forwards, .. } = &mut self.inner;
+        let Inner { iface, nat, tcp, forwards, tftp, .. } = &mut self.inner;
         iface.release_held(now);
         iface.router_advert_timer(now);
+        if tftp.poll_at().is_some_and(|t| t <= now) {
+            tftp.timeout(iface, now, host);
+        }
         nat.expire_flows(now, host);
         if nat.has_ready() {
             nat.service_ready(iface, forwards, &mut self.scratch, now, host);
@@ -299,7 +310,7 @@ impl<'a> Slirp<'a> {
 
     /// When [`handle_timeout`](Self::handle_timeout) must run next, or `None` if no timer is set.
     pub fn poll_at(&self) -> Option<Instant> {
-        let Inner { iface, nat, tcp, forwards, .. } = &self.inner;
+        let Inner { iface, nat, tcp, forwards, tftp, .. } = &self.inner;
         // Host sockets still ready to read (a turn used its budget without filling the guest
         // queue, say on unmatched echo replies) need another turn now, not at the next packet.
         // When the guest queue is full instead, draining it with `poll_transmit` resumes them.
@@ -315,7 +326,7 @@ impl<'a> Slirp<'a> {
         let held = iface.hold.peek().map(|r| r.deadline);
         let t = earliest(held, self.reassembler.poll_at());
         let ra = iface.config.ipv6.enabled.then(|| iface.next_router_advert.unwrap_or(Instant::ZERO));
-        let t = earliest(t, ra);
+        let t = earliest(earliest(t, ra), tftp.poll_at());
         earliest(earliest(t, nat.poll_at()), tcp.poll_at())
     }
 

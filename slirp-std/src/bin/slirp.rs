@@ -94,6 +94,10 @@ struct Common {
     /// tftp-server-name=.
     #[arg(long, value_name = "NAME")]
     tftp_server_name: Option<String>,
+    /// Serve the files under DIR over TFTP on the gateway's port 69 (read-only: regular files,
+    /// nothing outside DIR; options blksize, tsize, timeout; 8 transfers at once). QEMU's tftp=.
+    #[arg(long, value_name = "DIR")]
+    tftp: Option<std::path::PathBuf>,
     // Help text given as a string: rustdoc would read the brackets as links.
     #[arg(
         long,
@@ -317,6 +321,7 @@ fn core_config(c: &Common) -> Result<Config, Fail> {
     if let Some(n) = &c.tftp_server_name {
         config.tftp_server_name = Some(text("tftp-server-name", n)?);
     }
+    config.tftp = c.tftp.is_some();
     if c.ipv6 {
         config.ipv6 = Ipv6Config { enabled: true, ..Ipv6Config::with_prefix(c.ipv6_prefix.prefix, c.ipv6_prefix.len) };
     }
@@ -442,7 +447,11 @@ fn build_loop(c: &Common, p: Prepared, link: GuestLink, default_guest: Ipv4Addr)
         ),
         _ => {}
     }
-    let host = StdHost::new(p.dns_upstream);
+    let mut host = StdHost::new(p.dns_upstream);
+    if let Some(dir) = &c.tftp {
+        host.set_tftp_root(dir).map_err(|e| Fail(format!("--tftp {}: {e}", dir.display())))?;
+        log::info!("TFTP: serving {} on {}:69", dir.display(), p.config.gateway);
+    }
     let storage = slirp_std::storage(c.tcp_connections as usize, c.tcp_buffer);
     let slirp = Slirp::new(p.config, storage).map_err(|e| Fail(e.to_string()))?;
     let link = if c.no_offload { link.without_offload()? } else { link };
