@@ -297,6 +297,22 @@ pub trait HostSocket {
         Err(HostError::Unsupported)
     }
 
+    /// Opens the embedder's endpoint for a guest connection to guest-forward rule `rule` (see
+    /// [`Slirp::add_guest_forward`](crate::Slirp::add_guest_forward)) from `guest`, as socket
+    /// `id`. From then on `id` is used like a connected TCP socket: [`tcp_send`](Self::tcp_send)
+    /// takes what the guest sent, [`tcp_recv`](Self::tcp_recv) gives what goes to the guest
+    /// (0 = end of stream), [`tcp_shutdown_write`](Self::tcp_shutdown_write) is the guest's FIN,
+    /// [`tcp_abort`](Self::tcp_abort) its reset, [`close`](Self::close) the end; the host
+    /// reports readiness under `id` (`handle_host_readable` when it has bytes for the guest,
+    /// `handle_host_writable` when it can take more). `Ok` means the endpoint is ready (the
+    /// guest gets its SYN-ACK at once); [`HostError::WouldBlock`] that it will be: the host then
+    /// reports `id` writable and answers [`tcp_connect_result`](Self::tcp_connect_result);
+    /// another error refuses the connection (RST).
+    fn guest_forward_open(&mut self, id: SocketId, rule: u32, guest: SocketAddr) -> Result<(), HostError> {
+        let _ = (id, rule, guest);
+        Err(HostError::Unsupported)
+    }
+
     /// Opens file `path` of the TFTP root for reading as transfer `session` (below
     /// [`TFTP_SESSIONS`](crate::TFTP_SESSIONS); a session's earlier file is
     /// closed first) and returns its size. The core has already refused absolute escapes and
@@ -399,5 +415,8 @@ impl<H: HostSocket + ?Sized> HostSocket for &mut H {
     }
     fn tftp_close(&mut self, session: u8) {
         (**self).tftp_close(session)
+    }
+    fn guest_forward_open(&mut self, id: SocketId, rule: u32, guest: SocketAddr) -> Result<(), HostError> {
+        (**self).guest_forward_open(id, rule, guest)
     }
 }

@@ -58,6 +58,7 @@ pub use iface::ipv6::ICMPV6_ERRORS_PER_SECOND;
 pub use iface::reassembly::ReassemblySlot;
 pub use iface::{Slirp, TxFrame};
 pub use memory::Storage;
+pub use nat::guest_forward::{GuestForward, MAX_GUEST_FORWARDS};
 pub use nat::tcp::TcpConnectionInfo;
 pub use nat::{ForwardError, TcpForward, UdpForward};
 pub use offload::{GuestOffload, RxChecksum, TxOffload};

@@ -136,9 +136,27 @@ pub struct StdHost {
     batching: bool,
     /// Batched datagrams the kernel refused (see [`StdHost::udp_batch_dropped`]).
     batch_dropped: u64,
+    /// Where each guest-forward rule's connections go, and the commands serving them.
+    guest_forward_targets: HashMap<u32, GuestForwardTarget>,
+    children: Vec<std::process::Child>,
     /// The TFTP root (a directory descriptor), and the file of each transfer.
     tftp_root: Option<OwnedFd>,
     tftp_files: [Option<std::fs::File>; slirp_core::TFTP_SESSIONS],
+}
+
+/// Where a guest-forward rule's connections go (see [`StdHost::set_guest_forward`]), as QEMU's
+/// `guestfwd=` spells them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestForwardTarget {
+    /// `cmd:COMMAND`: a command per connection, run by `/bin/sh -c` with the connection as its
+    /// standard input and output (a Unix stream socket pair; the guest's FIN is end of input,
+    /// the command's exit or closed output the guest's end of stream). `SLIRP_GUEST` holds the
+    /// guest's endpoint.
+    Command(String),
+    /// `unix:PATH`: a Unix stream socket to connect to.
+    Unix(std::path::PathBuf),
+    /// `tcp:HOST:PORT`: a TCP endpoint to connect to.
+    Tcp(SocketAddr),
 }
 
 impl Default for StdHost {
@@ -151,6 +169,13 @@ impl Drop for StdHost {
     fn drop(&mut self) {
         // Datagrams the core handed over leave even if nobody flushed.
         self.flush();
+        // Commands still serving guest-forward connections end with us (by PID).
+        for c in &mut self.children {
+            if let Ok(None) = c.try_wait() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
     }
 }
 
@@ -173,7 +198,31 @@ impl StdHost {
             batch_dropped: 0,
             tftp_root: None,
             tftp_files: Default::default(),
+            guest_forward_targets: HashMap::new(),
+            children: Vec::new(),
         }
+    }
+
+    /// Serves the connections of guest-forward rule `rule` (from
+    /// [`Slirp::add_guest_forward`](slirp_core::Slirp::add_guest_forward)) with `target`.
+    pub fn set_guest_forward(&mut self, rule: u32, target: GuestForwardTarget) {
+        self.guest_forward_targets.insert(rule, target);
+    }
+
+    /// Forgets rule `rule`'s target (open connections go on).
+    pub fn remove_guest_forward(&mut self, rule: u32) {
+        self.guest_forward_targets.remove(&rule);
+    }
+
+    /// Commands started for guest-forward connections that are still running.
+    pub fn guest_forward_commands(&mut self) -> usize {
+        self.reap_children();
+        self.children.len()
+    }
+
+    /// Collects the commands that exited.
+    fn reap_children(&mut self) {
+        self.children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
     }
 
     /// Serves the files under `dir` over TFTP (with [`Config::tftp`](slirp_core::Config::tftp)
@@ -997,6 +1046,58 @@ impl HostSocket for StdHost {
     fn tftp_close(&mut self, session: u8) {
         if let Some(f) = self.tftp_files.get_mut(usize::from(session)) {
             *f = None;
+        }
+    }
+
+    fn guest_forward_open(&mut self, id: SocketId, rule: u32, guest: SocketAddr) -> Result<(), HostError> {
+        self.reap_children();
+        let target = self.guest_forward_targets.get(&rule).cloned().ok_or(HostError::Refused)?;
+        match target {
+            GuestForwardTarget::Command(cmd) => {
+                let (ours, theirs) =
+                    rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
+                        .map_err(map_errno)?;
+                // Ours is polled; the command's stays blocking, as programs expect of stdin.
+                rustix::io::ioctl_fionbio(&ours, true).map_err(map_errno)?;
+                let stdout = theirs.try_clone().map_err(|e| io_error(&e))?;
+                let child = std::process::Command::new("/bin/sh")
+                    .arg("-c")
+                    .arg(&cmd)
+                    .env("SLIRP_GUEST", guest.to_string())
+                    .stdin(std::process::Stdio::from(theirs))
+                    .stdout(std::process::Stdio::from(stdout))
+                    .spawn()
+                    .map_err(|e| {
+                        log::warn!("guestfwd cmd:{cmd}: {e}");
+                        HostError::Refused
+                    })?;
+                log::debug!("guestfwd rule {rule}: {guest} served by pid {}", child.id());
+                self.children.push(child);
+                self.insert(id, ours, Kind::Tcp, false)
+            }
+            GuestForwardTarget::Unix(path) => {
+                let fd = rustix::net::socket_with(
+                    AddressFamily::UNIX,
+                    SocketType::STREAM,
+                    SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+                    None,
+                )
+                .map_err(map_errno)?;
+                let addr = rustix::net::SocketAddrUnix::new(&path).map_err(map_errno)?;
+                match rustix::net::connect(&fd, &addr) {
+                    Ok(()) => self.insert(id, fd, Kind::Tcp, false),
+                    // A full backlog, a missing or refusing socket: the guest gets RST.
+                    Err(e) => Err(match e {
+                        Errno::AGAIN | Errno::NOENT | Errno::CONNREFUSED => HostError::Refused,
+                        e => map_errno(e),
+                    }),
+                }
+            }
+            GuestForwardTarget::Tcp(dst) => {
+                self.tcp_connect(id, dst)?;
+                // In progress: writable, then tcp_connect_result, as for any connect.
+                Err(HostError::WouldBlock)
+            }
         }
     }
 }

@@ -131,6 +131,61 @@ pub enum FwdProto {
     Udp,
 }
 
+/// One `--guestfwd` rule in QEMU syntax: `[tcp]:ADDR:PORT-TARGET`, TARGET one of
+/// `cmd:COMMAND`, `unix:PATH`, `tcp:HOST:PORT` (IPv6 addresses in brackets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestFwd {
+    /// The virtual endpoint in the guest network.
+    pub addr: SocketAddr,
+    /// What serves its connections.
+    pub target: crate::host::GuestForwardTarget,
+}
+
+impl GuestFwd {
+    /// Parses a rule; the address must be a host of `net` (or an IPv6 address).
+    pub fn parse(rule: &str, net: &Cidr) -> Result<GuestFwd, String> {
+        let bad = |why: &str| {
+            format!("--guestfwd {rule:?}: {why} (want [tcp]:ADDR:PORT-cmd:COMMAND, -unix:PATH or -tcp:HOST:PORT)")
+        };
+        let rest = rule.strip_prefix("tcp:").unwrap_or(rule);
+        if rest.starts_with("udp:") {
+            return Err(bad("only TCP rules exist"));
+        }
+        let (endpoint, target) = rest.split_once('-').ok_or_else(|| bad("no '-'"))?;
+        let addr = parse_endpoint(endpoint).ok_or_else(|| bad("the guest endpoint is not ADDR:PORT"))?;
+        if let IpAddr::V4(a) = addr.ip() {
+            if !net.contains(a) {
+                return Err(bad(&format!("{a} is outside {net}")));
+            }
+        }
+        if addr.port() == 0 {
+            return Err(bad("port 0"));
+        }
+        use crate::host::GuestForwardTarget as T;
+        let target = if let Some(cmd) = target.strip_prefix("cmd:") {
+            if cmd.trim().is_empty() {
+                return Err(bad("empty command"));
+            }
+            T::Command(cmd.to_string())
+        } else if let Some(path) = target.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(bad("empty path"));
+            }
+            T::Unix(path.into())
+        } else if let Some(ep) = target.strip_prefix("tcp:") {
+            T::Tcp(parse_endpoint(ep).ok_or_else(|| bad("the tcp: target is not HOST:PORT"))?)
+        } else {
+            return Err(bad("unknown target"));
+        };
+        Ok(GuestFwd { addr, target })
+    }
+}
+
+/// `ADDR:PORT` or `[V6ADDR]:PORT`.
+fn parse_endpoint(s: &str) -> Option<SocketAddr> {
+    s.parse::<SocketAddr>().ok()
+}
+
 /// One `--hostfwd` rule in QEMU syntax: `[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostFwd {
@@ -360,6 +415,33 @@ mod tests {
         assert_eq!(parse_dns_upstream("198.51.100.1:5353").unwrap(), "198.51.100.1:5353".parse().unwrap());
         assert_eq!(parse_dns_upstream("2001:db8::1").unwrap(), "[2001:db8::1]:53".parse().unwrap());
         assert!(parse_dns_upstream("dns.example").is_err());
+    }
+
+    #[test]
+    fn guestfwd_rules_parse() {
+        use crate::host::GuestForwardTarget as T;
+        let net = Cidr::parse("10.0.2.0/24").unwrap();
+        let r = GuestFwd::parse("tcp:10.0.2.100:4321-cmd:nc -q0 198.51.100.1 80", &net).unwrap();
+        assert_eq!(r.addr, "10.0.2.100:4321".parse().unwrap());
+        assert_eq!(r.target, T::Command("nc -q0 198.51.100.1 80".into()));
+        let r = GuestFwd::parse("10.0.2.100:22-unix:/run/x.sock", &net).unwrap();
+        assert_eq!(r.target, T::Unix("/run/x.sock".into()));
+        let r = GuestFwd::parse("tcp:10.0.2.100:80-tcp:127.0.0.1:8080", &net).unwrap();
+        assert_eq!(r.target, T::Tcp("127.0.0.1:8080".parse().unwrap()));
+        let r = GuestFwd::parse("tcp:[fd00::64]:80-tcp:[::1]:80", &net).unwrap();
+        assert_eq!(r.addr, "[fd00::64]:80".parse().unwrap());
+        for bad in [
+            "udp:10.0.2.100:1-cmd:x",
+            "tcp:10.0.3.100:1-cmd:x",
+            "tcp:10.0.2.100:0-cmd:x",
+            "tcp:10.0.2.100-cmd:x",
+            "tcp:10.0.2.100:1",
+            "tcp:10.0.2.100:1-cmd: ",
+            "tcp:10.0.2.100:1-chardev:c0",
+            "tcp:10.0.2.100:1-tcp:nowhere",
+        ] {
+            assert!(GuestFwd::parse(bad, &net).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -160,6 +160,64 @@ fn busybox_tftp_fetches_from_the_root_and_nothing_outside_it() {
 }
 
 #[test]
+fn guestfwd_serves_guest_connections_with_a_command_a_unix_socket_and_tcp() {
+    let tools = [("socat", "socat"), ("sha256sum", "coreutils")];
+    let Some(mut lab) =
+        common::lab_with("guestfwd_serves_guest_connections_with_a_command_a_unix_socket_and_tcp", &tools)
+    else {
+        return;
+    };
+    let unix = lab.dir.join("fwd.sock");
+    let host = lab.host.clone();
+    lab.spawn_in(&host, &["socat", &format!("UNIX-LISTEN:{},fork", unix.display()), "SYSTEM:echo unix-ok"]);
+    lab.spawn_in(&host, &["socat", "TCP-LISTEN:7101,bind=127.0.0.1,reuseaddr,fork", "SYSTEM:echo tcp-ok"]);
+    lab.wait_tcp_listening(&host, 7101);
+    let netns = format!("/run/netns/{}", lab.guest);
+    // Restricted: the rules still work, nothing else does.
+    let p = lab.slirp(&[
+        "attach",
+        "--netns",
+        &netns,
+        "--configure",
+        "--restricted",
+        "--guestfwd",
+        "tcp:10.0.2.200:4321-cmd:tr a-z A-Z",
+        "--guestfwd",
+        "tcp:10.0.2.200:4322-cmd:sha256sum",
+        "--guestfwd",
+        &format!("tcp:10.0.2.201:80-unix:{}", unix.display()),
+        "--guestfwd",
+        "tcp:10.0.2.202:80-tcp:127.0.0.1:7101",
+    ]);
+    lab.wait_for_guest_link("tap0");
+    let g = lab.guest.clone();
+    let out = lab.exec_in(&g, &["sh", "-c", "echo hello guestfwd | socat -T 5 - TCP:10.0.2.200:4321"]);
+    assert_eq!(text(&out.stdout).trim(), "HELLO GUESTFWD", "cmd: {}", text(&out.stderr));
+    // 4 MiB through a command that answers only at the end: half-close and backpressure.
+    let data: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 9) as u8).collect();
+    let file = lab.dir.join("up.bin");
+    std::fs::write(&file, &data).unwrap();
+    let want = sh(&["sha256sum", file.to_str().unwrap()]).split_whitespace().next().unwrap().to_string();
+    let out = lab.exec_in(&g, &["sh", "-c", &format!("socat -T 20 -t 20 - TCP:10.0.2.200:4322 < {}", file.display())]);
+    let got = text(&out.stdout);
+    assert_eq!(got.split_whitespace().next(), Some(want.as_str()), "sha256 through cmd: {got} {}", text(&out.stderr));
+    let out = lab.exec_in(&g, &["socat", "-T", "5", "-", "TCP:10.0.2.201:80"]);
+    assert_eq!(text(&out.stdout).trim(), "unix-ok", "unix: {}", text(&out.stderr));
+    let out = lab.exec_in(&g, &["socat", "-T", "5", "-", "TCP:10.0.2.202:80"]);
+    assert_eq!(text(&out.stdout).trim(), "tcp-ok", "tcp: {}", text(&out.stderr));
+    // The rule address answers ping and ARP; another port is closed at once.
+    let out = ping(&lab, &g, "10.0.2.200");
+    assert!(out.contains("3 received"), "{out}");
+    let neigh = sh(&["ip", "-n", &g, "neigh", "show", "10.0.2.200"]);
+    assert!(neigh.contains("lladdr 52:55:0a:00:02:c8"), "{neigh}");
+    let out = lab.exec_in(&g, &["socat", "-T", "3", "-", "TCP:10.0.2.200:9"]);
+    assert!(text(&out.stderr).contains("refused"), "{}", text(&out.stderr));
+    let (status, log) = lab.stop(p, Signal::TERM);
+    assert!(status.success(), "slirp exited {status:?}: {log}");
+    assert!(log.contains("--guestfwd: connections to 10.0.2.200:4321"), "{log}");
+}
+
+#[test]
 fn configure_by_pid_sets_address_route_and_mtu() {
     let Some(mut lab) = lab("configure_by_pid_sets_address_route_and_mtu") else {
         return;

@@ -266,6 +266,8 @@ pub struct FakeNet {
     tftp_files: BTreeMap<String, std::rc::Rc<Vec<u8>>>,
     tftp_open: BTreeMap<u8, std::rc::Rc<Vec<u8>>>,
     tftp_opens: u64,
+    guest_forward_targets: BTreeMap<u32, SocketAddrV4>,
+    guest_forward_opens: Vec<(u32, SocketAddr)>,
 }
 
 impl Default for FakeNet {
@@ -313,6 +315,8 @@ impl FakeNet {
             tftp_files: BTreeMap::new(),
             tftp_open: BTreeMap::new(),
             tftp_opens: 0,
+            guest_forward_targets: BTreeMap::new(),
+            guest_forward_opens: Vec::new(),
         }
     }
 
@@ -403,6 +407,18 @@ impl FakeNet {
     pub fn set_dns_server(&mut self, addr: SocketAddrV4) {
         self.add_udp_service(addr, UdpService::Dns);
         self.dns_upstream = Some(addr);
+    }
+
+    /// Serves the connections of guest-forward rule `rule` with the TCP service at `service`
+    /// (as an embedder's endpoint: opened by `guest_forward_open`, ready once the fake
+    /// connection is, with its latency, buffers and backpressure).
+    pub fn serve_guest_forward(&mut self, rule: u32, service: SocketAddrV4) {
+        self.guest_forward_targets.insert(rule, service);
+    }
+
+    /// Every `guest_forward_open` call: (rule, guest endpoint).
+    pub fn guest_forward_opens(&self) -> &[(u32, SocketAddr)] {
+        &self.guest_forward_opens
     }
 
     /// Serves `data` as TFTP file `path` (relative to the TFTP root, `/`-separated).
@@ -634,6 +650,14 @@ pub const UNREACHABLE_NET: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 0);
 pub const UNREACHABLE_ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 254);
 
 impl HostSocket for FakeNet {
+    fn guest_forward_open(&mut self, id: SocketId, rule: u32, guest: SocketAddr) -> Result<(), HostError> {
+        self.guest_forward_opens.push((rule, guest));
+        let target = *self.guest_forward_targets.get(&rule).ok_or(HostError::Refused)?;
+        self.tcp_connect_v4(id, target)?;
+        // In progress: writable (and `tcp_connect_result`) once the fake connection is up.
+        Err(HostError::WouldBlock)
+    }
+
     fn tftp_open(&mut self, session: u8, path: &str) -> Result<u64, HostError> {
         let file = self.tftp_files.get(path).cloned().ok_or(HostError::NotFound)?;
         let len = file.len() as u64;

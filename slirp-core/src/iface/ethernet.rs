@@ -77,7 +77,7 @@ impl Iface<'_> {
 
     /// The virtual addresses that answer ARP.
     fn answers_arp_for(&self, ip: Ipv4Addr) -> bool {
-        ip == self.config.gateway || ip == self.config.dns
+        ip == self.config.gateway || ip == self.config.dns || self.guest_forwards.has_addr(ip.into())
     }
 
     fn queue_arp(&mut self, eth: &EthernetRepr, arp: &ArpRepr) {

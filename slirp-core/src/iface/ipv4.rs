@@ -221,7 +221,7 @@ impl Inner<'_> {
 impl Iface<'_> {
     pub(crate) fn classify(&self, dst: Ipv4Addr) -> Destination {
         let c = &self.config;
-        if dst == c.gateway || dst == c.dns {
+        if dst == c.gateway || dst == c.dns || self.guest_forwards.has_addr(dst.into()) {
             Destination::Virtual
         } else if dst.is_broadcast() || dst == c.broadcast() {
             Destination::Broadcast

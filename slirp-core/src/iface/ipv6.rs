@@ -68,8 +68,8 @@ enum Destination {
     Martian,
 }
 
-fn classify(c: &Ipv6Config, dst: Ipv6Addr) -> Destination {
-    if c.is_gateway(dst) || c.is_dns(dst) {
+fn classify(c: &Ipv6Config, dst: Ipv6Addr, rules: &crate::nat::guest_forward::GuestForwards) -> Destination {
+    if c.is_gateway(dst) || c.is_dns(dst) || rules.has_addr(dst.into()) {
         Destination::Virtual
     } else if dst.is_multicast() {
         Destination::Multicast
@@ -212,7 +212,7 @@ fn deliver_parts<H: HostSocket>(
         }
         return Some((f, ext.offset));
     }
-    let dest = classify(&iface.config.ipv6, dst);
+    let dest = classify(&iface.config.ipv6, dst, &iface.guest_forwards);
     // Hop limit (RFC 8200 §3): a packet we would forward needs more than one hop left.
     if dest == Destination::Outside && repr.hop_limit <= 1 {
         iface.stats.drop(DropReason::Ipv6HopLimit);
@@ -414,7 +414,8 @@ impl Iface<'_> {
                 if target.is_multicast() {
                     return self.stats.drop(DropReason::Icmpv6Malformed);
                 }
-                let (is_router, is_dns) = (c.is_gateway(target), c.is_dns(target));
+                let (is_router, is_dns) =
+                    (c.is_gateway(target), c.is_dns(target) || self.guest_forwards.has_addr(target.into()));
                 if let Some(mac) = source_ll {
                     self.learn_guest6(now, src, mac);
                 }

@@ -70,6 +70,8 @@ pub(crate) struct Iface<'a> {
     pub(crate) stats: Stats,
     /// What the guest link finishes for guest-bound frames.
     pub(crate) offload: GuestOffload,
+    /// Guest-forward rules (their addresses answer ARP and neighbor solicitations).
+    pub(crate) guest_forwards: crate::nat::guest_forward::GuestForwards,
 }
 
 /// Everything but the reassembly buffers and the scratch buffer, so a reassembled datagram
@@ -141,6 +143,7 @@ impl<'a> Slirp<'a> {
                     next_router_advert: None,
                     stats: Stats::default(),
                     offload: GuestOffload::default(),
+                    guest_forwards: Default::default(),
                 },
                 dhcp: DhcpServer::default(),
                 dhcp6: Dhcp6Server::default(),
@@ -406,6 +409,34 @@ impl<'a> Slirp<'a> {
     /// The TCP forwarding rules.
     pub fn tcp_forwards(&self) -> impl Iterator<Item = TcpForward> + '_ {
         self.inner.forwards.tcp()
+    }
+
+    /// Adds a guest-forward rule: guest connections to `addr` (a host address of the guest
+    /// network, or of the IPv6 prefix with IPv6 on; TCP) are served by the embedder through
+    /// [`HostSocket::guest_forward_open`]. The address answers ARP (neighbor solicitations) and
+    /// ping from then on. Errors: outside the network, the DNS alias's port 53, a rule for that
+    /// endpoint already, [`MAX_GUEST_FORWARDS`](crate::MAX_GUEST_FORWARDS)
+    /// rules already. Returns the rule id.
+    pub fn add_guest_forward(&mut self, addr: impl Into<SocketAddr>) -> Result<u32, ForwardError> {
+        let iface = &mut self.inner.iface;
+        iface.guest_forwards.add(&iface.config, addr.into())
+    }
+
+    /// Removes a guest-forward rule (open connections go on).
+    pub fn remove_guest_forward(&mut self, id: u32) -> Result<(), ForwardError> {
+        self.inner.iface.guest_forwards.remove(id)
+    }
+
+    /// The guest-forward rules.
+    pub fn guest_forwards(&self) -> impl Iterator<Item = crate::GuestForward> + '_ {
+        self.inner.iface.guest_forwards.iter()
+    }
+
+    /// How many bytes the connection on host socket `id` can take toward the guest now (room in
+    /// its send buffer): what an embedder feeding a guest-forward connection may offer before
+    /// it reports the socket readable. `None` when `id` is no open connection.
+    pub fn connection_room(&self, id: SocketId) -> Option<usize> {
+        self.inner.tcp.room(id)
     }
 
     // ------------------------------------------------------------------------------- NAT state

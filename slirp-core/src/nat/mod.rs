@@ -13,6 +13,7 @@
 
 pub mod echo;
 pub mod forward;
+pub mod guest_forward;
 pub mod tcp;
 pub mod udp;
 

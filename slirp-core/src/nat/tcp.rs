@@ -437,11 +437,22 @@ impl<'a> TcpNat<'a> {
         host: &mut H,
     ) {
         let now = d.now;
-        if out.config.restricted {
+        // A guest-forward endpoint: the embedder serves it (restricted mode included).
+        let rule = out.guest_forwards.find(key.remote);
+        if rule.is_none() && out.guest_forwards.has_addr(key.remote.ip()) {
+            // A rule address, another port: closed.
+            out.stats.drop(DropReason::TcpNoConnection);
+            return out.send_reset(d, seg);
+        }
+        if out.config.restricted && rule.is_none() {
             out.stats.drop(DropReason::Restricted);
             return out.send_reset(d, seg);
         }
-        let target = match host_target(&out.config, key.remote, host.dns_upstream()) {
+        let target = match rule {
+            Some(_) => Target::To(key.remote),
+            None => host_target(&out.config, key.remote, host.dns_upstream()),
+        };
+        let target = match target {
             Target::To(t) => t,
             Target::Refuse(why) => {
                 out.stats.drop(if d.is_v6() { DropReason::Ipv6NoRoute } else { DropReason::Ipv4NoRoute });
@@ -467,9 +478,21 @@ impl<'a> TcpNat<'a> {
         };
         self.limit_half_open(out, host);
         out.stats.tcp_connections += 1;
-        match host.tcp_connect(socket, target) {
-            Ok(()) => {}
-            Err(e) => self.connect_failed(out, now, id, e, host),
+        let opened = match rule {
+            Some(rule) => host.guest_forward_open(socket, rule, key.guest),
+            None => host.tcp_connect(socket, target),
+        };
+        match (opened, rule) {
+            (Ok(()), Some(_)) => {
+                // The embedder's endpoint is there at once: SYN-ACK now.
+                if let Some(f) = self.flows.get_mut(id) {
+                    f.host = HostConn::Connected;
+                    f.tcb.host_connected(now);
+                }
+            }
+            // A host connect in progress, or an endpoint that reports writable once ready.
+            (Ok(()), None) | (Err(HostError::WouldBlock), Some(_)) => {}
+            (Err(e), _) => self.connect_failed(out, now, id, e, host),
         }
         self.schedule(id);
         self.enqueue_out(id);
@@ -1024,6 +1047,13 @@ impl<'a> TcpNat<'a> {
             self.events(now, id, ev, host);
         }
         self.emit(o, now, host);
+    }
+
+    /// Room toward the guest of the connection on host socket `id`.
+    pub(crate) fn room(&self, id: SocketId) -> Option<usize> {
+        let Some(Kind::TcpFlow(flow)) = decode(id) else { return None };
+        let (_, f) = self.flows.get(flow)?;
+        (f.socket == id).then(|| f.tcb.send_buffer_free())
     }
 
     /// Every TCP connection (slab order).

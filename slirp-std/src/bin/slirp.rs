@@ -94,6 +94,12 @@ struct Common {
     /// tftp-server-name=.
     #[arg(long, value_name = "NAME")]
     tftp_server_name: Option<String>,
+    /// A guest-forward rule, QEMU syntax [tcp]:ADDR:PORT-TARGET: guest connections to ADDR:PORT
+    /// (a virtual address of the network, which then answers ARP and ping) are served by
+    /// TARGET: cmd:COMMAND (a shell command per connection on its stdin/stdout), unix:PATH or
+    /// tcp:HOST:PORT (connected per connection). Repeatable; works with --restricted.
+    #[arg(long, value_name = "RULE")]
+    guestfwd: Vec<String>,
     /// Serve the files under DIR over TFTP on the gateway's port 69 (read-only: regular files,
     /// nothing outside DIR; options blksize, tsize, timeout; 8 transfers at once). QEMU's tftp=.
     #[arg(long, value_name = "DIR")]
@@ -400,6 +406,7 @@ fn inherited(fd: Option<i32>, flag: &str) -> Result<Option<OwnedFd>, Fail> {
 struct Prepared {
     config: Config,
     hostfwds: Vec<HostFwd>,
+    guestfwds: Vec<slirp_std::options::GuestFwd>,
     dns_upstream: Option<SocketAddr>,
     exit_fd: Option<OwnedFd>,
     ready_fd: Option<OwnedFd>,
@@ -409,6 +416,12 @@ struct Prepared {
 fn prepare(c: &Common) -> Result<Prepared, Fail> {
     let config = core_config(c)?;
     let hostfwds = check_hostfwds(c)?;
+    let guestfwds = c
+        .guestfwd
+        .iter()
+        .map(|r| slirp_std::options::GuestFwd::parse(r, &c.cidr))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Fail)?;
     // Bound now, so a bad path fails before anything else is created; served once the loop
     // exists. The guest address for forwards that name none is set in `build_loop`.
     let api = c
@@ -422,6 +435,7 @@ fn prepare(c: &Common) -> Result<Prepared, Fail> {
     Ok(Prepared {
         config,
         hostfwds,
+        guestfwds,
         dns_upstream: dns_upstream(c),
         exit_fd: inherited(c.exit_fd, "--exit-fd")?,
         ready_fd: inherited(c.ready_fd, "--ready-fd")?,
@@ -453,7 +467,12 @@ fn build_loop(c: &Common, p: Prepared, link: GuestLink, default_guest: Ipv4Addr)
         log::info!("TFTP: serving {} on {}:69", dir.display(), p.config.gateway);
     }
     let storage = slirp_std::storage(c.tcp_connections as usize, c.tcp_buffer);
-    let slirp = Slirp::new(p.config, storage).map_err(|e| Fail(e.to_string()))?;
+    let mut slirp = Slirp::new(p.config, storage).map_err(|e| Fail(e.to_string()))?;
+    for g in &p.guestfwds {
+        let rule = slirp.add_guest_forward(g.addr).map_err(|e| Fail(format!("--guestfwd {}: {e}", g.addr)))?;
+        log::info!("--guestfwd: connections to {} served by {:?}", g.addr, g.target);
+        host.set_guest_forward(rule, g.target.clone());
+    }
     let link = if c.no_offload { link.without_offload()? } else { link };
     let off = link.offload();
     if off.segmentation {
