@@ -94,11 +94,15 @@ struct Common {
     /// tftp-server-name=.
     #[arg(long, value_name = "NAME")]
     tftp_server_name: Option<String>,
-    /// A guest-forward rule, QEMU syntax [tcp]:ADDR:PORT-TARGET: guest connections to ADDR:PORT
-    /// (a virtual address of the network, which then answers ARP and ping) are served by
-    /// TARGET: cmd:COMMAND (a shell command per connection on its stdin/stdout), unix:PATH or
-    /// tcp:HOST:PORT (connected per connection). Repeatable; works with --restricted.
-    #[arg(long, value_name = "RULE")]
+    // Help text given as a string: rustdoc would read the brackets as links.
+    #[arg(
+        long,
+        value_name = "RULE",
+        help = "A guest-forward rule, QEMU syntax [tcp]:ADDR:PORT-TARGET: guest connections to ADDR:PORT (a \
+                virtual address of the network, which then answers ARP and ping) are served by TARGET: \
+                cmd:COMMAND (a shell command per connection on its stdin/stdout), unix:PATH or tcp:HOST:PORT \
+                (connected per connection). Repeatable; works with --restricted"
+    )]
     guestfwd: Vec<String>,
     /// Serve the files under DIR over TFTP on the gateway's port 69 (read-only: regular files,
     /// nothing outside DIR; options blksize, tsize, timeout; 8 transfers at once). QEMU's tftp=.
