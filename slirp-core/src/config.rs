@@ -199,6 +199,9 @@ pub struct Config {
     /// [`HostSocket::tftp_open`](crate::HostSocket::tftp_open)): QEMU's `tftp=`. Off: port 69
     /// of the gateway is the host loopback's, like any other.
     pub tftp: bool,
+    /// Record structured trace events for [`Slirp::poll_trace`](crate::Slirp::poll_trace)
+    /// (see [`crate::trace`]). Off: one branch per site.
+    pub trace: bool,
     /// Secret that keys the flow tables' hashes (and, later, TCP initial sequence numbers). Give
     /// each instance a random value so a guest cannot predict hash collisions.
     pub seed: u64,
@@ -227,6 +230,7 @@ impl Default for Config {
             bootfile: None,
             tftp_server_name: None,
             tftp: false,
+            trace: false,
             seed: 0x736c_6972_705f_7365,
         }
     }

@@ -51,6 +51,7 @@ mod services;
 mod stats;
 #[cfg(feature = "critical-section")]
 pub mod sync;
+pub mod trace;
 
 pub use config::{Config, ConfigError, Ipv6Config};
 pub use host::{EchoKind, EchoReply, HostError, HostSocket, IpVersion, NoHost, SocketId, UdpEvent};

@@ -161,6 +161,10 @@ pub struct Stats {
     pub router_adverts_sent: u64,
     /// DHCPv6 replies and advertisements sent.
     pub dhcp6_replies: u64,
+    /// Trace events lost because the embedder did not drain the ring in time.
+    pub trace_lost: u64,
+    /// Pending trace events (not part of the counters' equality).
+    pub(crate) events: crate::trace::TraceRing,
     /// TFTP data blocks sent (retransmissions included).
     pub tftp_blocks_sent: u64,
     /// TFTP transfers completed (last block acknowledged).
@@ -206,6 +210,15 @@ impl Stats {
         let c = &mut self.drops.0[reason as usize];
         *c = c.saturating_add(1);
         net_trace!("drop: {}", reason);
+        self.trace(crate::trace::TraceEvent::Dropped(reason));
+    }
+
+    /// Records a trace event (when tracing is on).
+    #[inline]
+    pub(crate) fn trace(&mut self, ev: crate::trace::TraceEvent) {
+        if self.events.push(ev) {
+            self.trace_lost += 1;
+        }
     }
 }
 

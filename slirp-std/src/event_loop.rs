@@ -167,6 +167,8 @@ pub struct EventLoop<'a, H: LoopHost = StdHost> {
     poll: Poll,
     waker: Arc<Waker>,
     pcap: Option<PcapWriter<io::BufWriter<std::fs::File>>>,
+    /// Where the core's trace events go (with `Config::trace` on).
+    trace: Option<crate::trace::TraceWriter<std::fs::File>>,
     signals: Vec<(UnixStream, signal_hook::SigId)>,
     exit_fd: Option<OwnedFd>,
     ready_fd: Option<OwnedFd>,
@@ -210,6 +212,7 @@ impl<'a, H: LoopHost> EventLoop<'a, H> {
             poll,
             waker,
             pcap: None,
+            trace: None,
             signals: Vec::new(),
             exit_fd: None,
             ready_fd: None,
@@ -233,6 +236,12 @@ impl<'a, H: LoopHost> EventLoop<'a, H> {
     /// `budget`. `Duration::ZERO` (the default) turns it off.
     pub fn set_busy_poll(&mut self, budget: Duration) {
         self.busy_poll = budget;
+    }
+
+    /// Writes the core's trace events (the core's configuration must have `trace` on) to
+    /// `writer`, after every turn.
+    pub fn trace_to(&mut self, writer: crate::trace::TraceWriter<std::fs::File>) {
+        self.trace = Some(writer);
     }
 
     /// Records every frame of the guest link, both directions, to `pcap`.
@@ -526,6 +535,13 @@ impl<'a, H: LoopHost> EventLoop<'a, H> {
         if let Some(p) = &mut self.pcap {
             p.flush()?;
         }
+        if let Some(w) = &mut self.trace {
+            let t = self.clock.now().total_micros() as f64 / 1e6;
+            while let Some(ev) = self.slirp.poll_trace() {
+                w.write(&ev, t)?;
+            }
+            w.flush()?;
+        }
         Ok(())
     }
 
@@ -602,6 +618,9 @@ impl<'a, H: LoopHost> EventLoop<'a, H> {
         }
         if let Some(mut p) = self.pcap.take() {
             p.flush()?;
+        }
+        if let Some(mut w) = self.trace.take() {
+            w.flush()?;
         }
         Ok(self.child.take().map(|(c, _)| c))
     }

@@ -38,6 +38,7 @@ pub mod netns;
 pub mod options;
 pub mod pcap;
 pub mod sys;
+pub mod trace;
 
 pub use clock::StdClock;
 pub use event_loop::{EventLoop, Exit, LoopHost, StopHandle};

@@ -69,6 +69,8 @@ fn udhcpc_sees_boot_file_server_name_search_list_and_moved_addresses() {
         return;
     };
     let netns = format!("/run/netns/{}", lab.guest);
+    let trace = lab.dir.join("trace.jsonl");
+    let trace_arg = trace.to_str().unwrap().to_string();
     let p = lab.slirp(&[
         "attach",
         "--netns",
@@ -89,6 +91,8 @@ fn udhcpc_sees_boot_file_server_name_search_list_and_moved_addresses() {
         "10.0.2.40",
         "--dns",
         "10.0.2.60",
+        "--trace",
+        &trace_arg,
     ]);
     lab.wait_for_guest_link("tap0");
     let lease = lab.dhcp();
@@ -113,6 +117,23 @@ fn udhcpc_sees_boot_file_server_name_search_list_and_moved_addresses() {
     assert!(!text(&out.stdout).trim().is_empty(), "DNS at the moved alias: {}", text(&out.stderr));
     let (status, log) = lab.stop(p, Signal::TERM);
     assert!(status.success(), "slirp exited {status:?}: {log}");
+    // --trace: JSON lines with the lease, the DNS query's UDP mapping (to the upstream the
+    // moved alias leads to) and frame summaries.
+    let lines = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        lines.lines().any(|l| l.contains("\"event\":\"lease\"") && l.contains("\"addr\":\"10.0.2.40\"")),
+        "{lines}"
+    );
+    assert!(
+        lines.lines().any(|l| l.contains("\"event\":\"udp_opened\"") && l.contains("\"remote\":\"198.51.100.1:53\"")),
+        "{lines}"
+    );
+    assert!(lines.lines().any(|l| l.contains("\"event\":\"frame_in\"")));
+    let check = lab.exec_in(
+        &lab.host,
+        &["python3", "-c", "import json,sys; [json.loads(l) for l in open(sys.argv[1])]", &trace_arg],
+    );
+    assert!(check.status.success(), "not JSON lines: {}", text(&check.stderr));
 }
 
 #[test]

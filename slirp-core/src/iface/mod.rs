@@ -115,11 +115,18 @@ impl TxFrame<'_, '_> {
     /// The guest link took the frame: remove it from the queue.
     pub fn consume(self) {
         let iface = &mut self.slirp.inner.iface;
-        let len = iface.tx.peek().map_or(0, |r| r.data.len());
+        let (len, ethertype) = iface.tx.peek().map_or((0, 0), |r| (r.data.len(), ethertype_of(r.data)));
         iface.tx.pop();
         iface.stats.tx_frames += 1;
         iface.stats.tx_bytes += len as u64;
+        let direction = crate::trace::FrameDirection::ToGuest;
+        iface.stats.trace(crate::trace::TraceEvent::Frame { direction, len: len as u32, ethertype });
     }
+}
+
+/// The EtherType of an Ethernet frame (0 when it is too short to have one).
+fn ethertype_of(frame: &[u8]) -> u16 {
+    frame.get(12..14).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
 }
 
 impl<'a> Slirp<'a> {
@@ -129,6 +136,8 @@ impl<'a> Slirp<'a> {
         let gateway_mac = EthernetAddress::slirp_virtual(config.gateway);
         let seed = config.seed;
         let (mtu, tcp_config) = (config.mtu, config.tcp);
+        let mut stats = Stats::default();
+        stats.events.on = config.trace;
         Ok(Slirp {
             inner: Inner {
                 iface: Iface {
@@ -141,7 +150,7 @@ impl<'a> Slirp<'a> {
                     next_ip6_id: seed as u32,
                     icmp6_budget: (Instant::ZERO, 0),
                     next_router_advert: None,
-                    stats: Stats::default(),
+                    stats,
                     offload: GuestOffload::default(),
                     guest_forwards: Default::default(),
                 },
@@ -189,6 +198,11 @@ impl<'a> Slirp<'a> {
         self.inner.dhcp.leases(&self.inner.iface.config)
     }
 
+    /// The oldest trace event not taken yet (with [`Config::trace`] on; see [`crate::trace`]).
+    pub fn poll_trace(&mut self) -> Option<crate::trace::TraceEvent> {
+        self.inner.iface.stats.events.pop()
+    }
+
     /// TFTP transfers in progress.
     pub fn tftp_sessions(&self) -> usize {
         self.inner.tftp.sessions()
@@ -231,6 +245,8 @@ impl<'a> Slirp<'a> {
         let iface = &mut self.inner.iface;
         iface.stats.rx_frames += 1;
         iface.stats.rx_bytes += frame.len() as u64;
+        let (direction, len) = (crate::trace::FrameDirection::FromGuest, frame.len() as u32);
+        iface.stats.trace(crate::trace::TraceEvent::Frame { direction, len, ethertype: ethertype_of(frame) });
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             iface.stats.drop(DropReason::EthernetTruncated);
             return;
@@ -256,7 +272,7 @@ impl<'a> Slirp<'a> {
         if tftp.poll_at().is_some_and(|t| t <= now) {
             tftp.timeout(iface, now, host);
         }
-        nat.expire_flows(now, host);
+        nat.expire_flows(now, host, &mut iface.stats);
         if nat.has_ready() {
             nat.service_ready(iface, forwards, &mut self.scratch, now, host);
         }

@@ -20,7 +20,6 @@ pub const MAX_GUEST_FORWARDS: usize = 16;
 
 /// A guest-forward rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct GuestForward {
     /// Rule id, for removal (and given to the host when a connection opens).
     pub id: u32,

@@ -170,9 +170,9 @@ impl<'a> Nat<'a> {
     }
 
     /// Closes the UDP mappings whose time is up.
-    pub(crate) fn expire_flows<H: HostSocket>(&mut self, now: Instant, host: &mut H) {
+    pub(crate) fn expire_flows<H: HostSocket>(&mut self, now: Instant, host: &mut H, stats: &mut crate::stats::Stats) {
         let ready = &mut self.ready;
-        self.udp.expire(now, host, |socket| ready.remove(socket));
+        self.udp.expire(now, host, stats, |socket| ready.remove(socket));
     }
 
     /// The host says `id` is readable: it joins the ready ring (once).

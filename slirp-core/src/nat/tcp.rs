@@ -34,10 +34,11 @@ use crate::nat::forward::Forwards;
 use crate::nat::{decode, encode, Kind};
 use crate::offload;
 use crate::services::aliases::{guest_facing, host_target, Target};
-use crate::stats::DropReason;
+use crate::stats::{DropReason, Stats};
 use crate::storage::{FlowId, FlowSlot, FlowTable, ReadyRing, SeededHasher, TimerHeap};
 use crate::tcp::{is_connection_request, Events, Tcb, TcpBuffers, TcpConfig, TcpState};
 use crate::time::Instant;
+use crate::trace::TraceEvent;
 use crate::wire::ethernet::{HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
 use crate::wire::ipv4::HEADER_LEN as IP_LEN;
 use crate::wire::ipv6::HEADER_LEN as IP6_LEN;
@@ -405,7 +406,7 @@ impl<'a> TcpNat<'a> {
                 return;
             }
             // A new SYN for a four-tuple in TIME_WAIT (RFC 6191): the old incarnation is done.
-            self.finish(id, host);
+            self.finish(id, host, &mut out.stats);
         }
         if !is_connection_request(seg) {
             out.stats.drop(DropReason::TcpNoConnection);
@@ -478,6 +479,7 @@ impl<'a> TcpNat<'a> {
         };
         self.limit_half_open(out, host);
         out.stats.tcp_connections += 1;
+        out.stats.trace(TraceEvent::TcpOpened { guest: key.guest, remote: key.remote, forwarded: false });
         let opened = match rule {
             Some(rule) => host.guest_forward_open(socket, rule, key.guest),
             None => host.tcp_connect(socket, target),
@@ -556,7 +558,7 @@ impl<'a> TcpNat<'a> {
     /// per TIME_WAIT period.
     fn reclaim_time_wait<H: HostSocket>(&mut self, out: &mut Iface<'_>, host: &mut H) -> Option<FlowId> {
         let victim = self.flows.oldest(TIME_WAIT_LIST)?;
-        self.finish(victim, host);
+        self.finish(victim, host, &mut out.stats);
         out.stats.tcp_time_wait_reclaimed += 1;
         self.flows.next_id()
     }
@@ -582,7 +584,7 @@ impl<'a> TcpNat<'a> {
                 f.host = HostConn::Gone;
             }
         }
-        self.finish(victim, host);
+        self.finish(victim, host, &mut out.stats);
         out.stats.drop(DropReason::TcpHalfOpenEvicted);
     }
 
@@ -735,8 +737,9 @@ impl<'a> TcpNat<'a> {
     }
 
     /// Frees a flow whose TCB is closed and has nothing left to send.
-    fn finish<H: HostSocket>(&mut self, id: FlowId, host: &mut H) {
-        if let Some((_, f)) = self.flows.remove(id) {
+    fn finish<H: HostSocket>(&mut self, id: FlowId, host: &mut H, stats: &mut Stats) {
+        if let Some((key, f)) = self.flows.remove(id) {
+            stats.trace(TraceEvent::TcpClosed { guest: key.guest, remote: key.remote });
             if f.half_open {
                 self.half_open -= 1;
             }
@@ -868,6 +871,7 @@ impl<'a> TcpNat<'a> {
                 Some(id) => {
                     self.limit_half_open(o.iface, host);
                     o.iface.stats.tcp_connections += 1;
+                    o.iface.stats.trace(TraceEvent::TcpOpened { guest, remote: seen, forwarded: true });
                     self.schedule(id);
                     self.enqueue_out(id);
                 }
@@ -948,7 +952,7 @@ impl<'a> TcpNat<'a> {
             // Budget used or the guest queue filled: back in line.
             self.enqueue_out(id);
         } else if f.done() {
-            self.finish(id, host);
+            self.finish(id, host, &mut o.iface.stats);
             return self.accept_waiting(o, now, host);
         } else if f.host_readable && f.tcb.send_buffer_free() > 0 {
             // The host was waiting for send space, which the guest's ACKs made.

@@ -15,9 +15,10 @@ use crate::iface::Iface;
 use crate::nat::forward::Forwards;
 use crate::nat::{encode, Kind};
 use crate::services::aliases::{guest_facing, host_target, Target};
-use crate::stats::DropReason;
+use crate::stats::{DropReason, Stats};
 use crate::storage::{FlowId, FlowSlot, FlowTable, TableFull};
 use crate::time::{earliest, Instant};
+use crate::trace::TraceEvent;
 use crate::wire::{IpProtocol, UdpRepr};
 use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
@@ -122,7 +123,7 @@ impl<'a> UdpNat<'a> {
             Target::Drop(reason) => return out.stats.drop(reason),
         };
         let key = UdpKey { guest, dns_alias: out.config.is_dns(d.dst) };
-        let id = match self.flow_for(out, d.now, key, IpVersion::of(to.ip()), host, off_ring) {
+        let id = match self.flow_for(out, d.now, key, to, host, off_ring) {
             Ok(id) => id,
             Err(e) => {
                 out.stats.drop(DropReason::UdpNoSocket);
@@ -147,10 +148,11 @@ impl<'a> UdpNat<'a> {
         out: &mut Iface<'_>,
         now: Instant,
         key: UdpKey,
-        family: IpVersion,
+        first: SocketAddr,
         host: &mut H,
         off_ring: impl FnMut(SocketId),
     ) -> Result<FlowId, HostError> {
+        let family = IpVersion::of(first.ip());
         if let Some(id) = self.flows.find(&key) {
             return Ok(id);
         }
@@ -160,7 +162,7 @@ impl<'a> UdpNat<'a> {
                 (None, i) => i,
             };
             if let Some(victim) = oldest {
-                self.close(victim, host, off_ring);
+                self.close(victim, host, &mut out.stats, off_ring);
                 out.stats.drop(DropReason::UdpFlowEvicted);
             }
         }
@@ -172,6 +174,7 @@ impl<'a> UdpNat<'a> {
                 if let Some(f) = self.flows.get_mut(id) {
                     f.socket = socket;
                 }
+                out.stats.trace(TraceEvent::UdpOpened { guest: key.guest, remote: first });
                 Ok(id)
             }
             Err(e) => {
@@ -181,8 +184,15 @@ impl<'a> UdpNat<'a> {
         }
     }
 
-    fn close<H: HostSocket>(&mut self, id: FlowId, host: &mut H, mut off_ring: impl FnMut(SocketId)) {
-        if let Some((_, flow)) = self.flows.remove(id) {
+    fn close<H: HostSocket>(
+        &mut self,
+        id: FlowId,
+        host: &mut H,
+        stats: &mut Stats,
+        mut off_ring: impl FnMut(SocketId),
+    ) {
+        if let Some((key, flow)) = self.flows.remove(id) {
+            stats.trace(TraceEvent::UdpClosed { guest: key.guest });
             if flow.ready {
                 off_ring(flow.socket);
             }
@@ -191,11 +201,17 @@ impl<'a> UdpNat<'a> {
     }
 
     /// Closes the mappings whose time is up.
-    pub(crate) fn expire<H: HostSocket>(&mut self, now: Instant, host: &mut H, mut off_ring: impl FnMut(SocketId)) {
+    pub(crate) fn expire<H: HostSocket>(
+        &mut self,
+        now: Instant,
+        host: &mut H,
+        stats: &mut Stats,
+        mut off_ring: impl FnMut(SocketId),
+    ) {
         for (list, timeout) in [(LIST_IDLE, UDP_IDLE), (LIST_DNS, DNS_LINGER)] {
             while let Some(id) = self.flows.oldest(list) {
                 match self.flows.get(id) {
-                    Some((_, f)) if f.last + timeout <= now => self.close(id, host, &mut off_ring),
+                    Some((_, f)) if f.last + timeout <= now => self.close(id, host, stats, &mut off_ring),
                     _ => break,
                 }
             }

@@ -227,6 +227,7 @@ impl DhcpServer {
         };
         if is_ack {
             out.neighbors.learn(now, yiaddr, chaddr);
+            out.stats.trace(crate::trace::TraceEvent::Lease { mac: chaddr, addr: yiaddr.into() });
         }
         let src = out.config.gateway;
         let udp = UdpRepr { src_port: 67, dst_port: 68 };

@@ -286,6 +286,7 @@ impl Dhcp6Server {
         };
         for &a in &reply.bound {
             out.learn_guest6(d.now, a, d.link.src_mac);
+            out.stats.trace(crate::trace::TraceEvent::Lease { mac: d.link.src_mac, addr: a.into() });
         }
         out.stats.dhcp6_replies += 1;
         let body = &buf[..reply.len];

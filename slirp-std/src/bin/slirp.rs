@@ -104,6 +104,13 @@ struct Common {
                 (connected per connection). Repeatable; works with --restricted"
     )]
     guestfwd: Vec<String>,
+    /// Write the stack's trace events (leases, TCP/UDP flows opened and closed, drops with their
+    /// reason, frame summaries) to FILE, one line each (see --trace-format).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<std::path::PathBuf>,
+    /// Format of --trace: json (one object per line) or text.
+    #[arg(long, value_name = "FORMAT", default_value = "json", value_parser = ["json", "text"])]
+    trace_format: String,
     /// Serve the files under DIR over TFTP on the gateway's port 69 (read-only: regular files,
     /// nothing outside DIR; options blksize, tsize, timeout; 8 transfers at once). QEMU's tftp=.
     #[arg(long, value_name = "DIR")]
@@ -332,6 +339,7 @@ fn core_config(c: &Common) -> Result<Config, Fail> {
         config.tftp_server_name = Some(text("tftp-server-name", n)?);
     }
     config.tftp = c.tftp.is_some();
+    config.trace = c.trace.is_some();
     if c.ipv6 {
         config.ipv6 = Ipv6Config { enabled: true, ..Ipv6Config::with_prefix(c.ipv6_prefix.prefix, c.ipv6_prefix.len) };
     }
@@ -486,6 +494,15 @@ fn build_loop(c: &Common, p: Prepared, link: GuestLink, default_guest: Ipv4Addr)
     ev.set_busy_poll(std::time::Duration::from_micros(u64::from(c.busy_poll)));
     let default_guest6 = (c.ipv6 && !default_guest.is_unspecified()).then(|| c.ipv6_prefix.guest_setup().0);
     install_hostfwds(&mut ev, &p.hostfwds, default_guest, default_guest6)?;
+    if let Some(path) = &c.trace {
+        let f = std::fs::File::create(path).map_err(|e| Fail(format!("--trace {}: {e}", path.display())))?;
+        let format = if c.trace_format == "text" {
+            slirp_std::trace::TraceFormat::Text
+        } else {
+            slirp_std::trace::TraceFormat::Json
+        };
+        ev.trace_to(slirp_std::trace::TraceWriter::new(f, format));
+    }
     if let Some(path) = &c.pcap {
         // Whole frames, super-frames of the offloads included.
         ev.capture(PcapWriter::create(path, slirp_std::link::MAX_FRAME as u32)?);
