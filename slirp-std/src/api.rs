@@ -10,6 +10,9 @@
 //! | `{"execute":"remove_hostfwd","arguments":{"id":1}}` | `{"return":{}}` |
 //! | `{"execute":"list_connections"}` | `{"return":{"connections":[{"proto":"udp","guest_addr":"10.0.2.100","guest_port":5353,"idle_ms":120},{"proto":"tcp","state":"ESTABLISHED","guest_addr":"10.0.2.100","guest_port":40000,"remote_addr":"198.51.100.1","remote_port":80,"host_peer_addr":"198.51.100.1","host_peer_port":80,"send_queue":0,"recv_queue":0,"forwarded":false}]}}` |
 //! | `{"execute":"stats"}` | `{"return":{"rx_frames":..,"drops":{"reason":n,..},..}}` |
+//! | `{"execute":"add_guestfwd","arguments":{"guest_addr":"10.0.2.200","guest_port":4321,"target":"cmd:tr a-z A-Z"}}` | `{"return":{"id":0}}` |
+//! | `{"execute":"list_guestfwd"}` | `{"entries":[{"id":0,"guest_addr":"10.0.2.200","guest_port":4321,"target":"cmd:tr a-z A-Z"}]}` |
+//! | `{"execute":"remove_guestfwd","arguments":{"id":0}}` | `{"return":{}}` |
 //!
 //! Anything wrong gets `{"error":{"desc":"..."}}`. `host_addr` defaults to 0.0.0.0 and
 //! `guest_addr` to the same address `--hostfwd` uses when it names none. `list_hostfwd` shows
@@ -86,6 +89,12 @@ pub enum Request {
     ListConnections,
     /// `stats`.
     Stats,
+    /// `add_guestfwd`: a guest-forward rule for this endpoint, served by this target.
+    AddGuestfwd(SocketAddr, crate::host::GuestForwardTarget),
+    /// `list_guestfwd`.
+    ListGuestfwd,
+    /// `remove_guestfwd` with this id.
+    RemoveGuestfwd(u32),
 }
 
 /// The arguments of `add_hostfwd`.
@@ -132,6 +141,36 @@ pub fn parse_request(v: &Value) -> Result<Request, ApiError> {
                 .and_then(|n| u32::try_from(n).ok())
                 .ok_or_else(|| ApiError::bad("remove_hostfwd: bad arguments.id (expected a forward id)"))?;
             Ok(Request::RemoveHostfwd(id))
+        }
+        "add_guestfwd" => {
+            let bad = |what: &str| ApiError::bad(format!("add_guestfwd: bad arguments.{what}"));
+            let addr = args
+                .get("guest_addr")
+                .and_then(Value::as_str)
+                .map(|s| s.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(s))
+                .and_then(|s| s.parse::<IpAddr>().ok())
+                .ok_or_else(|| bad("guest_addr (expected an IPv4 or IPv6 address)"))?;
+            let port = args
+                .get("guest_port")
+                .and_then(Value::as_u64)
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|&p| p != 0)
+                .ok_or_else(|| bad("guest_port (expected 1-65535)"))?;
+            let target = args
+                .get("target")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("target (expected cmd:, unix: or tcp:)"))?;
+            let target = crate::host::GuestForwardTarget::parse(target).map_err(|e| bad(&format!("target ({e})")))?;
+            Ok(Request::AddGuestfwd(SocketAddr::new(addr, port), target))
+        }
+        "list_guestfwd" => Ok(Request::ListGuestfwd),
+        "remove_guestfwd" => {
+            let id = args
+                .get("id")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| ApiError::bad("remove_guestfwd: bad arguments.id (expected a rule id)"))?;
+            Ok(Request::RemoveGuestfwd(id))
         }
         "list_connections" => Ok(Request::ListConnections),
         "stats" => Ok(Request::Stats),
@@ -262,6 +301,34 @@ fn run<H: LoopHost>(req: &Request, cx: &mut Context<'_, '_, H>) -> Result<Value,
             Ok(json!({ "return": { "connections": connections } }))
         }
         Request::Stats => Ok(json!({ "return": stats(cx) })),
+        Request::AddGuestfwd(addr, ref target) => {
+            let id = cx.slirp.add_guest_forward(addr).map_err(|e| ApiError(format!("add_guestfwd: {e}")))?;
+            if !cx.host.set_guest_forward(id, target.clone()) {
+                let _ = cx.slirp.remove_guest_forward(id);
+                return Err(ApiError("add_guestfwd: this host serves no guest forwards".into()));
+            }
+            log::info!("api: guest connections to {addr} served by {target} (id {id})");
+            Ok(json!({ "return": { "id": id } }))
+        }
+        Request::ListGuestfwd => {
+            let entries: Vec<Value> = cx
+                .slirp
+                .guest_forwards()
+                .map(|g| {
+                    let target = cx.host.guest_forward_target(g.id).map(|t| t.to_string()).unwrap_or_default();
+                    json!({ "id": g.id, "guest_addr": g.addr.ip().to_string(), "guest_port": g.addr.port(), "target": target })
+                })
+                .collect();
+            Ok(json!({ "entries": entries }))
+        }
+        Request::RemoveGuestfwd(id) => match cx.slirp.remove_guest_forward(id) {
+            Ok(()) => {
+                cx.host.remove_guest_forward(id);
+                log::info!("api: removed guest forward {id}");
+                Ok(json!({ "return": {} }))
+            }
+            Err(_) => Err(ApiError::bad(format!("remove_guestfwd: no guest forward has id {id}"))),
+        },
     }
 }
 

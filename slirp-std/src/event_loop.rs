@@ -131,6 +131,24 @@ pub trait LoopHost: HostSocket {
     fn udp_batch_dropped(&self) -> u64 {
         0
     }
+
+    /// Serves guest-forward rule `rule` with `target` (the control API's `add_guestfwd`);
+    /// false when this host cannot serve guest forwards (the default).
+    fn set_guest_forward(&mut self, rule: u32, target: crate::host::GuestForwardTarget) -> bool {
+        let _ = (rule, target);
+        false
+    }
+
+    /// Forgets rule `rule`'s target.
+    fn remove_guest_forward(&mut self, rule: u32) {
+        let _ = rule;
+    }
+
+    /// What serves rule `rule`.
+    fn guest_forward_target(&self, rule: u32) -> Option<crate::host::GuestForwardTarget> {
+        let _ = rule;
+        None
+    }
 }
 
 impl LoopHost for StdHost {
@@ -155,6 +173,16 @@ impl LoopHost for StdHost {
     }
     fn udp_batch_dropped(&self) -> u64 {
         StdHost::udp_batch_dropped(self)
+    }
+    fn set_guest_forward(&mut self, rule: u32, target: crate::host::GuestForwardTarget) -> bool {
+        StdHost::set_guest_forward(self, rule, target);
+        true
+    }
+    fn remove_guest_forward(&mut self, rule: u32) {
+        StdHost::remove_guest_forward(self, rule)
+    }
+    fn guest_forward_target(&self, rule: u32) -> Option<crate::host::GuestForwardTarget> {
+        StdHost::guest_forward_target(self, rule)
     }
 }
 

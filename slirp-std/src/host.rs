@@ -159,6 +159,37 @@ pub enum GuestForwardTarget {
     Tcp(SocketAddr),
 }
 
+impl GuestForwardTarget {
+    /// Parses QEMU's spelling: `cmd:COMMAND`, `unix:PATH` or `tcp:HOST:PORT`.
+    pub fn parse(s: &str) -> Result<GuestForwardTarget, String> {
+        if let Some(cmd) = s.strip_prefix("cmd:") {
+            if cmd.trim().is_empty() {
+                return Err("empty command".into());
+            }
+            Ok(GuestForwardTarget::Command(cmd.to_string()))
+        } else if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("empty path".into());
+            }
+            Ok(GuestForwardTarget::Unix(path.into()))
+        } else if let Some(ep) = s.strip_prefix("tcp:") {
+            ep.parse().map(GuestForwardTarget::Tcp).map_err(|_| "the tcp: target is not HOST:PORT".into())
+        } else {
+            Err("unknown target (cmd:, unix: or tcp:)".into())
+        }
+    }
+}
+
+impl std::fmt::Display for GuestForwardTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuestForwardTarget::Command(c) => write!(f, "cmd:{c}"),
+            GuestForwardTarget::Unix(p) => write!(f, "unix:{}", p.display()),
+            GuestForwardTarget::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
 impl Default for StdHost {
     fn default() -> Self {
         StdHost::new(None)
@@ -207,6 +238,11 @@ impl StdHost {
     /// [`Slirp::add_guest_forward`](slirp_core::Slirp::add_guest_forward)) with `target`.
     pub fn set_guest_forward(&mut self, rule: u32, target: GuestForwardTarget) {
         self.guest_forward_targets.insert(rule, target);
+    }
+
+    /// What serves rule `rule`.
+    pub fn guest_forward_target(&self, rule: u32) -> Option<GuestForwardTarget> {
+        self.guest_forward_targets.get(&rule).cloned()
     }
 
     /// Forgets rule `rule`'s target (open connections go on).

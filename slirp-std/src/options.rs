@@ -161,22 +161,7 @@ impl GuestFwd {
         if addr.port() == 0 {
             return Err(bad("port 0"));
         }
-        use crate::host::GuestForwardTarget as T;
-        let target = if let Some(cmd) = target.strip_prefix("cmd:") {
-            if cmd.trim().is_empty() {
-                return Err(bad("empty command"));
-            }
-            T::Command(cmd.to_string())
-        } else if let Some(path) = target.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err(bad("empty path"));
-            }
-            T::Unix(path.into())
-        } else if let Some(ep) = target.strip_prefix("tcp:") {
-            T::Tcp(parse_endpoint(ep).ok_or_else(|| bad("the tcp: target is not HOST:PORT"))?)
-        } else {
-            return Err(bad("unknown target"));
-        };
+        let target = crate::host::GuestForwardTarget::parse(target).map_err(|e| bad(&e))?;
         Ok(GuestFwd { addr, target })
     }
 }

@@ -1,5 +1,5 @@
 //! The control API (`--api-socket`) of a real `slirp attach` in the lab of `common`: a UDP
-//! forward added, listed, used and removed while slirp runs. slirp only ever runs in the lab's
+//! forward and a guest forward added, listed, used and removed while slirp runs. slirp only ever runs in the lab's
 //! host namespace (which routes nowhere but the stand-in internet). Needs root, the lab's tools
 //! and socat (and dnsmasq for the stand-in internet's services); under CI a machine without them
 //! fails this test.
@@ -115,4 +115,56 @@ fn api_socket_adds_lists_and_removes_a_udp_forward_live() {
     assert!(log.contains("api: forwarding udp 127.0.0.1:6000 to 10.0.2.100:7777"), "{log}");
     assert!(log.contains(&format!("api: removed forward {id}")), "{log}");
     assert!(!sock.exists(), "the API socket is removed on exit");
+}
+
+#[test]
+fn api_socket_adds_lists_and_removes_a_guest_forward_live() {
+    let Some(mut lab) = lab_with("api_socket_adds_lists_and_removes_a_guest_forward_live", &NAT_TOOLS) else {
+        return;
+    };
+    let sock = lab.dir.join("api.sock");
+    let netns = format!("/run/netns/{}", lab.guest);
+    let p = lab.slirp(&["attach", "--netns", &netns, "--configure", "--api-socket", sock.to_str().unwrap()]);
+    lab.wait_for_guest_link("tap0");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < deadline, "no API socket: {}", lab.stderr_of(p));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let guest = lab.guest.clone();
+    let ask = |lab: &Lab| {
+        lab.exec_in(&guest, &["sh", "-c", "echo api guestfwd | socat -T 3 - TCP:10.0.2.210:5000,connect-timeout=2"])
+    };
+    assert!(text(&ask(&lab).stdout).trim().is_empty(), "nothing there before the rule");
+
+    let added = api(
+        &sock,
+        r#"{"execute":"add_guestfwd","arguments":{"guest_addr":"10.0.2.210","guest_port":5000,"target":"cmd:tr a-z A-Z"}}"#,
+    );
+    let id = added["return"]["id"].as_u64().unwrap_or_else(|| panic!("{added}"));
+    assert_eq!(text(&ask(&lab).stdout).trim(), "API GUESTFWD");
+    let list = api(&sock, r#"{"execute":"list_guestfwd"}"#);
+    assert_eq!(
+        list,
+        json!({"entries":[{"id":id,"guest_addr":"10.0.2.210","guest_port":5000,"target":"cmd:tr a-z A-Z"}]})
+    );
+    // Conflicts and bad targets are errors.
+    let dup = api(
+        &sock,
+        r#"{"execute":"add_guestfwd","arguments":{"guest_addr":"10.0.2.210","guest_port":5000,"target":"cmd:cat"}}"#,
+    );
+    assert!(dup["error"]["desc"].as_str().is_some(), "{dup}");
+    let bad = api(
+        &sock,
+        r#"{"execute":"add_guestfwd","arguments":{"guest_addr":"10.0.2.211","guest_port":1,"target":"chardev:c"}}"#,
+    );
+    assert!(bad["error"]["desc"].as_str().unwrap().contains("target"), "{bad}");
+    assert_eq!(
+        api(&sock, &format!(r#"{{"execute":"remove_guestfwd","arguments":{{"id":{id}}}}}"#)),
+        json!({"return":{}})
+    );
+    assert_eq!(api(&sock, r#"{"execute":"list_guestfwd"}"#), json!({"entries":[]}));
+    assert!(text(&ask(&lab).stdout).trim().is_empty(), "gone after removal");
+    let (status, log) = lab.stop(p, Signal::TERM);
+    assert!(status.success(), "slirp exited {status:?}: {log}");
 }
