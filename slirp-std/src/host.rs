@@ -144,9 +144,15 @@ pub struct StdHost {
     tftp_files: [Option<std::fs::File>; slirp_core::TFTP_SESSIONS],
 }
 
+/// Code that serves one guest-forward connection: it gets the connection as a blocking
+/// [`UnixStream`](std::os::unix::net::UnixStream) (`Read` gives what the guest sent, end of
+/// file at its FIN; `Write` goes to the guest; `shutdown(Write)` or dropping it ends the
+/// guest's stream) and the guest's endpoint, on a thread of its own (QEMU's chardev guestfwd).
+pub type GuestForwardHandler = std::sync::Arc<dyn Fn(std::os::unix::net::UnixStream, SocketAddr) + Send + Sync>;
+
 /// Where a guest-forward rule's connections go (see [`StdHost::set_guest_forward`]), as QEMU's
-/// `guestfwd=` spells them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `guestfwd=` spells them, or Rust code.
+#[derive(Clone)]
 pub enum GuestForwardTarget {
     /// `cmd:COMMAND`: a command per connection, run by `/bin/sh -c` with the connection as its
     /// standard input and output (a Unix stream socket pair; the guest's FIN is end of input,
@@ -157,7 +163,29 @@ pub enum GuestForwardTarget {
     Unix(std::path::PathBuf),
     /// `tcp:HOST:PORT`: a TCP endpoint to connect to.
     Tcp(SocketAddr),
+    /// An embedder's code, run on a thread per connection.
+    Handler(GuestForwardHandler),
 }
+
+impl std::fmt::Debug for GuestForwardTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl PartialEq for GuestForwardTarget {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (GuestForwardTarget::Command(a), GuestForwardTarget::Command(b)) => a == b,
+            (GuestForwardTarget::Unix(a), GuestForwardTarget::Unix(b)) => a == b,
+            (GuestForwardTarget::Tcp(a), GuestForwardTarget::Tcp(b)) => a == b,
+            (GuestForwardTarget::Handler(a), GuestForwardTarget::Handler(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for GuestForwardTarget {}
 
 impl GuestForwardTarget {
     /// Parses QEMU's spelling: `cmd:COMMAND`, `unix:PATH` or `tcp:HOST:PORT`.
@@ -186,6 +214,7 @@ impl std::fmt::Display for GuestForwardTarget {
             GuestForwardTarget::Command(c) => write!(f, "cmd:{c}"),
             GuestForwardTarget::Unix(p) => write!(f, "unix:{}", p.display()),
             GuestForwardTarget::Tcp(a) => write!(f, "tcp:{a}"),
+            GuestForwardTarget::Handler(_) => f.write_str("handler"),
         }
     }
 }
@@ -1134,6 +1163,18 @@ impl HostSocket for StdHost {
                 // In progress: writable, then tcp_connect_result, as for any connect.
                 Err(HostError::WouldBlock)
             }
+            GuestForwardTarget::Handler(handler) => {
+                let (ours, theirs) =
+                    rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
+                        .map_err(map_errno)?;
+                rustix::io::ioctl_fionbio(&ours, true).map_err(map_errno)?;
+                let stream = std::os::unix::net::UnixStream::from(theirs);
+                std::thread::Builder::new()
+                    .name(format!("guestfwd-{rule}"))
+                    .spawn(move || handler(stream, guest))
+                    .map_err(|_| HostError::Exhausted)?;
+                self.insert(id, ours, Kind::Tcp, false)
+            }
         }
     }
 }
@@ -1711,5 +1752,41 @@ mod tests {
         let c = internet_checksum(&with);
         with[2..4].copy_from_slice(&c.to_be_bytes());
         assert_eq!(internet_checksum(&with), 0);
+    }
+
+    #[test]
+    fn a_rust_handler_serves_a_guest_forward_connection() {
+        use std::io::{Read, Write};
+        let mut host = StdHost::new(None);
+        let handler: GuestForwardHandler = std::sync::Arc::new(|mut s: std::os::unix::net::UnixStream, guest| {
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            let reply = format!("{} from {guest}", String::from_utf8_lossy(&got).to_uppercase());
+            s.write_all(reply.as_bytes()).unwrap();
+        });
+        host.set_guest_forward(7, GuestForwardTarget::Handler(handler));
+        let id = SocketId(42);
+        let guest: SocketAddr = "10.0.2.15:40000".parse().unwrap();
+        host.guest_forward_open(id, 7, guest).unwrap();
+        assert_eq!(host.tcp_send(id, b"hello").unwrap(), 5);
+        host.tcp_shutdown_write(id).unwrap();
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let mut buf = [0u8; 64];
+            match host.tcp_recv(id, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(HostError::WouldBlock) => {
+                    assert!(std::time::Instant::now() < deadline, "no answer");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(out, b"HELLO from 10.0.2.15:40000");
+        host.close(id);
+        // An unknown rule is refused.
+        assert_eq!(host.guest_forward_open(SocketId(43), 8, guest), Err(HostError::Refused));
     }
 }
