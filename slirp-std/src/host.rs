@@ -159,6 +159,11 @@ pub enum GuestForwardTarget {
     /// the command's exit or closed output the guest's end of stream). `SLIRP_GUEST` holds the
     /// guest's endpoint.
     Command(String),
+    /// `pty:COMMAND` (the seed's `AddExec` with `doPty`): like `cmd:`, but the command runs in
+    /// a session of its own on a pseudo-terminal (its controlling terminal, via util-linux
+    /// `setsid -c`), for shells and programs that want a terminal. The terminal's line
+    /// discipline applies (echo, CR/LF); the guest's FIN is sent as end-of-file (^D).
+    Pty(String),
     /// `unix:PATH`: a Unix stream socket to connect to.
     Unix(std::path::PathBuf),
     /// `tcp:HOST:PORT`: a TCP endpoint to connect to.
@@ -177,6 +182,7 @@ impl PartialEq for GuestForwardTarget {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (GuestForwardTarget::Command(a), GuestForwardTarget::Command(b)) => a == b,
+            (GuestForwardTarget::Pty(a), GuestForwardTarget::Pty(b)) => a == b,
             (GuestForwardTarget::Unix(a), GuestForwardTarget::Unix(b)) => a == b,
             (GuestForwardTarget::Tcp(a), GuestForwardTarget::Tcp(b)) => a == b,
             (GuestForwardTarget::Handler(a), GuestForwardTarget::Handler(b)) => std::sync::Arc::ptr_eq(a, b),
@@ -187,6 +193,72 @@ impl PartialEq for GuestForwardTarget {
 
 impl Eq for GuestForwardTarget {}
 
+/// Starts `cmd` on a new pseudo-terminal and bridges the terminal to `conn` (one end of a
+/// socket pair) with two threads: the connection's bytes go to the terminal (its end of stream
+/// as ^D), the terminal's output to the connection (until the command and its session close
+/// the terminal, then end of stream).
+fn spawn_on_pty(cmd: &str, guest: SocketAddr, conn: OwnedFd) -> std::io::Result<std::process::Child> {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    use std::io::{Read, Write};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    grantpt(&master)?;
+    unlockpt(&master)?;
+    let name = ptsname(&master, Vec::new())?;
+    let slave =
+        rustix::fs::open(name.as_c_str(), OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
+    let (out, err) = (slave.try_clone()?, slave.try_clone()?);
+    let child = std::process::Command::new("setsid")
+        .args(["-c", "/bin/sh", "-c", cmd])
+        .env("SLIRP_GUEST", guest.to_string())
+        .env("TERM", "vt100")
+        .stdin(std::process::Stdio::from(slave))
+        .stdout(std::process::Stdio::from(out))
+        .stderr(std::process::Stdio::from(err))
+        .spawn()?;
+    let mut to_term = std::fs::File::from(master.try_clone()?);
+    let mut from_term = std::fs::File::from(master);
+    let mut sock_in = std::os::unix::net::UnixStream::from(conn);
+    let mut sock_out = sock_in.try_clone()?;
+    std::thread::Builder::new().name("guestfwd-pty-in".into()).spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match sock_in.read(&mut buf) {
+                Ok(0) => {
+                    // The guest finished: end-of-file for a terminal reader.
+                    let _ = to_term.write_all(&[4]);
+                    return;
+                }
+                Ok(n) => {
+                    if to_term.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    })?;
+    std::thread::Builder::new().name("guestfwd-pty-out".into()).spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match from_term.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // EIO: every process closed the terminal (the command is done).
+                Ok(0) | Err(_) => {
+                    let _ = sock_out.shutdown(std::net::Shutdown::Write);
+                    return;
+                }
+                Ok(n) => {
+                    if sock_out.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    })?;
+    Ok(child)
+}
+
 impl GuestForwardTarget {
     /// Parses QEMU's spelling: `cmd:COMMAND`, `unix:PATH` or `tcp:HOST:PORT`.
     pub fn parse(s: &str) -> Result<GuestForwardTarget, String> {
@@ -195,6 +267,11 @@ impl GuestForwardTarget {
                 return Err("empty command".into());
             }
             Ok(GuestForwardTarget::Command(cmd.to_string()))
+        } else if let Some(cmd) = s.strip_prefix("pty:") {
+            if cmd.trim().is_empty() {
+                return Err("empty command".into());
+            }
+            Ok(GuestForwardTarget::Pty(cmd.to_string()))
         } else if let Some(path) = s.strip_prefix("unix:") {
             if path.is_empty() {
                 return Err("empty path".into());
@@ -203,7 +280,7 @@ impl GuestForwardTarget {
         } else if let Some(ep) = s.strip_prefix("tcp:") {
             ep.parse().map(GuestForwardTarget::Tcp).map_err(|_| "the tcp: target is not HOST:PORT".into())
         } else {
-            Err("unknown target (cmd:, unix: or tcp:)".into())
+            Err("unknown target (cmd:, pty:, unix: or tcp:)".into())
         }
     }
 }
@@ -212,6 +289,7 @@ impl std::fmt::Display for GuestForwardTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             GuestForwardTarget::Command(c) => write!(f, "cmd:{c}"),
+            GuestForwardTarget::Pty(c) => write!(f, "pty:{c}"),
             GuestForwardTarget::Unix(p) => write!(f, "unix:{}", p.display()),
             GuestForwardTarget::Tcp(a) => write!(f, "tcp:{a}"),
             GuestForwardTarget::Handler(_) => f.write_str("handler"),
@@ -1137,6 +1215,19 @@ impl HostSocket for StdHost {
                         HostError::Refused
                     })?;
                 log::debug!("guestfwd rule {rule}: {guest} served by pid {}", child.id());
+                self.children.push(child);
+                self.insert(id, ours, Kind::Tcp, false)
+            }
+            GuestForwardTarget::Pty(cmd) => {
+                let (ours, theirs) =
+                    rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
+                        .map_err(map_errno)?;
+                rustix::io::ioctl_fionbio(&ours, true).map_err(map_errno)?;
+                let child = spawn_on_pty(&cmd, guest, theirs).map_err(|e| {
+                    log::warn!("guestfwd pty:{cmd}: {e}");
+                    HostError::Refused
+                })?;
+                log::debug!("guestfwd rule {rule}: {guest} served by pid {} on a terminal", child.id());
                 self.children.push(child);
                 self.insert(id, ours, Kind::Tcp, false)
             }

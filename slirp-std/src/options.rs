@@ -132,7 +132,8 @@ pub enum FwdProto {
 }
 
 /// One `--guestfwd` rule in QEMU syntax: `[tcp]:ADDR:PORT-TARGET`, TARGET one of
-/// `cmd:COMMAND`, `unix:PATH`, `tcp:HOST:PORT` (IPv6 addresses in brackets).
+/// `cmd:COMMAND`, `pty:COMMAND` (ours: on a terminal), `unix:PATH`, `tcp:HOST:PORT` (IPv6
+/// addresses in brackets).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestFwd {
     /// The virtual endpoint in the guest network.
@@ -409,6 +410,8 @@ mod tests {
         let r = GuestFwd::parse("tcp:10.0.2.100:4321-cmd:nc -q0 198.51.100.1 80", &net).unwrap();
         assert_eq!(r.addr, "10.0.2.100:4321".parse().unwrap());
         assert_eq!(r.target, T::Command("nc -q0 198.51.100.1 80".into()));
+        let r = GuestFwd::parse("tcp:10.0.2.100:23-pty:sh -i", &net).unwrap();
+        assert_eq!(r.target, T::Pty("sh -i".into()));
         let r = GuestFwd::parse("10.0.2.100:22-unix:/run/x.sock", &net).unwrap();
         assert_eq!(r.target, T::Unix("/run/x.sock".into()));
         let r = GuestFwd::parse("tcp:10.0.2.100:80-tcp:127.0.0.1:8080", &net).unwrap();

@@ -209,6 +209,8 @@ fn guestfwd_serves_guest_connections_with_a_command_a_unix_socket_and_tcp() {
         &format!("tcp:10.0.2.201:80-unix:{}", unix.display()),
         "--guestfwd",
         "tcp:10.0.2.202:80-tcp:127.0.0.1:7101",
+        "--guestfwd",
+        "tcp:10.0.2.203:23-pty:tty; test -t 0 && echo on-a-terminal",
     ]);
     lab.wait_for_guest_link("tap0");
     let g = lab.guest.clone();
@@ -226,6 +228,10 @@ fn guestfwd_serves_guest_connections_with_a_command_a_unix_socket_and_tcp() {
     assert_eq!(text(&out.stdout).trim(), "unix-ok", "unix: {}", text(&out.stderr));
     let out = lab.exec_in(&g, &["socat", "-T", "5", "-", "TCP:10.0.2.202:80"]);
     assert_eq!(text(&out.stdout).trim(), "tcp-ok", "tcp: {}", text(&out.stderr));
+    // pty: the command has a terminal of its own (and the stream ends when it exits).
+    let out = lab.exec_in(&g, &["sh", "-c", "sleep 2 | socat -T 5 - TCP:10.0.2.203:23"]);
+    let said = text(&out.stdout);
+    assert!(said.contains("/dev/pts/") && said.contains("on-a-terminal"), "pty: {said:?} {}", text(&out.stderr));
     // The rule address answers ping and ARP; another port is closed at once.
     let out = ping(&lab, &g, "10.0.2.200");
     assert!(out.contains("3 received"), "{out}");

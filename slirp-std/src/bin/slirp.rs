@@ -100,8 +100,9 @@ struct Common {
         value_name = "RULE",
         help = "A guest-forward rule, QEMU syntax [tcp]:ADDR:PORT-TARGET: guest connections to ADDR:PORT (a \
                 virtual address of the network, which then answers ARP and ping) are served by TARGET: \
-                cmd:COMMAND (a shell command per connection on its stdin/stdout), unix:PATH or tcp:HOST:PORT \
-                (connected per connection). Repeatable; works with --restricted"
+                cmd:COMMAND (a shell command per connection on its stdin/stdout), pty:COMMAND (the same on a \
+                pseudo-terminal), unix:PATH or tcp:HOST:PORT (connected per connection). Repeatable; works \
+                with --restricted"
     )]
     guestfwd: Vec<String>,
     /// Write the stack's trace events (leases, TCP/UDP flows opened and closed, drops with their
