@@ -152,11 +152,11 @@ impl DhcpServer {
             message: None,
             // Orders the optional options as the client asked.
             parameter_request_list: req.parameter_request_list,
-            sname: config.tftp_server_name.as_ref().map(|n| n.as_bytes()),
-            file: config.bootfile.as_ref().map(|f| f.as_bytes()),
-            tftp_server: config.tftp_server_name.as_ref().map(|n| n.as_bytes()),
-            bootfile: config.bootfile.as_ref().map(|f| f.as_bytes()),
-            search: config.search.as_deref(),
+            sname: nonempty(config.tftp_server_name.as_deref()),
+            file: nonempty(config.bootfile.as_deref()),
+            tftp_server: nonempty(config.tftp_server_name.as_deref()),
+            bootfile: nonempty(config.bootfile.as_deref()),
+            search: config.search.as_deref().filter(|s| !s.is_empty()),
         })
     }
 
@@ -190,6 +190,11 @@ impl DhcpServer {
             search: None,
         }
     }
+}
+
+/// A configured text as option bytes; an empty one is no option.
+fn nonempty(s: Option<&str>) -> Option<&[u8]> {
+    s.filter(|s| !s.is_empty()).map(str::as_bytes)
 }
 
 impl DhcpServer {

@@ -288,6 +288,14 @@ impl<'a> DhcpRepr<'a> {
             bootfile: None,
             search: None,
         };
+        // The sname and file fields, when set (NUL-terminated; option overload is not read).
+        let field = |at: usize, len: usize| {
+            let f = &p.buffer.as_ref()[at..at + len];
+            let n = f.iter().position(|&b| b == 0).unwrap_or(len);
+            (n > 0).then_some(&f[..n])
+        };
+        r.sname = field(SNAME_AT, SNAME_LEN);
+        r.file = field(FILE_AT, FILE_LEN);
         let Some(mut opts) = p.options() else {
             return Ok(r);
         };
@@ -314,6 +322,8 @@ impl<'a> DhcpRepr<'a> {
                         opt::DOMAIN => r.domain = Some(body),
                         opt::MESSAGE => r.message = Some(body),
                         opt::PARAM_REQUEST => r.parameter_request_list = Some(body),
+                        opt::TFTP_SERVER => r.tftp_server = Some(body),
+                        opt::BOOTFILE => r.bootfile = Some(body),
                         opt::LEASE_TIME | opt::MTU => return Err(Error::Malformed),
                         _ => {}
                     }
