@@ -268,6 +268,19 @@ pub struct FakeNet {
     tftp_opens: u64,
     guest_forward_targets: BTreeMap<u32, SocketAddrV4>,
     guest_forward_opens: Vec<(u32, SocketAddr)>,
+    pushed_rules: BTreeSet<u32>,
+    pushed: BTreeMap<SocketId, PushedConn>,
+}
+
+/// A guest-forward connection the test feeds itself (see [`FakeNet::serve_guest_forward_pushed`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PushedConn {
+    /// What the guest sent.
+    pub from_guest: Vec<u8>,
+    /// The guest finished its stream (FIN).
+    pub guest_done: bool,
+    /// The core closed the connection.
+    pub closed: bool,
 }
 
 impl Default for FakeNet {
@@ -317,6 +330,8 @@ impl FakeNet {
             tftp_opens: 0,
             guest_forward_targets: BTreeMap::new(),
             guest_forward_opens: Vec::new(),
+            pushed_rules: BTreeSet::new(),
+            pushed: BTreeMap::new(),
         }
     }
 
@@ -414,6 +429,18 @@ impl FakeNet {
     /// connection is, with its latency, buffers and backpressure).
     pub fn serve_guest_forward(&mut self, rule: u32, service: SocketAddrV4) {
         self.guest_forward_targets.insert(rule, service);
+    }
+
+    /// Serves rule `rule`'s connections as an embedder that pushes data itself
+    /// ([`Slirp::connection_write`](slirp_core::Slirp::connection_write)): opens succeed at once,
+    /// what the guest sends is collected in [`FakeNet::pushed`], and `tcp_recv` has nothing.
+    pub fn serve_guest_forward_pushed(&mut self, rule: u32) {
+        self.pushed_rules.insert(rule);
+    }
+
+    /// The pushed guest-forward connections, by the core's socket id.
+    pub fn pushed(&self) -> &BTreeMap<SocketId, PushedConn> {
+        &self.pushed
     }
 
     /// Every `guest_forward_open` call: (rule, guest endpoint).
@@ -652,6 +679,10 @@ pub const UNREACHABLE_ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 254);
 impl HostSocket for FakeNet {
     fn guest_forward_open(&mut self, id: SocketId, rule: u32, guest: SocketAddr) -> Result<(), HostError> {
         self.guest_forward_opens.push((rule, guest));
+        if self.pushed_rules.contains(&rule) {
+            self.pushed.insert(id, PushedConn::default());
+            return Ok(());
+        }
         let target = *self.guest_forward_targets.get(&rule).ok_or(HostError::Refused)?;
         self.tcp_connect_v4(id, target)?;
         // In progress: writable (and `tcp_connect_result`) once the fake connection is up.
@@ -734,6 +765,10 @@ impl HostSocket for FakeNet {
     }
 
     fn close(&mut self, id: SocketId) {
+        if let Some(p) = self.pushed.get_mut(&id) {
+            p.closed = true;
+            return;
+        }
         if self.tcp_close_impl(id, false) {
             return;
         }
@@ -752,6 +787,10 @@ impl HostSocket for FakeNet {
     }
 
     fn tcp_send(&mut self, id: SocketId, data: &[u8]) -> Result<usize, HostError> {
+        if let Some(p) = self.pushed.get_mut(&id) {
+            p.from_guest.extend_from_slice(data);
+            return Ok(data.len());
+        }
         self.tcp_send_impl(id, data, false)
     }
 
@@ -760,14 +799,25 @@ impl HostSocket for FakeNet {
     }
 
     fn tcp_recv(&mut self, id: SocketId, buf: &mut [u8]) -> Result<usize, HostError> {
+        if self.pushed.contains_key(&id) {
+            return Err(HostError::WouldBlock);
+        }
         self.tcp_recv_impl(id, buf)
     }
 
     fn tcp_shutdown_write(&mut self, id: SocketId) -> Result<(), HostError> {
+        if let Some(p) = self.pushed.get_mut(&id) {
+            p.guest_done = true;
+            return Ok(());
+        }
         self.tcp_shutdown_write_impl(id)
     }
 
     fn tcp_abort(&mut self, id: SocketId) {
+        if let Some(p) = self.pushed.get_mut(&id) {
+            p.closed = true;
+            return;
+        }
         if !self.tcp_close_impl(id, true) {
             self.close(id);
         }

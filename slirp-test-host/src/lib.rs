@@ -39,7 +39,8 @@ pub mod trace;
 
 pub use clock::VirtualClock;
 pub use fakenet::{
-    ConnId, EchoMode, FakeNet, FakeNetStats, RouteFault, SentDatagram, SentEcho, TcpConnRecord, TcpService, UdpService,
+    ConnId, EchoMode, FakeNet, FakeNetStats, PushedConn, RouteFault, SentDatagram, SentEcho, TcpConnRecord, TcpService,
+    UdpService,
 };
 pub use gso::{segment_offloaded, GsoStats, Malformed, Segmented};
 pub use guest::{DhcpLease, EchoReply, PingError, SmolGuest, GUEST_MAC};

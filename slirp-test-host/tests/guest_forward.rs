@@ -116,3 +116,51 @@ fn an_endpoint_that_refuses_resets_the_guest_and_removal_stops_new_connections()
     assert_ne!(tcp_socket(&mut sim, s).state(), tcp::State::Established);
     assert_eq!(sim.host().guest_forward_opens().len(), opens);
 }
+
+#[test]
+fn an_embedder_pushes_data_within_the_room_and_finishes() {
+    let mut sim = boot(SimConfig::seeded(6), FakeNet::internet());
+    let rule = sim.core_mut().add_guest_forward(RULE).unwrap();
+    sim.host_mut().serve_guest_forward_pushed(rule);
+    let s = sim.guest_mut().tcp_connect(RULE, 40_010, 16 * 1024);
+    let mut streams = [GuestStream::new(s).hashing_only()];
+    sim.run_for(Duration::from_millis(50));
+    let id = *sim.host().pushed().keys().next().expect("the connection opened");
+    tcp_socket(&mut sim, s).send_slice(b"hello from the guest").unwrap();
+    // The embedder writes 2 MiB of pattern 0xd5, never more than the room says (the seed's
+    // SocketCanRecv / SocketRecv), while the guest reads.
+    let total = 2 * MIB;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut offset = 0u64;
+    let mut written = 0u64;
+    let mut finished = false;
+    drive(&mut sim, &mut streams, Duration::from_secs(120), |sim, s| {
+        let now = sim.now();
+        let (core, host) = sim.core_and_host_mut();
+        let room = core.connection_room(id).expect("open");
+        if pending.is_empty() && offset < total {
+            let n = (room.min(8192) as u64).min(total - offset) as usize;
+            pending = vec![0; n];
+            slirp_test_host::sha256::pattern(0xd5, offset, &mut pending);
+            offset += n as u64;
+        }
+        if !pending.is_empty() && room > 0 {
+            let n = core.connection_write(now, id, &pending, host).expect("open");
+            assert!(n <= room, "took {n} with room {room}");
+            written += n as u64;
+            pending.drain(..n);
+        }
+        if written == total && !finished {
+            finished = core.connection_finish(now, id, host);
+        }
+        s[0].remote_done(sim)
+    })
+    .unwrap();
+    assert_eq!(streams[0].received(), total);
+    assert!(streams[0].down.finish() == slirp_test_host::sha256::pattern_digest(0xd5, total));
+    assert_eq!(sim.host().pushed()[&id].from_guest, b"hello from the guest", "the other way too");
+    // Done: no more writes.
+    let now = sim.now();
+    let (core, host) = sim.core_and_host_mut();
+    assert_eq!(core.connection_write(now, id, b"late", host), None);
+}

@@ -448,6 +448,31 @@ impl<'a> Slirp<'a> {
         self.inner.iface.guest_forwards.iter()
     }
 
+    /// Writes `data` toward the guest on the connection of host socket `id` (the seed's
+    /// `SocketRecv`: an embedder feeding a guest-forward connection itself, instead of
+    /// answering [`HostSocket::tcp_recv`]); takes at most
+    /// [`connection_room`](Self::connection_room) bytes and returns how many it took, `None`
+    /// when `id` is no open connection (or its stream toward the guest has ended). Segments go
+    /// out at once, as far as the guest's window allows.
+    pub fn connection_write<H: HostSocket>(
+        &mut self,
+        now: Instant,
+        id: SocketId,
+        data: &[u8],
+        host: &mut H,
+    ) -> Option<usize> {
+        let Inner { iface, tcp, forwards, .. } = &mut self.inner;
+        tcp.host_push(&mut TcpOut { iface, forwards, scratch: &mut self.scratch }, now, id, data, false, host)
+    }
+
+    /// Ends the stream toward the guest on the connection of host socket `id` (a FIN follows
+    /// what is buffered), as an end of stream from [`HostSocket::tcp_recv`] would. `false` when
+    /// `id` is no open connection or its stream had ended.
+    pub fn connection_finish<H: HostSocket>(&mut self, now: Instant, id: SocketId, host: &mut H) -> bool {
+        let Inner { iface, tcp, forwards, .. } = &mut self.inner;
+        tcp.host_push(&mut TcpOut { iface, forwards, scratch: &mut self.scratch }, now, id, &[], true, host).is_some()
+    }
+
     /// How many bytes the connection on host socket `id` can take toward the guest now (room in
     /// its send buffer): what an embedder feeding a guest-forward connection may offer before
     /// it reports the socket readable. `None` when `id` is no open connection.

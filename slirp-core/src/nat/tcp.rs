@@ -1053,6 +1053,33 @@ impl<'a> TcpNat<'a> {
         self.emit(o, now, host);
     }
 
+    /// Pushes `data` toward the guest on the connection of host socket `id` (at most the room
+    /// there is), or, with `data` empty and `eof`, ends the stream; returns the bytes taken.
+    pub(crate) fn host_push<H: HostSocket>(
+        &mut self,
+        o: &mut TcpOut<'_, '_>,
+        now: Instant,
+        id: SocketId,
+        data: &[u8],
+        eof: bool,
+        host: &mut H,
+    ) -> Option<usize> {
+        let Some(Kind::TcpFlow(flow)) = decode(id) else { return None };
+        let f = self.flows.get_mut(flow)?;
+        if f.socket != id || f.host != HostConn::Connected || f.host_eof {
+            return None;
+        }
+        let n = f.tcb.enqueue(data);
+        if eof && n == data.len() {
+            f.host_eof = true;
+            f.tcb.host_eof();
+        }
+        self.schedule(flow);
+        self.enqueue_out(flow);
+        self.emit(o, now, host);
+        Some(n)
+    }
+
     /// Room toward the guest of the connection on host socket `id`.
     pub(crate) fn room(&self, id: SocketId) -> Option<usize> {
         let Some(Kind::TcpFlow(flow)) = decode(id) else { return None };
