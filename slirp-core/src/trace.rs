@@ -24,6 +24,40 @@ pub enum FrameDirection {
     ToGuest,
 }
 
+/// Why a flow ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum CloseReason {
+    /// Both sides finished (FIN both ways, TIME-WAIT done or reclaimed).
+    Finished,
+    /// A reset: from the guest, or the host side's connection failed or was reset.
+    Reset,
+    /// Refused: the host's connect failed (RST or ICMP to the guest), or the guest refused a
+    /// forwarded connection.
+    Refused,
+    /// The handshake or the peer timed out.
+    TimedOut,
+    /// Gave way to a new flow (a full table: the oldest half-open TCP connection, the oldest
+    /// UDP mapping).
+    Evicted,
+    /// A UDP mapping idle for its timeout.
+    Expired,
+}
+
+impl CloseReason {
+    /// A short lowercase name (`finished`, `reset`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseReason::Finished => "finished",
+            CloseReason::Reset => "reset",
+            CloseReason::Refused => "refused",
+            CloseReason::TimedOut => "timed_out",
+            CloseReason::Evicted => "evicted",
+            CloseReason::Expired => "expired",
+        }
+    }
+}
+
 /// One thing that happened. (No `defmt::Format`: defmt cannot print socket addresses; a
 /// defmt embedder formats the fields it wants.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +88,10 @@ pub enum TraceEvent {
         guest: SocketAddr,
         /// The endpoint the guest saw.
         remote: SocketAddr,
+        /// Why.
+        reason: CloseReason,
+        /// It came from a host port forward.
+        forwarded: bool,
     },
     /// A UDP mapping was created for a guest endpoint.
     UdpOpened {
@@ -67,6 +105,8 @@ pub enum TraceEvent {
     UdpClosed {
         /// The guest's endpoint.
         guest: SocketAddr,
+        /// [`CloseReason::Expired`] or [`CloseReason::Evicted`].
+        reason: CloseReason,
     },
     /// A DHCP lease (or DHCPv6 binding) was granted or renewed.
     Lease {

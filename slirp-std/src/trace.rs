@@ -30,13 +30,21 @@ pub fn format_event(ev: &TraceEvent, t: f64, format: TraceFormat) -> String {
             "tcp_opened",
             vec![("guest", guest.to_string()), ("remote", remote.to_string()), ("forwarded", forwarded.to_string())],
         ),
-        TraceEvent::TcpClosed { guest, remote } => {
-            ("tcp_closed", vec![("guest", guest.to_string()), ("remote", remote.to_string())])
-        }
+        TraceEvent::TcpClosed { guest, remote, reason, forwarded } => (
+            "tcp_closed",
+            vec![
+                ("guest", guest.to_string()),
+                ("remote", remote.to_string()),
+                ("reason", reason.name().to_string()),
+                ("forwarded", forwarded.to_string()),
+            ],
+        ),
         TraceEvent::UdpOpened { guest, remote } => {
             ("udp_opened", vec![("guest", guest.to_string()), ("remote", remote.to_string())])
         }
-        TraceEvent::UdpClosed { guest } => ("udp_closed", vec![("guest", guest.to_string())]),
+        TraceEvent::UdpClosed { guest, reason } => {
+            ("udp_closed", vec![("guest", guest.to_string()), ("reason", reason.name().to_string())])
+        }
         TraceEvent::Lease { mac, addr } => ("lease", vec![("mac", mac.to_string()), ("addr", addr.to_string())]),
     };
     let mut line = String::new();

@@ -9,7 +9,7 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;
 
 use common::*;
-use slirp_test_host::slirp_core::trace::{FrameDirection, TraceEvent, TRACE_CAPACITY};
+use slirp_test_host::slirp_core::trace::{CloseReason, FrameDirection, TraceEvent, TRACE_CAPACITY};
 use slirp_test_host::slirp_core::DropReason;
 use slirp_test_host::{FakeNet, SimConfig, Simulation, TcpService, UdpService};
 
@@ -67,7 +67,7 @@ fn leases_flows_drops_and_frames_are_traced() {
     let guest = SocketAddr::new(guest_ip, 41_000);
     let remote = SocketAddr::V4(ECHO);
     assert!(log.contains(&TraceEvent::TcpOpened { guest, remote, forwarded: false }), "{log:?}");
-    assert!(log.contains(&TraceEvent::TcpClosed { guest, remote }));
+    assert!(log.contains(&TraceEvent::TcpClosed { guest, remote, reason: CloseReason::Finished, forwarded: false }));
 
     // A UDP mapping, and its expiry.
     let u = sim.guest_mut().udp_bind(41_001, 4096);
@@ -76,7 +76,21 @@ fn leases_flows_drops_and_frames_are_traced() {
     let ug = SocketAddr::new(guest_ip, 41_001);
     assert!(log.contains(&TraceEvent::UdpOpened { guest: ug, remote }));
     run_collecting(&mut sim, &mut log, Duration::from_secs(300), |sim| sim.core().udp_flow_count() == 0);
-    assert!(log.contains(&TraceEvent::UdpClosed { guest: ug }));
+    assert!(log.contains(&TraceEvent::UdpClosed { guest: ug, reason: CloseReason::Expired }));
+
+    // A refused connection (nobody at that port of the stand-in) is traced as such.
+    let refused = SocketAddrV4::new(*ECHO.ip(), 9);
+    let r = sim.guest_mut().tcp_connect(refused, 41_002, 8192);
+    run_collecting(&mut sim, &mut log, Duration::from_secs(5), |sim| {
+        !tcp_socket(sim, r).is_open() && sim.core().tcp_connection_count() == 0
+    });
+    let closed = TraceEvent::TcpClosed {
+        guest: SocketAddr::new(guest_ip, 41_002),
+        remote: SocketAddr::V4(refused),
+        reason: CloseReason::Refused,
+        forwarded: false,
+    };
+    assert!(log.contains(&closed), "{log:?}");
 
     // A drop, with its reason.
     sim.inject_from_guest(&[0u8; 10]);

@@ -38,7 +38,7 @@ use crate::stats::{DropReason, Stats};
 use crate::storage::{FlowId, FlowSlot, FlowTable, ReadyRing, SeededHasher, TimerHeap};
 use crate::tcp::{is_connection_request, Events, Tcb, TcpBuffers, TcpConfig, TcpState};
 use crate::time::Instant;
-use crate::trace::TraceEvent;
+use crate::trace::{CloseReason, TraceEvent};
 use crate::wire::ethernet::{HEADER_LEN as ETH_LEN, MIN_FRAME_LEN};
 use crate::wire::ipv4::HEADER_LEN as IP_LEN;
 use crate::wire::ipv6::HEADER_LEN as IP6_LEN;
@@ -97,6 +97,8 @@ pub struct TcpFlow<'a> {
     parked: bool,
     /// On the half-open list (handshake not complete), counted in `TcpNat::half_open`.
     half_open: bool,
+    /// Why it ends, for the trace (set where a reset, refusal or timeout is seen).
+    close_reason: CloseReason,
 }
 
 impl<'a> TcpFlow<'a> {
@@ -116,6 +118,7 @@ impl<'a> TcpFlow<'a> {
             forwarded: false,
             parked: false,
             half_open: true,
+            close_reason: CloseReason::Finished,
         }
     }
 
@@ -513,6 +516,7 @@ impl<'a> TcpNat<'a> {
         let Some(f) = self.flows.get_mut(id) else { return };
         host.close(f.socket);
         f.host = HostConn::Gone;
+        f.close_reason = CloseReason::Refused;
         let icmp = match e {
             HostError::NetUnreachable | HostError::HostUnreachable | HostError::PermissionDenied => {
                 crate::iface::icmp::for_host_error(e)
@@ -583,6 +587,7 @@ impl<'a> TcpNat<'a> {
                 host.tcp_abort(f.socket);
                 f.host = HostConn::Gone;
             }
+            f.close_reason = CloseReason::Evicted;
         }
         self.finish(victim, host, &mut out.stats);
         out.stats.drop(DropReason::TcpHalfOpenEvicted);
@@ -626,6 +631,13 @@ impl<'a> TcpNat<'a> {
         self.time_wait(id);
         if ev.contains(Events::RESET) || ev.contains(Events::REFUSED) || ev.contains(Events::TIMED_OUT) {
             if let Some(f) = self.flows.get_mut(id) {
+                f.close_reason = if ev.contains(Events::REFUSED) {
+                    CloseReason::Refused
+                } else if ev.contains(Events::TIMED_OUT) {
+                    CloseReason::TimedOut
+                } else {
+                    CloseReason::Reset
+                };
                 if f.host != HostConn::Gone {
                     if ev.contains(Events::RESET) && f.host_eof && f.host_shut {
                         // Finished both ways (a reset in TIME-WAIT, say): the reset loses nothing,
@@ -675,6 +687,7 @@ impl<'a> TcpNat<'a> {
                 Err(_) => {
                     host.tcp_abort(f.socket);
                     f.host = HostConn::Gone;
+                    f.close_reason = CloseReason::Reset;
                     f.tcb.abort();
                     return;
                 }
@@ -729,6 +742,7 @@ impl<'a> TcpNat<'a> {
                     f.host_readable = false;
                     host.tcp_abort(socket);
                     f.host = HostConn::Gone;
+                    f.close_reason = CloseReason::Reset;
                     f.tcb.abort();
                     return;
                 }
@@ -739,7 +753,8 @@ impl<'a> TcpNat<'a> {
     /// Frees a flow whose TCB is closed and has nothing left to send.
     fn finish<H: HostSocket>(&mut self, id: FlowId, host: &mut H, stats: &mut Stats) {
         if let Some((key, f)) = self.flows.remove(id) {
-            stats.trace(TraceEvent::TcpClosed { guest: key.guest, remote: key.remote });
+            let (reason, forwarded) = (f.close_reason, f.forwarded);
+            stats.trace(TraceEvent::TcpClosed { guest: key.guest, remote: key.remote, reason, forwarded });
             if f.half_open {
                 self.half_open -= 1;
             }

@@ -18,7 +18,7 @@ use crate::services::aliases::{guest_facing, host_target, Target};
 use crate::stats::{DropReason, Stats};
 use crate::storage::{FlowId, FlowSlot, FlowTable, TableFull};
 use crate::time::{earliest, Instant};
-use crate::trace::TraceEvent;
+use crate::trace::{CloseReason, TraceEvent};
 use crate::wire::{IpProtocol, UdpRepr};
 use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
@@ -162,7 +162,7 @@ impl<'a> UdpNat<'a> {
                 (None, i) => i,
             };
             if let Some(victim) = oldest {
-                self.close(victim, host, &mut out.stats, off_ring);
+                self.close(victim, host, &mut out.stats, CloseReason::Evicted, off_ring);
                 out.stats.drop(DropReason::UdpFlowEvicted);
             }
         }
@@ -189,10 +189,11 @@ impl<'a> UdpNat<'a> {
         id: FlowId,
         host: &mut H,
         stats: &mut Stats,
+        reason: CloseReason,
         mut off_ring: impl FnMut(SocketId),
     ) {
         if let Some((key, flow)) = self.flows.remove(id) {
-            stats.trace(TraceEvent::UdpClosed { guest: key.guest });
+            stats.trace(TraceEvent::UdpClosed { guest: key.guest, reason });
             if flow.ready {
                 off_ring(flow.socket);
             }
@@ -211,7 +212,9 @@ impl<'a> UdpNat<'a> {
         for (list, timeout) in [(LIST_IDLE, UDP_IDLE), (LIST_DNS, DNS_LINGER)] {
             while let Some(id) = self.flows.oldest(list) {
                 match self.flows.get(id) {
-                    Some((_, f)) if f.last + timeout <= now => self.close(id, host, stats, &mut off_ring),
+                    Some((_, f)) if f.last + timeout <= now => {
+                        self.close(id, host, stats, CloseReason::Expired, &mut off_ring)
+                    }
                     _ => break,
                 }
             }
