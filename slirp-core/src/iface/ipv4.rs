@@ -221,12 +221,17 @@ impl Inner<'_> {
 impl Iface<'_> {
     pub(crate) fn classify(&self, dst: Ipv4Addr) -> Destination {
         let c = &self.config;
-        if dst == c.gateway || dst == c.dns || self.guest_forwards.has_addr(dst.into()) {
+        if dst == c.gateway || dst == c.dns {
             Destination::Virtual
         } else if dst.is_broadcast() || dst == c.broadcast() {
             Destination::Broadcast
         } else if c.in_network(dst) {
-            Destination::Subnet
+            // Guest-forward rules live in the network: only its packets pay the lookup.
+            if self.guest_forwards.has_addr(dst.into()) {
+                Destination::Virtual
+            } else {
+                Destination::Subnet
+            }
         } else if dst.is_multicast() || dst.is_loopback() || dst.is_unspecified() || dst.octets()[0] >= 240 {
             Destination::Martian
         } else {

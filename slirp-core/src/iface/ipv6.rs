@@ -69,12 +69,17 @@ enum Destination {
 }
 
 fn classify(c: &Ipv6Config, dst: Ipv6Addr, rules: &crate::nat::guest_forward::GuestForwards) -> Destination {
-    if c.is_gateway(dst) || c.is_dns(dst) || rules.has_addr(dst.into()) {
+    if c.is_gateway(dst) || c.is_dns(dst) {
         Destination::Virtual
     } else if dst.is_multicast() {
         Destination::Multicast
     } else if c.in_prefix(dst) || ipv6::is_link_local(dst) {
-        Destination::Local
+        // Guest-forward rules live in the prefix: only its packets pay the lookup.
+        if rules.has_addr(dst.into()) {
+            Destination::Virtual
+        } else {
+            Destination::Local
+        }
     } else if dst.is_loopback() || dst.is_unspecified() {
         Destination::Martian
     } else {
@@ -521,17 +526,7 @@ impl Iface<'_> {
 
     /// Sends an ICMPv6 error about the IPv6 packet `d`, if RFC 4443 §2.4 allows one.
     pub(crate) fn icmp_error6(&mut self, d: &Ingress<'_>, err: IcmpError) {
-        let (t, code, word) = match err {
-            IcmpError::Unreachable(u) => match u {
-                Unreach::Net => (icmpv6::DST_UNREACHABLE, icmpv6::unreach::NO_ROUTE, 0),
-                Unreach::Host => (icmpv6::DST_UNREACHABLE, icmpv6::unreach::ADDRESS, 0),
-                Unreach::Port => (icmpv6::DST_UNREACHABLE, icmpv6::unreach::PORT, 0),
-                Unreach::AdminProhibited => (icmpv6::DST_UNREACHABLE, icmpv6::unreach::ADMIN_PROHIBITED, 0),
-                Unreach::Protocol => (icmpv6::PARAM_PROBLEM, icmpv6::param::NEXT_HEADER, 6),
-            },
-            IcmpError::TimeExceeded => (icmpv6::TIME_EXCEEDED, 0, 0),
-            IcmpError::PacketTooBig(mtu) => (icmpv6::PACKET_TOO_BIG, 0, mtu),
-        };
+        let (t, code, word) = icmp6_message(err);
         self.send_icmp6_error(d, t, code, word, t == icmpv6::PACKET_TOO_BIG);
     }
 
@@ -611,17 +606,7 @@ impl Iface<'_> {
         }
         .emit(&mut quote);
         quote[IP6_LEN..].copy_from_slice(&quoted.l4);
-        let (t, code, word) = match err {
-            IcmpError::Unreachable(Unreach::Net) => (icmpv6::DST_UNREACHABLE, icmpv6::unreach::NO_ROUTE, 0),
-            IcmpError::Unreachable(Unreach::Host) => (icmpv6::DST_UNREACHABLE, icmpv6::unreach::ADDRESS, 0),
-            IcmpError::Unreachable(Unreach::Port) => (icmpv6::DST_UNREACHABLE, icmpv6::unreach::PORT, 0),
-            IcmpError::Unreachable(Unreach::AdminProhibited) => {
-                (icmpv6::DST_UNREACHABLE, icmpv6::unreach::ADMIN_PROHIBITED, 0)
-            }
-            IcmpError::Unreachable(Unreach::Protocol) => (icmpv6::PARAM_PROBLEM, icmpv6::param::NEXT_HEADER, 6),
-            IcmpError::TimeExceeded => (icmpv6::TIME_EXCEEDED, 0, 0),
-            IcmpError::PacketTooBig(mtu) => (icmpv6::PACKET_TOO_BIG, 0, mtu),
-        };
+        let (t, code, word) = icmp6_message(err);
         if !self.icmp6_rate_ok(now) {
             return self.stats.drop(DropReason::Icmpv6RateLimited);
         }
@@ -762,6 +747,22 @@ pub(crate) fn emit_frames6(o: Out6<'_, '_>, mac: EthernetAddress, repr: &Ipv6Rep
             return o.stats.drop(DropReason::TxQueueFull);
         }
         off += n;
+    }
+}
+
+/// The ICMPv6 (type, code, word) of an error (RFC 4443 §3; a protocol unreachable is IPv6's
+/// parameter problem "unrecognized next header", pointing at the fixed header's field).
+fn icmp6_message(err: IcmpError) -> (u8, u8, u32) {
+    match err {
+        IcmpError::Unreachable(u) => match u {
+            Unreach::Net => (icmpv6::DST_UNREACHABLE, icmpv6::unreach::NO_ROUTE, 0),
+            Unreach::Host => (icmpv6::DST_UNREACHABLE, icmpv6::unreach::ADDRESS, 0),
+            Unreach::Port => (icmpv6::DST_UNREACHABLE, icmpv6::unreach::PORT, 0),
+            Unreach::AdminProhibited => (icmpv6::DST_UNREACHABLE, icmpv6::unreach::ADMIN_PROHIBITED, 0),
+            Unreach::Protocol => (icmpv6::PARAM_PROBLEM, icmpv6::param::NEXT_HEADER, 6),
+        },
+        IcmpError::TimeExceeded => (icmpv6::TIME_EXCEEDED, 0, 0),
+        IcmpError::PacketTooBig(mtu) => (icmpv6::PACKET_TOO_BIG, 0, mtu),
     }
 }
 

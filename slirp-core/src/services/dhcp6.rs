@@ -25,7 +25,7 @@ use crate::iface::Iface;
 use crate::stats::DropReason;
 use crate::time::Instant;
 use crate::wire::dhcpv6::{self, msg, opt, status, Dhcpv6Message, IaNa, Writer, MAX_DUID_LEN};
-use crate::wire::icmpv6::encode_name;
+use crate::wire::icmpv6::{encode_name, search_names};
 use crate::wire::{udp as udp_wire, EthernetAddress, IpProtocol, UdpRepr};
 use core::net::{IpAddr, Ipv6Addr};
 
@@ -341,7 +341,7 @@ fn config_options(config: &Config, m: &Dhcpv6Message<'_>, w: &mut Writer<'_>) ->
     if let Some(list) = search.filter(|_| wants(opt::DOMAIN_LIST)) {
         let at = w.begin(opt::DOMAIN_LIST)?;
         let names = w.len();
-        for name in list.split([' ', ',', '\t']).filter(|n| !n.is_empty()) {
+        for name in search_names(list) {
             let mut enc = [0u8; 256];
             if let Some(n) = encode_name(name, &mut enc) {
                 w.put(&enc[..n])?;

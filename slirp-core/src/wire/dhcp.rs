@@ -478,16 +478,12 @@ impl OptionWriter<'_> {
 /// the length. Names that are not valid DNS names, or that would not fit, are left out.
 pub fn encode_search_list(list: &str, out: &mut [u8]) -> usize {
     let mut len = 0;
-    for name in list.split([' ', ',', '\t']).filter(|n| !n.is_empty()) {
-        let name = name.strip_suffix('.').unwrap_or(name);
-        let valid = !name.is_empty()
-            && name.len() <= 253
-            && name.split('.').all(|l| {
-                !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-            });
-        if !valid {
+    for name in super::icmpv6::search_names(list) {
+        // Valid as a DNS name (the rule DNSSL and DHCPv6 use), without its trailing dot.
+        if super::icmpv6::encode_name(name, &mut [0u8; 256]).is_none() {
             continue;
         }
+        let name = name.strip_suffix('.').unwrap_or(name);
         let start = len;
         let mut rest = name;
         let ok = loop {

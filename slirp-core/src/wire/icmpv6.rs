@@ -387,7 +387,7 @@ impl RouterAdvert<'_> {
             w.put(&[option::DNSSL, 0, 0, 0])?;
             w.put(&self.dns_lifetime.to_be_bytes())?;
             let names = w.at;
-            for name in list.split([' ', ',', '\t']).filter(|n| !n.is_empty()) {
+            for name in search_names(list) {
                 let mut enc = [0u8; 256];
                 if let Some(n) = encode_name(name, &mut enc) {
                     w.put(&enc[..n])?;
@@ -432,6 +432,12 @@ pub fn mask_prefix(a: Ipv6Addr, len: u8) -> Ipv6Addr {
     let len = u32::from(len.min(128));
     let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
     Ipv6Addr::from(u128::from(a) & mask)
+}
+
+/// The names of a search list as configured: separated by spaces, commas or tabs, empty ones
+/// skipped. (DNSSL, the DHCPv6 domain list and DHCP option 119 all read lists this way.)
+pub fn search_names(list: &str) -> impl Iterator<Item = &str> {
+    list.split([' ', ',', '\t']).filter(|n| !n.is_empty())
 }
 
 /// Encodes a domain name as DNS labels (RFC 1035 §3.1) ending in the root label; `None` when
