@@ -33,7 +33,7 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -102,12 +102,35 @@ pub enum Request {
 pub struct AddHostfwd {
     /// Transport.
     pub proto: FwdProto,
+    /// `tcp4`/`udp4`: `Some(false)`, IPv4 only; `tcp6`/`udp6`: `Some(true)`, IPv6 only; `tcp`/`udp`:
+    /// `None`, the family of `host` (both with IPv6 on, for a wildcard host address).
+    pub v6: Option<bool>,
     /// Host address and port to listen on (either family).
     pub host: SocketAddr,
+    /// The host address was left out, empty, `0.0.0.0` or `::`: all addresses (of both
+    /// families with IPv6 on, as slirp4netns).
+    pub wildcard: bool,
     /// Guest address (either family); `None`: the default (see [`ApiServer::bind`]).
     pub guest_addr: Option<IpAddr>,
     /// Guest port.
     pub guest_port: u16,
+}
+
+/// Forwards the API added as one rule over both families (`add_hostfwd` on a wildcard address
+/// with IPv6 on): the IPv4 forward's id, which the rule goes by, and its IPv6 twin's. Kept by
+/// the event loop for its API server.
+#[derive(Debug, Default)]
+pub struct Twins(std::collections::HashMap<u32, u32>);
+
+impl Twins {
+    /// The IPv6 twin of rule `id`, if it has one.
+    pub fn of(&self, id: u32) -> Option<u32> {
+        self.0.get(&id).copied()
+    }
+
+    fn is_twin(&self, id: u32) -> bool {
+        self.0.values().any(|&t| t == id)
+    }
 }
 
 fn proto_name(p: FwdProto) -> &'static str {
@@ -190,10 +213,14 @@ fn truncate(s: &str, max: usize) -> &str {
 
 fn parse_add(args: &Map<String, Value>) -> Result<AddHostfwd, ApiError> {
     let bad = |what: &str| ApiError::bad(format!("add_hostfwd: bad arguments.{what}"));
-    let proto = match args.get("proto").and_then(Value::as_str) {
-        Some("udp") => FwdProto::Udp,
-        Some("tcp") => FwdProto::Tcp,
-        _ => return Err(bad("proto (expected \"tcp\" or \"udp\")")),
+    let (proto, v6) = match args.get("proto").and_then(Value::as_str) {
+        Some("udp") => (FwdProto::Udp, None),
+        Some("tcp") => (FwdProto::Tcp, None),
+        Some("udp4") => (FwdProto::Udp, Some(false)),
+        Some("tcp4") => (FwdProto::Tcp, Some(false)),
+        Some("udp6") => (FwdProto::Udp, Some(true)),
+        Some("tcp6") => (FwdProto::Tcp, Some(true)),
+        _ => return Err(bad("proto (expected \"tcp\", \"udp\", \"tcp4\", \"udp4\", \"tcp6\" or \"udp6\")")),
     };
     let addr = |key: &str| -> Result<Option<IpAddr>, ApiError> {
         match args.get(key) {
@@ -213,11 +240,21 @@ fn parse_add(args: &Map<String, Value>) -> Result<AddHostfwd, ApiError> {
             .filter(|&p| p != 0)
             .ok_or_else(|| bad(&format!("{key} (expected 1-65535)")))
     };
-    let host_addr = addr("host_addr")?.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let given = addr("host_addr")?;
+    let wildcard = given.is_none_or(|a| a.is_unspecified());
+    let host_addr = match (given, v6) {
+        (Some(a), Some(want_v6)) if !a.is_unspecified() && a.is_ipv6() != want_v6 => {
+            return Err(bad("host_addr (not of the family the proto names)"));
+        }
+        (_, Some(true)) if wildcard => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        (_, _) if wildcard => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        (Some(a), _) => a,
+        (None, _) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
     let host_port = port("host_port")?;
     let guest_addr = addr("guest_addr")?;
     let guest_port = port("guest_port")?;
-    Ok(AddHostfwd { proto, host: SocketAddr::new(host_addr, host_port), guest_addr, guest_port })
+    Ok(AddHostfwd { proto, v6, host: SocketAddr::new(host_addr, host_port), wildcard, guest_addr, guest_port })
 }
 
 /// What the API acts on: the engine, its host side, and the time.
@@ -230,6 +267,11 @@ pub struct Context<'s, 'a, H: LoopHost = StdHost> {
     pub now: Instant,
     /// Guest address of forwards that name none.
     pub default_guest: Ipv4Addr,
+    /// Whether guest forwards may run commands or connect to unix socket paths (not in the
+    /// sandbox's empty root, see [`ApiServer::set_local_targets`]).
+    pub local_targets: bool,
+    /// Rules added over both families.
+    pub twins: &'s mut Twins,
 }
 
 /// Carries out `req`; returns the answer object.
@@ -243,26 +285,76 @@ pub fn execute<H: LoopHost>(req: &Request, cx: &mut Context<'_, '_, H>) -> Value
 fn run<H: LoopHost>(req: &Request, cx: &mut Context<'_, '_, H>) -> Result<Value, ApiError> {
     match *req {
         Request::AddHostfwd(a) => {
-            let guest = SocketAddr::new(a.guest_addr.unwrap_or(IpAddr::V4(cx.default_guest)), a.guest_port);
-            let id = match a.proto {
-                FwdProto::Udp => cx.slirp.add_udp_forward(cx.host, a.host, guest),
-                FwdProto::Tcp => cx.slirp.add_tcp_forward(cx.host, a.host, guest),
+            let ipv6_on = cx.slirp.config().ipv6.enabled;
+            if a.v6 == Some(true) && !ipv6_on {
+                return Err(ApiError::bad("add_hostfwd: bad arguments.proto (IPv6 is off: start with --enable-ipv6)"));
             }
-            .map_err(|e| ApiError(format!("add_hostfwd: {e}")))?;
-            if let Some((_, proto, host, guest)) = forwards(cx.slirp).into_iter().find(|f| f.0 == id) {
-                log::info!("api: forwarding {} {host} to {guest} (id {id})", proto_name(proto));
+            // The guest address of each family that names none: .100 (or the first DHCP
+            // address) and ::100 (or the first DHCPv6 address).
+            let default4 = cx.default_guest;
+            let default6 = if default4.is_unspecified() {
+                std::net::Ipv6Addr::UNSPECIFIED
+            } else {
+                std::net::Ipv6Addr::from(u128::from(cx.slirp.config().ipv6.prefix) | 0x100)
+            };
+            let guest_for = |host_v6: bool| -> IpAddr {
+                match a.guest_addr {
+                    // A dual rule naming the guest by one family reaches the other family's
+                    // listener's clients at the guest's address of that family.
+                    Some(g) if a.wildcard && a.v6.is_none() && ipv6_on && g.is_ipv6() != host_v6 => {
+                        if host_v6 {
+                            IpAddr::V6(default6)
+                        } else {
+                            IpAddr::V4(default4)
+                        }
+                    }
+                    Some(g) => g,
+                    None if host_v6 && ipv6_on => IpAddr::V6(default6),
+                    None => IpAddr::V4(default4),
+                }
+            };
+            let mut add = |host: SocketAddr| -> Result<u32, ApiError> {
+                let guest = SocketAddr::new(guest_for(host.is_ipv6()), a.guest_port);
+                let id = match a.proto {
+                    FwdProto::Udp => cx.slirp.add_udp_forward(cx.host, host, guest),
+                    FwdProto::Tcp => cx.slirp.add_tcp_forward(cx.host, host, guest),
+                }
+                .map_err(|e| ApiError(format!("add_hostfwd: {e}")))?;
+                log::info!("api: forwarding {} {host} to {guest} (id {id})", proto_name(a.proto));
+                Ok(id)
+            };
+            let both = a.wildcard && a.v6.is_none() && ipv6_on;
+            let id = add(a.host)?;
+            if both {
+                let host6 = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), a.host.port());
+                match add(host6) {
+                    Ok(twin) => {
+                        cx.twins.0.insert(id, twin);
+                    }
+                    Err(e) => {
+                        // All or nothing: the IPv4 half goes too.
+                        let _ = remove_forward(cx, id);
+                        return Err(e);
+                    }
+                }
             }
             Ok(json!({ "return": { "id": id } }))
         }
         Request::ListHostfwd => {
-            let entries: Vec<Value> = forwards(cx.slirp)
-                .into_iter()
-                .map(|(id, proto, host, guest)| forward_entry(id, proto, host, guest))
+            let all = forwards(cx.slirp);
+            let find = |id: u32| all.iter().find(|f| f.0 == id).copied();
+            let entries: Vec<Value> = all
+                .iter()
+                .filter(|f| !cx.twins.is_twin(f.0))
+                .map(|&f| forward_entry(f, cx.twins.of(f.0).and_then(find)))
                 .collect();
             Ok(json!({ "entries": entries }))
         }
         Request::RemoveHostfwd(id) => match remove_forward(cx, id) {
             Ok(()) => {
+                if let Some(twin) = cx.twins.0.remove(&id) {
+                    let _ = remove_forward(cx, twin);
+                }
                 log::info!("api: removed forward {id}");
                 Ok(json!({ "return": {} }))
             }
@@ -302,6 +394,14 @@ fn run<H: LoopHost>(req: &Request, cx: &mut Context<'_, '_, H>) -> Result<Value,
         }
         Request::Stats => Ok(json!({ "return": stats(cx) })),
         Request::AddGuestfwd(addr, ref target) => {
+            use crate::host::GuestForwardTarget as T;
+            if !cx.local_targets && matches!(target, T::Command(_) | T::Pty(_) | T::Unix(_)) {
+                return Err(ApiError(
+                    "add_guestfwd: the sandbox runs no commands and has no filesystem: cmd:, pty: and unix: targets \
+                     need slirp started with one such --guestfwd rule, or with --sandbox off"
+                        .into(),
+                ));
+            }
             let id = cx.slirp.add_guest_forward(addr).map_err(|e| ApiError(format!("add_guestfwd: {e}")))?;
             if !cx.host.set_guest_forward(id, target.clone()) {
                 let _ = cx.slirp.remove_guest_forward(id);
@@ -351,15 +451,27 @@ fn forwards(slirp: &Slirp<'_>) -> Vec<(u32, FwdProto, SocketAddr, SocketAddr)> {
     all
 }
 
-fn forward_entry(id: u32, proto: FwdProto, host: SocketAddr, guest: SocketAddr) -> Value {
-    json!({
-        "id": id,
-        "proto": proto_name(proto),
-        "host_addr": host.ip().to_string(),
-        "host_port": host.port(),
-        "guest_addr": guest.ip().to_string(),
-        "guest_port": guest.port(),
-    })
+/// A `list_hostfwd` entry as slirp4netns writes it: `host_addr`/`guest_addr` for the IPv4
+/// side, `host_addr6`/`guest_addr6` for the IPv6 side (one rule may have both).
+fn forward_entry(
+    (id, proto, host, guest): (u32, FwdProto, SocketAddr, SocketAddr),
+    twin: Option<(u32, FwdProto, SocketAddr, SocketAddr)>,
+) -> Value {
+    let mut e = Map::new();
+    e.insert("id".into(), id.into());
+    e.insert("proto".into(), proto_name(proto).into());
+    let key = |base: &str, a: &SocketAddr| if a.is_ipv6() { format!("{base}6") } else { base.to_string() };
+    e.insert(key("host_addr", &host), host.ip().to_string().into());
+    if let Some((_, _, h, _)) = twin {
+        e.insert(key("host_addr", &h), h.ip().to_string().into());
+    }
+    e.insert("host_port".into(), host.port().into());
+    e.insert(key("guest_addr", &guest), guest.ip().to_string().into());
+    if let Some((_, _, _, g)) = twin {
+        e.insert(key("guest_addr", &g), g.ip().to_string().into());
+    }
+    e.insert("guest_port".into(), guest.port().into());
+    Value::Object(e)
 }
 
 fn stats<H: LoopHost>(cx: &Context<'_, '_, H>) -> Value {
@@ -529,9 +641,10 @@ enum Next {
 pub struct ApiServer {
     listener: UnixListener,
     path: PathBuf,
-    /// (device, inode) of the socket file we made: only that file is removed on drop.
-    file_id: Option<(u64, u64)>,
+    /// The socket file we made: only that file is removed on drop.
+    file: crate::sandbox::SocketFile,
     default_guest: Ipv4Addr,
+    local_targets: bool,
     conns: Vec<Option<Conn>>,
     /// Slots with an event since the last turn (bit `i`: slot `i`).
     ready: u32,
@@ -555,12 +668,13 @@ impl ApiServer {
             Err(e) => return Err(e),
         }
         let listener = UnixListener::bind(path)?;
-        let file_id = std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        let file = crate::sandbox::SocketFile::new(path);
         Ok(ApiServer {
             listener,
             path: path.to_path_buf(),
-            file_id,
+            file,
             default_guest,
+            local_targets: true,
             conns: (0..MAX_CONNECTIONS).map(|_| None).collect(),
             ready: 0,
             accept_pending: true,
@@ -575,6 +689,18 @@ impl ApiServer {
     /// Sets the guest address of forwards that name none.
     pub fn set_default_guest(&mut self, addr: Ipv4Addr) {
         self.default_guest = addr;
+    }
+
+    /// Whether `add_guestfwd` may add `cmd:`, `pty:` and `unix:` targets (the default). Off
+    /// in the sandbox when it keeps no filesystem or runs no commands: such a rule could only
+    /// refuse every connection, so the request is refused instead.
+    pub fn set_local_targets(&mut self, allowed: bool) {
+        self.local_targets = allowed;
+    }
+
+    /// See [`ApiServer::set_local_targets`].
+    pub fn local_targets(&self) -> bool {
+        self.local_targets
     }
 
     /// The guest address of forwards that name none.
@@ -753,11 +879,9 @@ fn done<H: LoopHost>(state: ReadState, cx: &mut Context<'_, '_, H>) -> Vec<u8> {
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        // Remove the socket file, if it is still the one we made.
-        let same = std::fs::symlink_metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
-        if same.is_some() && same == self.file_id {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        // Remove the socket file, if it is still the one we made (through its directory's
+        // descriptor: the path may not resolve in the sandbox).
+        self.file.remove();
     }
 }
 
@@ -781,6 +905,8 @@ mod tests {
             r,
             Request::AddHostfwd(AddHostfwd {
                 proto: FwdProto::Udp,
+                v6: None,
+                wildcard: false,
                 host: "127.0.0.1:8080".parse().unwrap(),
                 guest_addr: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 100))),
                 guest_port: 80
@@ -795,11 +921,40 @@ mod tests {
             r,
             Request::AddHostfwd(AddHostfwd {
                 proto: FwdProto::Tcp,
+                v6: None,
+                wildcard: true,
                 host: "0.0.0.0:22".parse().unwrap(),
                 guest_addr: None,
                 guest_port: 2222
             })
         );
+        // tcp4/udp4 and tcp6/udp6 name one family; a wildcard of the other family is this one's.
+        let fam = |req: &str| match parse(req).unwrap() {
+            Request::AddHostfwd(a) => (a.v6, a.wildcard, a.host),
+            r => panic!("{r:?}"),
+        };
+        assert_eq!(
+            fam(r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp6","host_port":8,"guest_port":8}}"#),
+            (Some(true), true, "[::]:8".parse().unwrap())
+        );
+        assert_eq!(
+            fam(
+                r#"{"execute":"add_hostfwd","arguments":{"proto":"udp4","host_addr":"::","host_port":8,"guest_port":8}}"#
+            ),
+            (Some(false), true, "0.0.0.0:8".parse().unwrap())
+        );
+        assert_eq!(
+            fam(
+                r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"::","host_port":8,"guest_port":8}}"#
+            ),
+            (None, true, "0.0.0.0:8".parse().unwrap())
+        );
+        assert!(parse(
+            r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp4","host_addr":"::1","host_port":8,"guest_port":8}}"#
+        )
+        .unwrap_err()
+        .0
+        .contains("host_addr"));
         assert_eq!(parse(r#"{"execute":"list_hostfwd"}"#).unwrap(), Request::ListHostfwd);
         assert_eq!(parse(r#"{"execute":"list_hostfwd","arguments":{}}"#).unwrap(), Request::ListHostfwd);
         assert_eq!(parse(r#"{"execute":"remove_hostfwd","arguments":{"id":42}}"#).unwrap(), Request::RemoveHostfwd(42));
@@ -861,7 +1016,14 @@ mod tests {
     }
 
     fn ask(slirp: &mut Slirp<'static>, host: &mut StdHost, req: &str) -> Value {
-        let mut cx = Context { slirp, host, now: Instant::from_secs(10), default_guest: Ipv4Addr::new(10, 0, 2, 100) };
+        let mut cx = Context {
+            slirp,
+            host,
+            now: Instant::from_secs(10),
+            default_guest: Ipv4Addr::new(10, 0, 2, 100),
+            local_targets: true,
+            twins: &mut Twins::default(),
+        };
         let line = answer(req.as_bytes(), &mut cx);
         assert_eq!(line.last(), Some(&b'\n'), "one line");
         assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
@@ -1043,6 +1205,8 @@ mod tests {
             host: &mut host,
             now: Instant::from_micros(0),
             default_guest: Ipv4Addr::UNSPECIFIED,
+            local_targets: true,
+            twins: &mut Twins::default(),
         };
         let v: Value = serde_json::from_slice(&answer(&bytes, &mut cx)).unwrap();
         assert!(v["error"]["desc"].as_str().unwrap().contains("cannot parse JSON"), "{v}");

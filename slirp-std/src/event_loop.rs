@@ -214,6 +214,8 @@ pub struct EventLoop<'a, H: LoopHost = StdHost> {
     host_ready: Vec<(SocketId, bool, bool)>,
     /// The control API socket, if one is served.
     api: Option<ApiServer>,
+    /// The API's rules over both families (kept here: the API server borrows the engine per turn).
+    api_twins: api::Twins,
     /// Busy polling: how long to keep polling without sleeping once events come densely.
     busy_poll: Duration,
     /// The last wait suggests the next event is close: poll before sleeping.
@@ -252,6 +254,7 @@ impl<'a, H: LoopHost> EventLoop<'a, H> {
             accept_pending: false,
             host_ready: Vec::new(),
             api: None,
+            api_twins: api::Twins::default(),
             busy_poll: Duration::ZERO,
             spin: false,
         })
@@ -550,6 +553,8 @@ impl<'a, H: LoopHost> EventLoop<'a, H> {
                 host: &mut self.host,
                 now: self.clock.now(),
                 default_guest: server.default_guest(),
+                local_targets: server.local_targets(),
+                twins: &mut self.api_twins,
             };
             server.turn(self.poll.registry(), &mut cx);
         }

@@ -142,6 +142,9 @@ pub struct StdHost {
     /// The TFTP root (a directory descriptor), and the file of each transfer.
     tftp_root: Option<OwnedFd>,
     tftp_files: [Option<std::fs::File>; slirp_core::TFTP_SESSIONS],
+    /// Local addresses outgoing flows leave from (`--outbound-addr`, `--outbound-addr6`).
+    outbound4: Option<std::net::Ipv4Addr>,
+    outbound6: Option<std::net::Ipv6Addr>,
 }
 
 /// Code that serves one guest-forward connection: it gets the connection as a blocking
@@ -338,6 +341,26 @@ impl StdHost {
             tftp_files: Default::default(),
             guest_forward_targets: HashMap::new(),
             children: Vec::new(),
+            outbound4: None,
+            outbound6: None,
+        }
+    }
+
+    /// Makes the guest's outgoing TCP connections, UDP flows and pings leave from these local
+    /// addresses (slirp4netns' `--outbound-addr` and `--outbound-addr6`; `None`: the kernel
+    /// picks, by route). Traffic toward the host's loopback is left alone, and forwards keep the
+    /// address they were given.
+    pub fn set_outbound(&mut self, v4: Option<std::net::Ipv4Addr>, v6: Option<std::net::Ipv6Addr>) {
+        self.outbound4 = v4;
+        self.outbound6 = v6;
+    }
+
+    /// The outbound address for a flow of `v6`'s family, as a socket address with port 0.
+    fn outbound(&self, v6: bool) -> Option<SocketAddr> {
+        if v6 {
+            self.outbound6.map(|a| SocketAddr::new(IpAddr::V6(a), 0))
+        } else {
+            self.outbound4.map(|a| SocketAddr::new(IpAddr::V4(a), 0))
         }
     }
 
@@ -771,6 +794,12 @@ impl HostSocket for StdHost {
             // Still usable: ICMP errors from remotes are just not reported.
             log::debug!("IP_RECVERR: {e}");
         }
+        // A flow's socket (any address, any port; forwards name theirs) leaves from the
+        // outbound address when one is set.
+        let local = match self.outbound(v6) {
+            Some(out) if local.ip().is_unspecified() && local.port() == 0 => out,
+            _ => local,
+        };
         rustix::net::bind(&fd, &local).map_err(map_errno)?;
         let bound = inet(rustix::net::getsockname(&fd).ok()).unwrap_or(local);
         self.insert(id, fd, Kind::Udp, v6)?;
@@ -890,6 +919,9 @@ impl HostSocket for StdHost {
             }
         }
         let (fd, kind) = self.open_echo(version)?;
+        if let Some(local) = self.outbound(version == IpVersion::V6) {
+            rustix::net::bind(&fd, &local).map_err(map_errno)?;
+        }
         self.insert(id, fd, kind, version == IpVersion::V6)?;
         Ok(if kind == Kind::Ping { EchoKind::Datagram } else { EchoKind::Raw })
     }
@@ -1011,6 +1043,9 @@ impl HostSocket for StdHost {
 
     fn tcp_connect(&mut self, id: SocketId, dst: SocketAddr) -> Result<(), HostError> {
         let fd = tcp_socket(family(&dst))?;
+        if let Some(local) = self.outbound(dst.is_ipv6()).filter(|_| !dst.ip().is_loopback()) {
+            rustix::net::bind(&fd, &local).map_err(map_errno)?;
+        }
         match rustix::net::connect(&fd, &dst) {
             Ok(()) | Err(Errno::INPROGRESS) => {}
             // Interrupted: the connect goes on in the background, as with EINPROGRESS.

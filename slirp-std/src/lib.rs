@@ -37,6 +37,8 @@ pub mod netlink;
 pub mod netns;
 pub mod options;
 pub mod pcap;
+pub mod sandbox;
+pub mod slirp4netns;
 pub mod sys;
 pub mod trace;
 

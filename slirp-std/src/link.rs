@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mio::net::{UnixListener, UnixStream};
 use mio::unix::SourceFd;
@@ -68,7 +68,7 @@ enum Kind {
     Stream(FramedStream),
     Qemu {
         listener: UnixListener,
-        path: PathBuf,
+        file: crate::sandbox::SocketFile,
         guest: Option<FramedStream>,
     },
 }
@@ -254,7 +254,8 @@ impl GuestLink {
         }
         let listener =
             UnixListener::bind(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        Ok(GuestLink { kind: Kind::Qemu { listener, path: path.to_path_buf(), guest: None } })
+        let file = crate::sandbox::SocketFile::new(path);
+        Ok(GuestLink { kind: Kind::Qemu { listener, file, guest: None } })
     }
 
     /// Registers the link's descriptors with the event loop's poller.
@@ -427,8 +428,9 @@ impl GuestLink {
 
 impl Drop for GuestLink {
     fn drop(&mut self) {
-        if let Kind::Qemu { path, .. } = &self.kind {
-            let _ = std::fs::remove_file(path);
+        if let Kind::Qemu { file, .. } = &self.kind {
+            // Through its directory's descriptor: the path may not resolve in the sandbox.
+            file.remove();
         }
     }
 }

@@ -1,12 +1,13 @@
 //! Just enough rtnetlink to configure the guest's interface (`--configure`): look up an
-//! interface, set its MTU and bring it up, add an IPv4 address and a default route.
+//! interface, set its MTU and MAC address and bring it up, add addresses and default routes;
+//! and to find an interface's address on the host side (`--outbound-addr=INTERFACE`).
 //!
 //! A netlink socket talks to the namespace it was created in, so call these on a thread inside
 //! the target namespace (see [`crate::netns::Netns::run_inside`]). Requests are built by hand:
 //! four fixed message layouts do not justify a netlink library.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
@@ -16,13 +17,16 @@ const NLMSG_DONE: u16 = 3;
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
+const RTM_GETADDR: u16 = 22;
 const RTM_NEWROUTE: u16 = 24;
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
+const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_MTU: u16 = 4;
 const IFLA_IFNAME: u16 = 3;
 const IFA_ADDRESS: u16 = 1;
@@ -78,6 +82,43 @@ impl Msg {
         self.0[..4].copy_from_slice(&len.to_ne_bytes());
         self.0
     }
+}
+
+/// The interface address in an `ifaddrmsg`'s attributes: `IFA_LOCAL` if present (it is the
+/// local address on point-to-point links), else `IFA_ADDRESS`.
+fn address_attr(mut attrs: &[u8], v6: bool) -> Option<IpAddr> {
+    let want = if v6 { 16 } else { 4 };
+    let (mut local, mut address) = (None, None);
+    while attrs.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]);
+        if len < 4 || len > attrs.len() {
+            break;
+        }
+        let data = &attrs[4..len];
+        if data.len() == want {
+            let addr = if v6 {
+                IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(data).expect("16 bytes")))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(data).expect("4 bytes")))
+            };
+            match kind {
+                IFA_LOCAL => local = Some(addr),
+                IFA_ADDRESS => address = Some(addr),
+                _ => {}
+            }
+        }
+        attrs = &attrs[((len + 3) & !3).min(attrs.len())..];
+    }
+    local.or(address)
+}
+
+/// The first address of family IPv4 (`v6` false) or IPv6 of host interface `name`, looked up
+/// in the calling thread's network namespace; `Ok(None)` when it has none.
+pub fn interface_address(name: &str, v6: bool) -> io::Result<Option<IpAddr>> {
+    let mut rtnl = Rtnl::open()?;
+    let index = rtnl.link_index(name)?;
+    Ok(rtnl.addresses(index, v6)?.into_iter().next())
 }
 
 fn ifinfomsg(index: i32, flags: u32, change: u32) -> [u8; 16] {
@@ -164,6 +205,65 @@ impl Rtnl {
             msg = msg.attr(IFLA_MTU, &mtu.to_ne_bytes());
         }
         self.request(msg).map(|_| ())
+    }
+
+    /// Sets the MAC address of interface `index`.
+    pub fn set_mac(&mut self, index: i32, mac: [u8; 6]) -> io::Result<()> {
+        let msg = Msg::new(RTM_NEWLINK, NLM_F_ACK, &ifinfomsg(index, 0, 0)).attr(IFLA_ADDRESS, &mac);
+        self.request(msg).map(|_| ())
+    }
+
+    /// The addresses of interface `index` of one family (IPv6: global scope first), in the
+    /// kernel's order.
+    pub fn addresses(&mut self, index: i32, v6: bool) -> io::Result<Vec<IpAddr>> {
+        let seq = self.seq;
+        self.seq += 1;
+        let fixed = [if v6 { AF_INET6 } else { AF_INET }, 0, 0, 0, 0, 0, 0, 0];
+        let mut bytes = Msg::new(RTM_GETADDR, NLM_F_DUMP, &fixed).finish();
+        bytes[8..12].copy_from_slice(&seq.to_ne_bytes());
+        rustix::net::send(&self.fd, &bytes, SendFlags::empty())?;
+        let mut buf = vec![0u8; 32768];
+        let mut found: Vec<(u8, IpAddr)> = Vec::new();
+        loop {
+            let (n, _) = rustix::net::recv(&self.fd, &mut buf[..], RecvFlags::empty())?;
+            let n = n.min(buf.len());
+            let mut off = 0;
+            while off + 16 <= n {
+                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
+                let kind = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+                let mseq = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().expect("4 bytes"));
+                if len < 16 || off + len > n {
+                    return Err(io::Error::other("malformed netlink reply"));
+                }
+                let msg = &buf[off..off + len];
+                off += (len + 3) & !3;
+                if mseq != seq {
+                    continue;
+                }
+                match kind {
+                    NLMSG_DONE => {
+                        // Global addresses before link-local ones (scope 0 sorts first).
+                        found.sort_by_key(|&(scope, _)| scope);
+                        return Ok(found.into_iter().map(|(_, a)| a).collect());
+                    }
+                    NLMSG_ERROR if len >= 20 => {
+                        let err = i32::from_ne_bytes(msg[16..20].try_into().expect("4 bytes"));
+                        return Err(io::Error::from_raw_os_error(-err));
+                    }
+                    RTM_NEWADDR if len >= 24 => {
+                        let scope = msg[19];
+                        let ifindex = i32::from_ne_bytes(msg[20..24].try_into().expect("4 bytes"));
+                        if ifindex != index {
+                            continue;
+                        }
+                        if let Some(a) = address_attr(&msg[24..], v6) {
+                            found.push((scope, a));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// Adds `addr/prefix_len` to interface `index` (an address already present is fine).
@@ -257,6 +357,8 @@ pub struct InterfaceSetup {
     /// IPv6: the guest's address and prefix length, and the router's link-local address for
     /// the default route (`None`: IPv6 off, or left to Router Advertisements).
     pub ipv6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
+    /// A MAC address to give the interface (`None`: keep the one the kernel chose).
+    pub mac: Option<[u8; 6]>,
 }
 
 /// Configures interface `ifname` in the calling thread's namespace: MTU, up, address, default
@@ -269,6 +371,9 @@ pub fn configure_here(ifname: &str, setup: &InterfaceSetup, loopback_up: bool) -
         rtnl.set_up(lo, None).map_err(ctx("bringing lo up"))?;
     }
     let index = rtnl.link_index(ifname)?;
+    if let Some(mac) = setup.mac {
+        rtnl.set_mac(index, mac).map_err(ctx("setting the MAC address"))?;
+    }
     rtnl.set_up(index, Some(u32::from(setup.mtu))).map_err(ctx("setting MTU and bringing the interface up"))?;
     rtnl.add_address(index, setup.address, setup.prefix_len).map_err(ctx("adding the address"))?;
     rtnl.add_default_route(index, setup.gateway).map_err(ctx("adding the default route"))?;

@@ -117,6 +117,33 @@ impl Netns {
     }
 }
 
+/// Moves the calling (single-threaded) process into the user namespace at `path`, unless it is
+/// in that namespace already. Entering the user namespace that owns a rootless container's
+/// network namespace gives the capabilities to create a TAP there.
+pub fn enter_user_namespace(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let ctx = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let file = File::open(path).map_err(ctx)?;
+    let theirs = file.metadata().map_err(ctx)?;
+    let ours = std::fs::metadata("/proc/self/ns/user")?;
+    if (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()) {
+        return Ok(());
+    }
+    move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::User)).map_err(|e| {
+        let e = io::Error::from(e);
+        io::Error::new(e.kind(), format!("entering user namespace {}: {e}", path.display()))
+    })
+}
+
+/// Moves the calling thread into the network namespace at `path`.
+pub fn enter_network_namespace(path: &std::path::Path) -> io::Result<()> {
+    let file = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network)).map_err(|e| {
+        let e = io::Error::from(e);
+        io::Error::new(e.kind(), format!("entering network namespace {}: {e}", path.display()))
+    })
+}
+
 /// Creates the TAP interface `ifname` in the calling thread's network namespace and returns its
 /// nonblocking descriptor and the name the kernel gave it. The TAP carries a virtio-net header
 /// with every frame (`IFF_VNET_HDR`), so [`GuestLink::datagram`](crate::GuestLink::datagram)

@@ -160,6 +160,57 @@ pub fn raise_fd_limit(want: u64) -> Option<u64> {
     }
 }
 
+/// Moves this process into a fresh mount namespace, inside a fresh user namespace first when
+/// `user` is set (what an unprivileged process needs to own the mount namespace). A new user
+/// namespace needs a single-threaded process.
+pub fn unshare_mount_ns(user: bool) -> io::Result<()> {
+    let mut flags = rustix::thread::UnshareFlags::NEWNS;
+    if user {
+        flags |= rustix::thread::UnshareFlags::NEWUSER;
+    }
+    // SAFETY: as in `unshare_net`: unsafe only because of `CLONE_FILES`; NEWNS and NEWUSER
+    // change no descriptor table.
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(io::Error::from)
+}
+
+/// `SECCOMP_FILTER_FLAG_LOG`: the kernel logs every action of the filter but "allow".
+const SECCOMP_FILTER_FLAG_LOG: libc::c_ulong = 2;
+/// `SECCOMP_FILTER_FLAG_TSYNC`: every thread of the process gets the filter.
+const SECCOMP_FILTER_FLAG_TSYNC: libc::c_ulong = 1;
+
+/// Installs seccomp filter `program` (compiled by `seccompiler`) on every thread of the process,
+/// with denials logged by the kernel, after setting `PR_SET_NO_NEW_PRIVS` (which an unprivileged
+/// process needs before it may install a filter).
+pub fn install_seccomp(program: &[seccompiler::sock_filter]) -> io::Result<()> {
+    if program.is_empty() || program.len() > usize::from(u16::MAX) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty or oversized seccomp program"));
+    }
+    rustix::thread::set_no_new_privs(true)?;
+    #[repr(C)]
+    struct SockFprog {
+        len: libc::c_ushort,
+        filter: *const seccompiler::sock_filter,
+    }
+    let prog = SockFprog { len: program.len() as libc::c_ushort, filter: program.as_ptr() };
+    // SAFETY: `prog` is a live `struct sock_fprog` (`#[repr(C)]`: length, then pointer) whose
+    // pointer and length describe `program`, a slice of `#[repr(C)]` `struct sock_filter`
+    // instructions that outlives the call; the kernel copies the program in and keeps no
+    // pointer to our memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER as libc::c_ulong,
+            SECCOMP_FILTER_FLAG_LOG | SECCOMP_FILTER_FLAG_TSYNC,
+            &prog as *const SockFprog,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        rc if rc > 0 => Err(io::Error::other(format!("thread {rc} could not take the filter"))),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 /// Moves this process into a fresh mount namespace (a copy of the current one), so mounts made
 /// after it are seen by this process and its children only.
 pub fn unshare_mount() -> io::Result<()> {

@@ -124,13 +124,29 @@ fn api_socket_adds_lists_and_removes_a_guest_forward_live() {
     };
     let sock = lab.dir.join("api.sock");
     let netns = format!("/run/netns/{}", lab.guest);
-    let p = lab.slirp(&["attach", "--netns", &netns, "--configure", "--api-socket", sock.to_str().unwrap()]);
+    let start = |lab: &mut Lab, sandbox: &str| {
+        let args = ["attach", "--netns", &netns, "--configure", "--sandbox", sandbox, "--api-socket"];
+        let p = lab.slirp(&[&args[..], &[sock.to_str().unwrap()]].concat());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&sock).is_err() {
+            assert!(Instant::now() < deadline, "no API socket: {}", lab.stderr_of(p));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p
+    };
+    // In the sandbox (the default) a command target could never run: refused, and said why.
+    let p = start(&mut lab, "full");
+    let refused = api(
+        &sock,
+        r#"{"execute":"add_guestfwd","arguments":{"guest_addr":"10.0.2.210","guest_port":5000,"target":"cmd:tr a-z A-Z"}}"#,
+    );
+    assert!(refused["error"]["desc"].as_str().unwrap().contains("sandbox"), "{refused}");
+    assert_eq!(api(&sock, r#"{"execute":"list_guestfwd"}"#), json!({"entries":[]}));
+    let (status, log) = lab.stop(p, Signal::TERM);
+    assert!(status.success(), "slirp exited {status:?}: {log}");
+
+    let p = start(&mut lab, "off");
     lab.wait_for_guest_link("tap0");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while UnixStream::connect(&sock).is_err() {
-        assert!(Instant::now() < deadline, "no API socket: {}", lab.stderr_of(p));
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let guest = lab.guest.clone();
     let ask = |lab: &Lab| {
         lab.exec_in(&guest, &["sh", "-c", "echo api guestfwd | socat -T 3 - TCP:10.0.2.210:5000,connect-timeout=2"])

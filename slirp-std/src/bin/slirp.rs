@@ -4,6 +4,8 @@
 //! slirp attach [OPTIONS] --netns PATH|PID     connect an existing namespace through a TAP
 //! slirp run [OPTIONS] -- COMMAND...           run COMMAND in a fresh namespace on our network
 //! slirp qemu [OPTIONS] --socket PATH          serve QEMU's -netdev stream socket
+//! slirp slirp4netns [OPTION]... PID|PATH TAP  slirp4netns' command line (also when run as
+//!                                             `slirp4netns`, through a link of that name)
 //! ```
 
 use std::ffi::OsString;
@@ -19,6 +21,7 @@ use slirp_std::api::ApiServer;
 use slirp_std::netlink::{configure_here, InterfaceSetup};
 use slirp_std::netns::{enter_new_netns, open_tap_here, recv_fd, send_fd};
 use slirp_std::options::{host_nameserver, parse_dns_upstream, parse_ipv6_prefix, FwdProto, Ipv6Prefix};
+use slirp_std::slirp4netns::Outbound;
 use slirp_std::{sys, Cidr, EventLoop, Exit, GuestLink, HostFwd, NetnsTarget, PcapWriter, StdHost};
 
 #[derive(Parser, Debug)]
@@ -37,6 +40,18 @@ enum Cmd {
     Run(RunArgs),
     /// Serve a QEMU guest on a unix socket (`-netdev stream,addr.type=unix,addr.path=PATH`).
     Qemu(QemuArgs),
+    /// Behave as slirp4netns 1.2: `slirp slirp4netns [OPTION]... PID|PATH TAPNAME` (the same
+    /// as running this binary through a link named `slirp4netns`; `slirp slirp4netns --help`).
+    #[command(name = "slirp4netns", disable_help_flag = true)]
+    Slirp4netns {
+        /// slirp4netns' options and operands.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        args: Vec<OsString>,
+    },
+    /// Internal: opens the TAP inside a namespace from a process of its own (to enter a user
+    /// namespace, which a multi-threaded process cannot).
+    #[command(name = "__tap-helper", hide = true)]
+    TapHelper(TapHelperArgs),
     /// Internal: the namespace side of `slirp run`.
     #[command(name = "__run-child", hide = true)]
     RunChild(RunChildArgs),
@@ -178,6 +193,31 @@ struct Common {
     /// Exit when descriptor FD is closed (or becomes readable).
     #[arg(long, value_name = "FD")]
     exit_fd: Option<i32>,
+    /// Do not forward the DNS alias's queries: the alias address is then unused (queries to it
+    /// are refused). slirp4netns' --disable-dns.
+    #[arg(long)]
+    disable_dns: bool,
+    /// Guest connections, UDP flows and pings over IPv4 leave from this local address, or from
+    /// this interface's first IPv4 address (looked up at start). slirp4netns' --outbound-addr.
+    #[arg(long, value_name = "ADDR|INTERFACE", value_parser = |s: &str| Outbound::parse(false, s))]
+    outbound_addr: Option<Outbound>,
+    /// The same for IPv6. slirp4netns' --outbound-addr6.
+    #[arg(long, value_name = "ADDR|INTERFACE", value_parser = |s: &str| Outbound::parse(true, s))]
+    outbound_addr6: Option<Outbound>,
+    /// How much the process gives up once set up: full (the default: an empty filesystem root
+    /// in a mount namespace of its own, no capabilities but those still needed, no new
+    /// privileges, a seccomp allowlist of system calls), no-seccomp (all but the filter),
+    /// seccomp-only (no new privileges and the filter), or off. Guest forwards that run
+    /// commands or reach unix sockets keep the filesystem (and commands get no filter).
+    #[arg(long, value_name = "LEVEL", default_value = "full", value_parser = ["full", "no-seccomp", "seccomp-only", "off"])]
+    sandbox: String,
+    /// The same as --sandbox off (for debugging).
+    #[arg(long)]
+    no_sandbox: bool,
+    /// A system call outside the sandbox's allowlist kills the process (by default it fails
+    /// with ENOSYS and the kernel logs it).
+    #[arg(long)]
+    seccomp_kill: bool,
 }
 
 #[derive(Args, Debug)]
@@ -193,11 +233,46 @@ struct AttachArgs {
     /// (for `ip netns exec NAME`: /etc/netns/NAME/resolv.conf).
     #[arg(long, short = 'c')]
     configure: bool,
-    /// Name of the TAP interface to create.
+    /// Name of the TAP interface to create (or to attach to, if the namespace has one).
     #[arg(long, default_value = "tap0")]
     ifname: String,
+    /// Enter this user namespace (the one owning the network namespace) to create the TAP: what
+    /// an unprivileged user needs for a rootless container's namespace. slirp4netns'
+    /// --userns-path.
+    #[arg(long, value_name = "PATH")]
+    userns: Option<PathBuf>,
+    /// With --configure, give the interface this MAC address.
+    #[arg(long, value_name = "MAC", value_parser = |s: &str| slirp_std::slirp4netns::parse_mac(s).ok_or_else(|| format!("{s:?} is not a MAC address like 02:00:00:00:00:01")), requires = "configure")]
+    macaddress: Option<[u8; 6]>,
+    /// slirp4netns mode: forwards that name no guest address go to .100 (and ::100), configured
+    /// here or not (the caller configures the interface as slirp4netns' users do).
+    #[arg(long, hide = true)]
+    slirp4netns_defaults: bool,
     #[command(flatten)]
     common: Common,
+}
+
+#[derive(Args, Debug)]
+struct TapHelperArgs {
+    #[arg(long)]
+    ctl_fd: i32,
+    #[arg(long)]
+    netns: PathBuf,
+    #[arg(long)]
+    userns: Option<PathBuf>,
+    #[arg(long)]
+    ifname: String,
+    /// Configure: address/prefix, gateway, MTU.
+    #[arg(long, requires_all = ["gateway", "mtu"])]
+    address: Option<String>,
+    #[arg(long)]
+    gateway: Option<Ipv4Addr>,
+    #[arg(long)]
+    mtu: Option<u16>,
+    #[arg(long)]
+    ipv6: Option<String>,
+    #[arg(long, value_parser = |s: &str| slirp_std::slirp4netns::parse_mac(s).ok_or_else(|| "bad MAC".to_string()))]
+    mac: Option<[u8; 6]>,
 }
 
 #[derive(Args, Debug)]
@@ -260,6 +335,11 @@ impl<E: std::fmt::Display> From<E> for Fail {
 
 fn main() -> ExitCode {
     sys::tune_malloc();
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_default();
+    if Path::new(&argv0).file_name().is_some_and(|n| n == "slirp4netns") {
+        return slirp4netns_main(&argv.collect::<Vec<_>>());
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -286,6 +366,8 @@ fn main() -> ExitCode {
         Cmd::Run(r) => run(r),
         Cmd::Qemu(q) => qemu(q),
         Cmd::RunChild(c) => run_child(c),
+        Cmd::Slirp4netns { args } => return slirp4netns_main(&args),
+        Cmd::TapHelper(t) => tap_helper(t),
     };
     match result {
         Ok(code) => code,
@@ -408,7 +490,67 @@ fn parse_tcp_buffer(s: &str) -> Result<usize, String> {
 }
 
 fn dns_upstream(c: &Common) -> Option<SocketAddr> {
+    if c.disable_dns {
+        return None;
+    }
     c.dns_upstream.or_else(|| host_nameserver(Path::new("/etc/resolv.conf")))
+}
+
+/// What the sandbox keeps, from the options (`None`: no sandbox).
+fn sandbox_policy(c: &Common, guestfwds: &[slirp_std::options::GuestFwd]) -> Option<slirp_std::sandbox::Policy> {
+    use slirp_std::host::GuestForwardTarget as T;
+    let level = if c.no_sandbox { "off" } else { c.sandbox.as_str() };
+    if level == "off" {
+        return None;
+    }
+    let run_commands = guestfwds.iter().any(|g| matches!(g.target, T::Command(_) | T::Pty(_)));
+    let unix = guestfwds.iter().any(|g| matches!(g.target, T::Unix(_)));
+    Some(slirp_std::sandbox::Policy {
+        keep_filesystem: run_commands || unix || level == "seccomp-only",
+        keep_capabilities: level == "seccomp-only",
+        run_commands,
+        runtime_forwards: c.api_socket.is_some(),
+        no_seccomp: level == "no-seccomp",
+        kill: c.seccomp_kill,
+    })
+}
+
+/// Enters the sandbox, if asked for; call it last before serving.
+fn enter_sandbox(policy: Option<slirp_std::sandbox::Policy>) -> Result<(), Fail> {
+    let Some(policy) = policy else {
+        log::info!("sandbox off");
+        return Ok(());
+    };
+    if policy.run_commands {
+        log::warn!("sandbox: --guestfwd runs commands: the filesystem is kept and no seccomp filter is installed");
+    } else if policy.keep_filesystem && !policy.keep_capabilities {
+        log::info!("sandbox: --guestfwd unix: needs the filesystem: it is kept");
+    }
+    let done =
+        slirp_std::sandbox::enter(policy).map_err(|e| Fail(format!("{e} (--no-sandbox runs without the sandbox)")))?;
+    log::info!("sandbox: {done}");
+    Ok(())
+}
+
+/// The outbound addresses asked for, interfaces looked up.
+fn outbound_addresses(c: &Common) -> Result<(Option<Ipv4Addr>, Option<std::net::Ipv6Addr>), Fail> {
+    let v4 = match &c.outbound_addr {
+        None => None,
+        Some(o) => match slirp_std::slirp4netns::resolve_outbound(o, false) {
+            Ok(IpAddr::V4(a)) => Some(a),
+            Ok(IpAddr::V6(a)) => return Err(Fail(format!("--outbound-addr: {a} is not an IPv4 address"))),
+            Err(e) => return Err(Fail(format!("--outbound-addr: {e}"))),
+        },
+    };
+    let v6 = match &c.outbound_addr6 {
+        None => None,
+        Some(o) => match slirp_std::slirp4netns::resolve_outbound(o, true) {
+            Ok(IpAddr::V6(a)) => Some(a),
+            Ok(IpAddr::V4(a)) => return Err(Fail(format!("--outbound-addr6: {a} is not an IPv6 address"))),
+            Err(e) => return Err(Fail(format!("--outbound-addr6: {e}"))),
+        },
+    };
+    Ok((v4, v6))
 }
 
 fn inherited(fd: Option<i32>, flag: &str) -> Result<Option<OwnedFd>, Fail> {
@@ -424,6 +566,8 @@ struct Prepared {
     exit_fd: Option<OwnedFd>,
     ready_fd: Option<OwnedFd>,
     api: Option<ApiServer>,
+    outbound: (Option<Ipv4Addr>, Option<std::net::Ipv6Addr>),
+    sandbox: Option<slirp_std::sandbox::Policy>,
 }
 
 fn prepare(c: &Common) -> Result<Prepared, Fail> {
@@ -445,7 +589,11 @@ fn prepare(c: &Common) -> Result<Prepared, Fail> {
                 .map_err(|e| Fail(format!("--api-socket {}: {e}", path.display())))
         })
         .transpose()?;
+    let outbound = outbound_addresses(c)?;
+    let sandbox = sandbox_policy(c, &guestfwds);
     Ok(Prepared {
+        outbound,
+        sandbox,
         config,
         hostfwds,
         guestfwds,
@@ -462,6 +610,7 @@ fn prepare(c: &Common) -> Result<Prepared, Fail> {
 fn build_loop(c: &Common, p: Prepared, link: GuestLink, default_guest: Ipv4Addr) -> Result<EventLoop<'static>, Fail> {
     match p.dns_upstream {
         Some(a) => log::info!("DNS upstream {a}"),
+        None if c.disable_dns => log::info!("--disable-dns: the DNS alias refuses queries"),
         None => log::info!("no DNS upstream: /etc/resolv.conf has no nameserver; the DNS alias refuses queries"),
     }
     // One host socket per TCP connection and UDP mapping, plus forwards, the link, the event
@@ -475,6 +624,15 @@ fn build_loop(c: &Common, p: Prepared, link: GuestLink, default_guest: Ipv4Addr)
         _ => {}
     }
     let mut host = StdHost::new(p.dns_upstream);
+    if p.outbound != (None, None) {
+        let show = |a: Option<String>| a.unwrap_or_else(|| "by route".into());
+        log::info!(
+            "outbound addresses: IPv4 {}, IPv6 {}",
+            show(p.outbound.0.map(|a| a.to_string())),
+            show(p.outbound.1.map(|a| a.to_string()))
+        );
+        host.set_outbound(p.outbound.0, p.outbound.1);
+    }
     if let Some(dir) = &c.tftp {
         host.set_tftp_root(dir).map_err(|e| Fail(format!("--tftp {}: {e}", dir.display())))?;
         log::info!("TFTP: serving {} on {}:69", dir.display(), p.config.gateway);
@@ -513,6 +671,9 @@ fn build_loop(c: &Common, p: Prepared, link: GuestLink, default_guest: Ipv4Addr)
     }
     if let Some(mut api) = p.api {
         api.set_default_guest(default_guest);
+        // In the sandbox, commands and unix socket paths are out of reach unless a --guestfwd
+        // rule kept them.
+        api.set_local_targets(p.sandbox.is_none_or(|s| s.run_commands));
         log::info!("control API on {}", api.path().display());
         ev.serve_api(api)?;
     }
@@ -549,25 +710,38 @@ fn attach(a: AttachArgs) -> Result<ExitCode, Fail> {
     init_logging(a.common.log_level.as_deref(), log::LevelFilter::Info);
     let target = a.netns.or(a.target).ok_or_else(|| Fail("missing --netns".into()))?;
     let prepared = prepare(&a.common)?;
-    let ns = target.open()?;
+    let policy = prepared.sandbox;
     let setup = InterfaceSetup {
         address: a.common.cidr.guest_address(),
         prefix_len: a.common.cidr.prefix_len,
         gateway: prepared.config.gateway,
         mtu: a.common.mtu,
         ipv6: a.common.ipv6.then(|| a.common.ipv6_prefix.guest_setup()),
+        mac: a.macaddress,
     };
     let configure = a.configure;
-    let (tap, name) = ns.run_inside(|| {
-        let (tap, name) = open_tap_here(&a.ifname)?;
-        if configure {
-            configure_here(&name, &setup, false)?;
+    let (tap, name, where_) = match &a.userns {
+        // Entering a user namespace takes a single-threaded process: a helper of our own.
+        Some(userns) => {
+            let (tap, name) = open_tap_in_helper(&target.path(), userns, &a.ifname, configure.then_some(&setup))?;
+            (tap, name, target.to_string())
         }
-        Ok((tap, name))
-    })?;
+        None => {
+            let ns = target.open()?;
+            let (tap, name) = ns.run_inside(|| {
+                let (tap, name) = open_tap_here(&a.ifname)?;
+                if configure {
+                    configure_here(&name, &setup, true)?;
+                }
+                Ok((tap, name))
+            })?;
+            // Hold no reference to the namespace: when its last process goes, it must be free
+            // to die.
+            (tap, name, ns.name().to_string())
+        }
+    };
     log::info!(
-        "attached {name} in {}{}",
-        ns.name(),
+        "attached {name} in {where_}{}",
         if configure {
             let v6 = setup.ipv6.map(|(a, l, r)| format!(", {a}/{l} via {r}")).unwrap_or_default();
             format!(" (configured {}/{} via {}{v6})", setup.address, setup.prefix_len, setup.gateway)
@@ -575,12 +749,195 @@ fn attach(a: AttachArgs) -> Result<ExitCode, Fail> {
             String::new()
         }
     );
-    // Hold no reference to the namespace: when its last process goes, it must be free to die.
-    drop(ns);
-    let default_guest = if configure { setup.address } else { Ipv4Addr::UNSPECIFIED };
+    let default_guest = if configure || a.slirp4netns_defaults { setup.address } else { Ipv4Addr::UNSPECIFIED };
     let ev = build_loop(&a.common, prepared, GuestLink::datagram(tap)?, default_guest)?;
+    enter_sandbox(policy)?;
     serve(ev)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens (creating it if needed) TAP `ifname` in network namespace `netns`, from a helper
+/// process that first enters user namespace `userns` (unless it is ours already), and
+/// configures it when `setup` is given. Returns the TAP and its name.
+fn open_tap_in_helper(
+    netns: &Path,
+    userns: &Path,
+    ifname: &str,
+    setup: Option<&InterfaceSetup>,
+) -> Result<(OwnedFd, String), Fail> {
+    let (ctl, child_end) = std::os::unix::net::UnixStream::pair()?;
+    // A copy without close-on-exec, so the helper inherits it; ours is closed after spawn.
+    let inheritable = rustix::io::dup(&child_end)?;
+    drop(child_end);
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("__tap-helper")
+        .arg("--ctl-fd")
+        .arg(inheritable.as_raw_fd().to_string())
+        .arg("--netns")
+        .arg(netns)
+        .arg("--userns")
+        .arg(userns)
+        .arg("--ifname")
+        .arg(ifname);
+    if let Some(s) = setup {
+        cmd.arg("--address").arg(format!("{}/{}", s.address, s.prefix_len));
+        cmd.arg("--gateway").arg(s.gateway.to_string()).arg("--mtu").arg(s.mtu.to_string());
+        if let Some((a, l, _)) = s.ipv6 {
+            cmd.arg("--ipv6").arg(format!("{a}/{l}"));
+        }
+        if let Some(m) = s.mac {
+            let m: Vec<String> = m.iter().map(|b| format!("{b:02x}")).collect();
+            cmd.arg("--mac").arg(m.join(":"));
+        }
+    }
+    let mut child = cmd.spawn().map_err(|e| Fail(format!("starting the TAP helper: {e}")))?;
+    drop(inheritable);
+    let got = recv_fd(&ctl);
+    let status = child.wait()?;
+    match got? {
+        Some((1, Some(tap))) if status.success() => Ok((tap, ifname.to_string())),
+        // The helper said why on stderr.
+        _ => Err(Fail(format!("could not open {ifname} in {} (helper {status})", netns.display()))),
+    }
+}
+
+/// The helper of [`open_tap_in_helper`].
+fn tap_helper(t: TapHelperArgs) -> Result<ExitCode, Fail> {
+    let ctl = std::os::unix::net::UnixStream::from(sys::take_inherited_fd(t.ctl_fd)?);
+    if let Some(userns) = &t.userns {
+        slirp_std::netns::enter_user_namespace(userns)?;
+    }
+    slirp_std::netns::enter_network_namespace(&t.netns)?;
+    let (tap, name) = open_tap_here(&t.ifname)?;
+    if let (Some(address), Some(gateway), Some(mtu)) = (&t.address, t.gateway, t.mtu) {
+        let cidr = |s: &str| -> Option<(String, u8)> {
+            let (a, l) = s.split_once('/')?;
+            Some((a.to_string(), l.parse().ok()?))
+        };
+        let (a, len) = cidr(address).ok_or_else(|| Fail(format!("bad --address {address}")))?;
+        let ipv6 = match &t.ipv6 {
+            Some(v) => {
+                let (a6, l6) = cidr(v).ok_or_else(|| Fail(format!("bad --ipv6 {v}")))?;
+                Some((a6.parse()?, l6, slirp_core::Ipv6Config::LINK_LOCAL_GATEWAY))
+            }
+            None => None,
+        };
+        let setup = InterfaceSetup { address: a.parse()?, prefix_len: len, gateway, mtu, ipv6, mac: t.mac };
+        configure_here(&name, &setup, true)?;
+    }
+    send_fd(&ctl, &tap, 1)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs as slirp4netns 1.2 (see [`slirp_std::slirp4netns`]): its command line, its messages
+/// and exit codes, on top of `attach`.
+fn slirp4netns_main(args: &[OsString]) -> ExitCode {
+    use slirp_std::slirp4netns::{self as s4, Parsed};
+    let a = match s4::parse(args) {
+        Ok(Parsed::Help) => {
+            print!("{}", s4::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            print!("{}", s4::version_text());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            if let Some(m) = e.message {
+                eprintln!("{m}");
+            }
+            print!("{}", s4::USAGE);
+            return ExitCode::FAILURE;
+        }
+        Ok(Parsed::Run(a)) => a,
+    };
+    let mut argv: Vec<OsString> = vec!["slirp".into(), "attach".into(), "--slirp4netns-defaults".into()];
+    let mut push = |k: &str, v: Option<String>| {
+        argv.push(k.into());
+        if let Some(v) = v {
+            argv.push(v.into());
+        }
+    };
+    match &a.target {
+        NetnsTarget::Pid(pid) => push("--netns", Some(pid.to_string())),
+        NetnsTarget::Path(p) => {
+            // A path of digits alone would read as a process id.
+            let p = if p.is_relative() { Path::new(".").join(p) } else { p.clone() };
+            argv.push("--netns".into());
+            argv.push(p.into_os_string());
+        }
+    }
+    let mut push = |k: &str, v: Option<String>| {
+        argv.push(k.into());
+        if let Some(v) = v {
+            argv.push(v.into());
+        }
+    };
+    push("--ifname", Some(a.tapname.clone()));
+    push("--mtu", Some(a.mtu.to_string()));
+    push("--cidr", Some(a.cidr.to_string()));
+    if a.configure {
+        push("--configure", None);
+    }
+    if let Some(fd) = a.exit_fd {
+        push("--exit-fd", Some(fd.to_string()));
+    }
+    if let Some(fd) = a.ready_fd {
+        push("--ready-fd", Some(fd.to_string()));
+    }
+    if a.enable_ipv6 {
+        push("--ipv6", None);
+    }
+    if a.disable_host_loopback {
+        push("--disable-host-loopback", None);
+    }
+    if a.disable_dns {
+        push("--disable-dns", None);
+    }
+    let outbound = |o: &Outbound| match o {
+        Outbound::Addr(a) => a.to_string(),
+        Outbound::Interface(i) => i.clone(),
+    };
+    if let Some(o) = &a.outbound_addr {
+        push("--outbound-addr", Some(outbound(o)));
+    }
+    if let Some(o) = &a.outbound_addr6 {
+        push("--outbound-addr6", Some(outbound(o)));
+    }
+    if let Some(m) = a.macaddress {
+        let m: Vec<String> = m.iter().map(|b| format!("{b:02x}")).collect();
+        push("--macaddress", Some(m.join(":")));
+    }
+    let sandbox = match (a.enable_sandbox, a.enable_seccomp) {
+        (true, true) => "full",
+        (true, false) => "no-seccomp",
+        (false, true) => "seccomp-only",
+        (false, false) => "off",
+    };
+    push("--sandbox", Some(sandbox.into()));
+    if let Some(p) = &a.api_socket {
+        argv.push("--api-socket".into());
+        argv.push(p.clone().into_os_string());
+    }
+    if let Some(u) = &a.userns {
+        argv.push("--userns".into());
+        argv.push(u.clone().into_os_string());
+    }
+    let attach_args = match Cli::try_parse_from(&argv) {
+        Ok(Cli { command: Cmd::Attach(x) }) => x,
+        Ok(_) => unreachable!("the argument vector names `attach`"),
+        Err(e) => {
+            eprintln!("slirp4netns: {}", e.render().to_string().lines().next().unwrap_or_default());
+            return ExitCode::FAILURE;
+        }
+    };
+    match attach(attach_args) {
+        Ok(code) => code,
+        Err(Fail(msg)) => {
+            eprintln!("slirp4netns: {msg}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn qemu(q: QemuArgs) -> Result<ExitCode, Fail> {
@@ -588,7 +945,9 @@ fn qemu(q: QemuArgs) -> Result<ExitCode, Fail> {
     let prepared = prepare(&q.common)?;
     let link = GuestLink::qemu_server(&q.socket)?;
     log::info!("waiting for a QEMU guest on {}", q.socket.display());
+    let policy = prepared.sandbox;
     let ev = build_loop(&q.common, prepared, link, Ipv4Addr::UNSPECIFIED)?;
+    enter_sandbox(policy)?;
     serve(ev)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -642,8 +1001,10 @@ fn run(r: RunArgs) -> Result<ExitCode, Fail> {
             return Ok(exit_code(status));
         }
     };
+    let policy = prepared.sandbox;
     let mut ev = build_loop(&r.common, prepared, GuestLink::datagram(tap)?, r.common.cidr.guest_address())?;
     ev.watch_child(child)?;
+    enter_sandbox(policy)?;
     // Let the command start.
     use std::io::Write;
     (&ctl).write_all(&[1])?;
@@ -665,6 +1026,7 @@ fn run_child(c: RunChildArgs) -> Result<ExitCode, Fail> {
         gateway: c.cidr.host(2),
         mtu: c.mtu,
         ipv6: c.ipv6.map(|p| p.guest_setup()),
+        mac: None,
     };
     let (tap, name) = open_tap_here(&c.ifname)?;
     configure_here(&name, &setup, true)?;
