@@ -142,7 +142,7 @@ fn proto_name(p: FwdProto) -> &'static str {
 
 /// Reads `{"execute": ..., "arguments": {...}}`.
 pub fn parse_request(v: &Value) -> Result<Request, ApiError> {
-    let obj = v.as_object().ok_or_else(|| ApiError::bad("the request must be a JSON object"))?;
+    let obj = v.as_object().ok_or_else(|| ApiError::bad("cannot parse JSON: the request must be a JSON object"))?;
     let execute = match obj.get("execute") {
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(ApiError::bad("\"execute\" must be a string")),
@@ -358,7 +358,9 @@ fn run<H: LoopHost>(req: &Request, cx: &mut Context<'_, '_, H>) -> Result<Value,
                 log::info!("api: removed forward {id}");
                 Ok(json!({ "return": {} }))
             }
-            Err(ForwardError::NotFound) => Err(ApiError::bad(format!("remove_hostfwd: no forward has id {id}"))),
+            Err(ForwardError::NotFound) => {
+                Err(ApiError::bad(format!("remove_hostfwd: bad arguments.id (no forward has id {id})")))
+            }
             Err(e) => Err(ApiError(format!("remove_hostfwd: {e}"))),
         },
         Request::ListConnections => {
@@ -591,7 +593,7 @@ impl RequestReader {
                     self.depth = 1;
                     Ok(false)
                 }
-                _ => Err(ApiError::bad("the request must be a JSON object")),
+                _ => Err(ApiError::bad("cannot parse JSON: the request must be a JSON object")),
             };
         }
         if self.in_string {

@@ -492,3 +492,101 @@ fn rootless_user_namespace_by_path_with_sandbox() {
     let (status, log) = lab.stop(p, rustix::process::Signal::TERM);
     assert!(status.success(), "exited {status:?}: {log}");
 }
+
+/// The same API requests to the real slirp4netns (where installed; CI installs it) and to us,
+/// side by side on two TAPs of one namespace: every answer has the same shape (same keys, same
+/// types, `error.desc` a string) and, where it says something definite (ids, entries,
+/// `{"return":{}}`), the same value.
+#[test]
+fn api_answers_match_the_real_slirp4netns() {
+    let Some(mut lab) = lab_with("api_answers_match_the_real_slirp4netns", &NAT_TOOLS) else {
+        return;
+    };
+    let real = match Command::new("slirp4netns").arg("--version").output() {
+        Ok(o) if o.status.success() => "slirp4netns".to_string(),
+        _ if std::env::var_os("CI").is_some() => panic!("slirp4netns is not installed (apt-get install slirp4netns)"),
+        _ => {
+            eprintln!("SKIPPED api_answers_match_the_real_slirp4netns: slirp4netns is not installed");
+            return;
+        }
+    };
+    let netns = format!("/run/netns/{}", lab.guest);
+    let ours_sock = lab.dir.join("ours.sock");
+    let real_sock = lab.dir.join("real.sock");
+    let ours = start(
+        &mut lab,
+        &["--netns-type=path".into(), "-a".into(), ours_sock.display().to_string(), netns.clone(), "tap0".into()],
+        None,
+    );
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &lab.host, &real, "--netns-type=path", "-a"]).arg(&real_sock).args([&netns, "tap1"]);
+    let theirs = lab.spawn(cmd);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(&ours_sock).is_err() || UnixStream::connect(&real_sock).is_err() {
+        assert!(Instant::now() < deadline, "no API sockets: {} / {}", lab.stderr_of(ours), lab.stderr_of(theirs));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Host ports differ between the two (one host namespace): ours are the real one's + 1000.
+    let requests = [
+        r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"127.0.0.1","host_port":PORT1,"guest_addr":"10.0.2.100","guest_port":80}}"#,
+        r#"{"execute":"add_hostfwd","arguments":{"proto":"udp","host_port":PORT2,"guest_port":53}}"#,
+        r#"{"execute":"list_hostfwd"}"#,
+        r#"{"execute":"remove_hostfwd","arguments":{"id":1}}"#,
+        r#"{"execute":"list_hostfwd"}"#,
+        r#"{"execute":"remove_hostfwd","arguments":{"id":99}}"#,
+        r#"{"execute":"add_hostfwd","arguments":{"proto":"sctp","host_port":PORT3,"guest_port":80}}"#,
+        r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","guest_port":80}}"#,
+        r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_port":PORT3}}"#,
+        r#"{"execute":"add_hostfwd","arguments":{"proto":"tcp","host_addr":"bogus","host_port":PORT3,"guest_port":80}}"#,
+        r#"{"execute":"no_such_command"}"#,
+        r#"{"no_execute":1}"#,
+        r#"not json at all"#,
+    ];
+    let fill = |req: &str, base: u16| {
+        req.replace("PORT1", &(base + 1).to_string())
+            .replace("PORT2", &(base + 2).to_string())
+            .replace("PORT3", &(base + 3).to_string())
+    };
+    let raw = |sock: &Path, req: &str| -> Value {
+        let mut s = UnixStream::connect(sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut line = String::new();
+        s.read_to_string(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{req}: {line:?}: {e}"))
+    };
+    fn shape(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+            Value::Array(a) => Value::Array(a.iter().map(shape).collect()),
+            Value::String(_) => json!("string"),
+            Value::Number(_) => json!("number"),
+            other => other.clone(),
+        }
+    }
+    for req in requests {
+        let theirs_v = raw(&real_sock, &fill(req, 21000));
+        let mut ours_v = raw(&ours_sock, &fill(req, 22000));
+        eprintln!("{req}\n  slirp4netns: {theirs_v}\n  ours:        {ours_v}");
+        assert_eq!(shape(&ours_v), shape(&theirs_v), "{req}: ours {ours_v} theirs {theirs_v}");
+        if let Some(desc) = theirs_v["error"]["desc"].as_str() {
+            // Our messages say more, after slirp4netns' own words.
+            let ours_desc = ours_v["error"]["desc"].as_str().unwrap();
+            assert!(ours_desc.starts_with(desc), "{req}: {ours_desc:?} does not start with {desc:?}");
+        } else {
+            // Definite answers are equal, host ports put back.
+            if let Some(entries) = ours_v.get_mut("entries").and_then(Value::as_array_mut) {
+                for e in entries {
+                    let p = e["host_port"].as_u64().unwrap();
+                    e["host_port"] = json!(p - 1000);
+                }
+            }
+            assert_eq!(ours_v, theirs_v, "{req}");
+        }
+    }
+    for p in [ours, theirs] {
+        let (status, log) = lab.stop(p, rustix::process::Signal::TERM);
+        assert!(status.success() || status.code().is_none(), "exited {status:?}: {log}");
+    }
+}
