@@ -217,6 +217,11 @@ fn by_pid_configured_with_cidr_mtu_mac_sandbox_ready_and_exit_fds() {
     assert_eq!(proc_status(slirp, "NoNewPrivs"), "1");
     let root = std::fs::read_dir(format!("/proc/{slirp}/root")).unwrap().count();
     assert_eq!(root, 0, "the sandbox's root is empty");
+    // Capabilities: only binding low ports (an API may add forwards) and raw ICMP (the lab's
+    // host namespace allows no ping sockets), as getpcaps tells.
+    let caps = text(&Command::new("getpcaps").arg(slirp.to_string()).output().unwrap().stdout);
+    let caps = caps.split_once(':').map_or("", |(_, c)| c).trim().to_string();
+    assert_eq!(caps, "cap_net_bind_service,cap_net_raw=ep", "getpcaps {slirp}");
 
     // A forward through the API: guest address defaults to .100 of --cidr.
     let added = api(
