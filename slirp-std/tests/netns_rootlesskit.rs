@@ -99,8 +99,12 @@ fn rootlesskit_with_our_slirp4netns_fetches_resolves_and_publishes_a_port() {
     chown(&lab.dir, uid, gid);
     chown(&work, uid, gid);
     let state = work.join("state");
+    // A copy, not a link: the user must be able to run it wherever the build lives (a
+    // checkout under /root is closed to others).
     let link = lab.dir.join("slirp4netns");
-    std::os::unix::fs::symlink(slirp_bin(), &link).unwrap();
+    std::fs::copy(slirp_bin(), &link).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&link, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = work.join("child.out");
     let done = work.join("done");
     let script = format!(

@@ -22,13 +22,16 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A link named `slirp4netns` to the binary under test, in `dir`.
+/// The binary under test as `dir/slirp4netns`: a copy, not a link, so that an unprivileged
+/// user can run it wherever the build lives (a checkout under /root is closed to others).
 fn slirp4netns_link(dir: &Path) -> PathBuf {
-    let link = dir.join("slirp4netns");
-    if !link.exists() {
-        std::os::unix::fs::symlink(slirp_bin(), &link).expect("symlink");
+    let copy = dir.join("slirp4netns");
+    if !copy.exists() {
+        std::fs::copy(slirp_bin(), &copy).expect("copy of the binary");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
-    link
+    copy
 }
 
 /// Starts `slirp4netns ARGS` in the lab's host namespace, as user `uid` when given.

@@ -770,6 +770,9 @@ fn open_tap_in_helper(
     let inheritable = rustix::io::dup(&child_end)?;
     drop(child_end);
     let mut cmd = Command::new(std::env::current_exe()?);
+    // Named `slirp` whatever this binary is called (a copy named slirp4netns would otherwise
+    // read the helper's arguments as slirp4netns's).
+    cmd.arg0("slirp");
     cmd.arg("__tap-helper")
         .arg("--ctl-fd")
         .arg(inheritable.as_raw_fd().to_string())
@@ -972,6 +975,7 @@ fn run(r: RunArgs) -> Result<ExitCode, Fail> {
     drop(child_end);
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
+    cmd.arg0("slirp");
     cmd.arg("__run-child")
         .arg("--ctl-fd")
         .arg(inheritable.as_raw_fd().to_string())
